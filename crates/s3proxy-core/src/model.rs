@@ -1,0 +1,326 @@
+//! The object model: metadata, option structs and results of [`crate::Backend`] calls.
+
+use crate::{ByteRange, ByteStream, Conditions, ObjectKey, UploadId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// Prefix of internal metadata keys. Internal metadata belongs to s3proxy's own layers
+/// (encryption headers, version stamps); it is stored with the object but never shown to
+/// clients.
+pub const INTERNAL_PREFIX: &str = "s3proxy-";
+
+/// Largest total size of user metadata (names plus values) that S3 accepts, in bytes.
+pub const MAX_USER_METADATA: usize = 2048;
+
+/// A bucket as listed by ListBuckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketInfo {
+    /// The bucket's name.
+    pub name: String,
+    /// When the bucket was created.
+    pub created: SystemTime,
+}
+
+/// The standard HTTP content headers S3 stores with an object and returns on GET/HEAD.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentHeaders {
+    /// `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    /// `Content-Language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// `Cache-Control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Expires`, kept verbatim as the client sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// Everything a client (or a layer) sets on an object besides its data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMetadata {
+    /// Standard content headers.
+    #[serde(default)]
+    pub headers: ContentHeaders,
+    /// User metadata (`x-amz-meta-*`), names lowercased, without the prefix.
+    #[serde(default)]
+    pub user: BTreeMap<String, String>,
+    /// Metadata reserved for s3proxy's own layers (names start with [`INTERNAL_PREFIX`]).
+    /// A backend stores it like user metadata; the HTTP layer never exposes it.
+    #[serde(default)]
+    pub internal: BTreeMap<String, String>,
+}
+
+impl ObjectMetadata {
+    /// Total size of user metadata as S3 counts it: names plus values, in bytes.
+    pub fn user_size(&self) -> usize {
+        self.user.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// What a backend knows about a stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object's key.
+    pub key: ObjectKey,
+    /// Size of the object's data in bytes.
+    pub size: u64,
+    /// The entity tag, without quotes: the hex MD5 of the data for single PUTs, or
+    /// `md5-of-part-md5s-N` for multipart uploads.
+    pub etag: String,
+    /// When the object was last written.
+    pub last_modified: SystemTime,
+    /// Headers, user and internal metadata.
+    pub metadata: ObjectMetadata,
+}
+
+/// A streaming body with a length known in advance, as S3 requires for PUT.
+pub struct Body {
+    /// The bytes, in order.
+    pub stream: ByteStream,
+    /// The exact number of bytes `stream` yields; a backend fails the write with
+    /// [`crate::Error::IncompleteBody`] when the stream ends early or runs long.
+    pub length: u64,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body").field("length", &self.length).finish()
+    }
+}
+
+/// Options of [`crate::Backend::put_object`].
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// Headers and metadata to store with the object.
+    pub metadata: ObjectMetadata,
+    /// The MD5 the client sent in `Content-MD5`; the write fails with
+    /// [`crate::Error::BadDigest`] and stores nothing when the data does not match.
+    pub content_md5: Option<[u8; 16]>,
+}
+
+/// Options of [`crate::Backend::get_object`] and [`crate::Backend::head_object`].
+#[derive(Clone, Debug, Default)]
+pub struct GetOptions {
+    /// Only these bytes (GET only; HEAD ignores it).
+    pub range: Option<ByteRange>,
+    /// Conditional request headers.
+    pub conditions: Conditions,
+}
+
+/// The result of a GET: metadata, the byte range served and the data.
+pub struct GetResult {
+    /// The whole object's metadata (its `size` is the whole object's size).
+    pub info: ObjectInfo,
+    /// The inclusive byte range the body covers, when a range was requested.
+    pub range: Option<(u64, u64)>,
+    /// The data.
+    pub body: ByteStream,
+}
+
+impl GetResult {
+    /// Number of bytes `body` yields.
+    pub fn content_length(&self) -> u64 {
+        match self.range {
+            Some((start, end)) => end - start + 1,
+            None => self.info.size,
+        }
+    }
+}
+
+/// The result of a successful write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutResult {
+    /// The new object's ETag, without quotes.
+    pub etag: String,
+    /// When the object was written.
+    pub last_modified: SystemTime,
+}
+
+/// Whether CopyObject keeps the source's metadata or takes new metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MetadataDirective {
+    /// Keep the source object's headers and user metadata.
+    #[default]
+    Copy,
+    /// Use the given headers and user metadata instead.
+    Replace(ObjectMetadata),
+}
+
+/// Options of [`crate::Backend::copy_object`].
+#[derive(Clone, Debug, Default)]
+pub struct CopyOptions {
+    /// COPY or REPLACE the metadata.
+    pub directive: MetadataDirective,
+    /// Conditions on the source (`x-amz-copy-source-if-*`).
+    pub source_conditions: Conditions,
+}
+
+/// Options of [`crate::Backend::list_objects`].
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Roll keys up into common prefixes at the first occurrence of this after the prefix.
+    pub delimiter: Option<String>,
+    /// Only keys (and common prefixes) strictly after this (marker, start-after, or the
+    /// position a continuation token encodes).
+    pub start_after: Option<String>,
+    /// At most this many keys plus common prefixes (S3 caps it at 1000).
+    pub max_keys: usize,
+}
+
+/// One object in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectSummary {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Last write time.
+    pub last_modified: SystemTime,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListResult {
+    /// Objects, in UTF-8 byte order of their keys.
+    pub objects: Vec<ObjectSummary>,
+    /// Common prefixes (each ends with the delimiter), in order.
+    pub common_prefixes: Vec<String>,
+    /// Whether more entries follow.
+    pub is_truncated: bool,
+    /// When truncated: the last key or common prefix of this page; the next page starts
+    /// after it.
+    pub next_marker: Option<String>,
+}
+
+/// Options of [`crate::Backend::create_multipart_upload`].
+#[derive(Clone, Debug, Default)]
+pub struct MultipartOptions {
+    /// Headers and metadata the completed object will carry.
+    pub metadata: ObjectMetadata,
+}
+
+/// Options of [`crate::Backend::upload_part`].
+#[derive(Clone, Debug, Default)]
+pub struct PartOptions {
+    /// The MD5 the client sent in `Content-MD5`.
+    pub content_md5: Option<[u8; 16]>,
+}
+
+/// A part as named in CompleteMultipartUpload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// Part number, 1 to 10000.
+    pub part_number: u32,
+    /// The ETag UploadPart returned for it, without quotes.
+    pub etag: String,
+}
+
+/// A part as listed by ListParts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartInfo {
+    /// Part number.
+    pub part_number: u32,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the part was uploaded.
+    pub last_modified: SystemTime,
+}
+
+/// Options of [`crate::Backend::list_parts`].
+#[derive(Clone, Debug, Default)]
+pub struct ListPartsOptions {
+    /// Only parts with a number above this.
+    pub part_number_marker: u32,
+    /// At most this many parts.
+    pub max_parts: usize,
+}
+
+/// One page of ListParts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPartsResult {
+    /// Parts in ascending order.
+    pub parts: Vec<PartInfo>,
+    /// Whether more parts follow.
+    pub is_truncated: bool,
+    /// When truncated, the marker for the next page.
+    pub next_part_number_marker: Option<u32>,
+}
+
+/// An upload in progress, as listed by ListMultipartUploads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// The key the upload writes.
+    pub key: String,
+    /// The upload id.
+    pub upload_id: UploadId,
+    /// When the upload was created.
+    pub initiated: SystemTime,
+}
+
+/// Options of [`crate::Backend::list_multipart_uploads`].
+#[derive(Clone, Debug, Default)]
+pub struct ListUploadsOptions {
+    /// Only uploads of keys starting with this.
+    pub prefix: String,
+    /// At most this many uploads.
+    pub max_uploads: usize,
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListUploadsResult {
+    /// Uploads, ordered by key then initiation time.
+    pub uploads: Vec<UploadInfo>,
+    /// Whether more uploads follow.
+    pub is_truncated: bool,
+}
+
+/// The outcome of one key of a DeleteObjects request.
+#[derive(Debug)]
+pub struct DeleteOutcome {
+    /// The key.
+    pub key: ObjectKey,
+    /// `Ok` when deleted (or already absent), else why not.
+    pub result: crate::Result<()>,
+}
+
+/// S3's smallest part size for every part but the last: 5 MiB.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest single PUT: 5 GiB.
+pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's largest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// The S3 multipart ETag: MD5 over the concatenated binary MD5s of the parts, then `-N`.
+///
+/// ```
+/// let etag = s3proxy_core::multipart_etag(["d41d8cd98f00b204e9800998ecf8427e"]).unwrap();
+/// assert!(etag.ends_with("-1"));
+/// ```
+pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> crate::Result<String> {
+    use md5::{Digest, Md5};
+    let mut hasher = Md5::new();
+    let mut count = 0usize;
+    for etag in part_etags {
+        let raw = hex::decode(etag.trim_matches('"')).map_err(|_| crate::Error::InvalidPart)?;
+        hasher.update(&raw);
+        count += 1;
+    }
+    Ok(format!("{}-{}", hex::encode(hasher.finalize()), count))
+}

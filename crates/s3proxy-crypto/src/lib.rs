@@ -1,0 +1,1 @@
+//! Encryption layer of s3proxy (see docs/FORMAT.md).
