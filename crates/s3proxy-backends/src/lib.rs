@@ -1,1 +1,29 @@
-//! Backends.
+//! # s3proxy-backends
+//!
+//! Storage engines behind s3proxy, each an implementation of [`s3proxy_core::Backend`]:
+//!
+//! - [`Memory`]: everything in process memory; for tests and as a fast backend for
+//!   benchmarks.
+//! - [`Filesystem`]: objects as files under a directory; the embedded default. Every key S3
+//!   accepts is stored (names are hashed, so `a`, `a/` and `a/b` coexist and no key can
+//!   reach outside its bucket), and writes are atomic and crash-safe.
+//!
+//! [`conformance`] is the behaviour suite every backend must pass.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use s3proxy_core::{Backend, BucketName};
+//! use s3proxy_backends::Memory;
+//! let backend = Memory::new("mem");
+//! backend.create_bucket(&BucketName::new("demo").unwrap()).await.unwrap();
+//! assert_eq!(backend.list_buckets().await.unwrap()[0].name, "demo");
+//! # });
+//! ```
+
+mod common;
+pub mod conformance;
+mod filesystem;
+mod memory;
+
+pub use filesystem::Filesystem;
+pub use memory::Memory;

@@ -23,7 +23,9 @@ pub enum Error {
     #[error("The specified key does not exist.")]
     NoSuchKey,
     /// The multipart upload does not exist (aborted, completed, or never created).
-    #[error("The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.")]
+    #[error(
+        "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed."
+    )]
     NoSuchUpload,
     /// CreateBucket on a bucket that already exists (and is ours).
     #[error("Your previous request to create the named bucket succeeded and you already own it.")]
@@ -71,16 +73,22 @@ pub enum Error {
     #[error("Your proposed upload is smaller than the minimum allowed object size.")]
     EntityTooSmall,
     /// A part listed in CompleteMultipartUpload is missing or its ETag differs.
-    #[error("One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.")]
+    #[error(
+        "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag."
+    )]
     InvalidPart,
     /// Parts in CompleteMultipartUpload are not in ascending order.
-    #[error("The list of parts was not in ascending order. The parts list must be specified in order by part number.")]
+    #[error(
+        "The list of parts was not in ascending order. The parts list must be specified in order by part number."
+    )]
     InvalidPartOrder,
     /// User metadata above S3's 2 KB limit.
     #[error("Your metadata headers exceed the maximum allowed metadata size.")]
     MetadataTooLarge,
     /// The XML body is not well formed or not valid against the schema.
-    #[error("The XML you provided was not well-formed or did not validate against our published schema.")]
+    #[error(
+        "The XML you provided was not well-formed or did not validate against our published schema."
+    )]
     MalformedXml,
     /// Access denied (no or bad credentials).
     #[error("{0}")]
@@ -89,7 +97,9 @@ pub enum Error {
     #[error("The AWS Access Key Id you provided does not exist in our records.")]
     InvalidAccessKeyId,
     /// The signature does not match the request.
-    #[error("The request signature we calculated does not match the signature you provided. Check your key and signing method.")]
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+    )]
     SignatureDoesNotMatch,
     /// The request time differs too much from the server's clock.
     #[error("The difference between the request time and the server's time is too large.")]
@@ -107,7 +117,9 @@ pub enum Error {
     #[error("Please reduce your request rate.")]
     SlowDown,
     /// The client was too slow sending the request.
-    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    #[error(
+        "Your socket connection to the server was not read from or written to within the timeout period."
+    )]
     RequestTimeout,
     /// Stored data failed authentication or is otherwise unreadable.
     #[error("stored data failed verification: {0}")]

@@ -94,7 +94,9 @@ pub struct Body {
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Body").field("length", &self.length).finish()
+        f.debug_struct("Body")
+            .field("length", &self.length)
+            .finish()
     }
 }
 

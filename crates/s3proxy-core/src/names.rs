@@ -95,7 +95,9 @@ impl ObjectKey {
     pub fn new(key: impl Into<String>) -> Result<Self> {
         let key = key.into();
         if key.is_empty() {
-            return Err(Error::InvalidArgument("object keys must not be empty".into()));
+            return Err(Error::InvalidArgument(
+                "object keys must not be empty".into(),
+            ));
         }
         if key.len() > MAX_KEY_LEN {
             return Err(Error::KeyTooLong);

@@ -1,0 +1,105 @@
+//! Semantics shared by the storage engines.
+
+use s3proxy_core::*;
+use std::collections::BTreeMap;
+
+/// Metadata of a copy's destination under the directive.
+pub(crate) fn copy_metadata(src: &ObjectMetadata, directive: &MetadataDirective) -> ObjectMetadata {
+    match directive {
+        MetadataDirective::Copy => src.clone(),
+        MetadataDirective::Replace(new) => new.clone(),
+    }
+}
+
+/// A fresh, unguessable multipart upload id.
+pub(crate) fn new_upload_id() -> UploadId {
+    let bytes: [u8; 16] = rand::random();
+    UploadId::new(hex::encode(bytes)).expect("hex is a valid upload id")
+}
+
+/// Check the part list of a CompleteMultipartUpload against the parts uploaded: ascending
+/// order, every part present with the same ETag, every part but the last at least 5 MiB.
+/// Returns the uploaded parts in the order to assemble.
+pub(crate) fn select_parts(
+    requested: &[CompletedPart],
+    uploaded: &BTreeMap<u32, PartInfo>,
+) -> Result<Vec<PartInfo>> {
+    if requested.is_empty() {
+        return Err(Error::MalformedXml);
+    }
+    let mut selected = Vec::with_capacity(requested.len());
+    let mut previous = 0u32;
+    for want in requested {
+        if want.part_number <= previous {
+            return Err(Error::InvalidPartOrder);
+        }
+        previous = want.part_number;
+        let have = uploaded.get(&want.part_number).ok_or(Error::InvalidPart)?;
+        if have.etag != want.etag.trim_matches('"') {
+            return Err(Error::InvalidPart);
+        }
+        selected.push(have.clone());
+    }
+    if selected[..selected.len() - 1]
+        .iter()
+        .any(|p| p.size < MIN_PART_SIZE)
+    {
+        return Err(Error::EntityTooSmall);
+    }
+    Ok(selected)
+}
+
+/// One page of ListParts from all parts of an upload.
+pub(crate) fn page_parts(
+    parts: impl Iterator<Item = PartInfo>,
+    opts: &ListPartsOptions,
+) -> ListPartsResult {
+    let max = if opts.max_parts == 0 {
+        1000
+    } else {
+        opts.max_parts.min(1000)
+    };
+    let mut result = ListPartsResult::default();
+    for part in parts.filter(|p| p.part_number > opts.part_number_marker) {
+        if result.parts.len() == max {
+            result.is_truncated = true;
+            result.next_part_number_marker = result.parts.last().map(|p| p.part_number);
+            break;
+        }
+        result.parts.push(part);
+    }
+    result
+}
+
+/// One page of ListMultipartUploads from all uploads of a bucket.
+pub(crate) fn page_uploads(
+    mut uploads: Vec<UploadInfo>,
+    opts: &ListUploadsOptions,
+) -> ListUploadsResult {
+    uploads.retain(|u| u.key.starts_with(&opts.prefix));
+    uploads.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+    let max = if opts.max_uploads == 0 {
+        1000
+    } else {
+        opts.max_uploads.min(1000)
+    };
+    let is_truncated = uploads.len() > max;
+    uploads.truncate(max);
+    ListUploadsResult {
+        uploads,
+        is_truncated,
+    }
+}
+
+/// Hex MD5 of a digest.
+pub(crate) fn etag_of(digest: [u8; 16]) -> String {
+    hex::encode(digest)
+}
+
+/// Fail with BadDigest when the client's Content-MD5 differs from the data's.
+pub(crate) fn check_md5(expected: Option<[u8; 16]>, actual: [u8; 16]) -> Result<()> {
+    match expected {
+        Some(want) if want != actual => Err(Error::BadDigest),
+        _ => Ok(()),
+    }
+}
