@@ -101,6 +101,12 @@ pub enum Error {
         "The request signature we calculated does not match the signature you provided. Check your key and signing method."
     )]
     SignatureDoesNotMatch,
+    /// The body's SHA-256 differs from `x-amz-content-sha256`.
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    ContentSha256Mismatch,
+    /// The Authorization header (or presigned query) is malformed; the string says how.
+    #[error("{0}")]
+    AuthorizationMalformed(String),
     /// The request time differs too much from the server's clock.
     #[error("The difference between the request time and the server's time is too large.")]
     RequestTimeTooSkewed,
@@ -168,6 +174,8 @@ impl Error {
             Error::InvalidAccessKeyId => "InvalidAccessKeyId",
             Error::SignatureDoesNotMatch => "SignatureDoesNotMatch",
             Error::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            Error::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
+            Error::AuthorizationMalformed(_) => "AuthorizationHeaderMalformed",
             Error::MethodNotAllowed => "MethodNotAllowed",
             Error::NotImplemented(_) => "NotImplemented",
             Error::ServiceUnavailable(_) => "ServiceUnavailable",
@@ -196,6 +204,8 @@ impl Error {
             | Error::InvalidPartOrder
             | Error::MetadataTooLarge
             | Error::MalformedXml
+            | Error::ContentSha256Mismatch
+            | Error::AuthorizationMalformed(_)
             | Error::RequestTimeout => 400,
             Error::MissingContentLength => 411,
             Error::InvalidRange => 416,

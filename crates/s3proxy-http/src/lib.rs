@@ -1,1 +1,386 @@
-//! S3 protocol.
+//! # s3proxy-http
+//!
+//! The S3 REST protocol over hyper, serving any [`s3proxy_core::Backend`]: addressing
+//! (path-style and virtual-hosted), SigV4 authentication (header, presigned, aws-chunked
+//! with signed chunks or checksum trailers), the S3 XML documents and error responses.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use s3proxy_http::{S3Server, ServerConfig, auth::Credential};
+//! let backend = std::sync::Arc::new(s3proxy_backends::Memory::new("mem"));
+//! let config = ServerConfig::new(vec![Credential {
+//!     access_key: "AKEXAMPLE".into(),
+//!     secret_key: "secretexample".into(),
+//! }]);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
+//! S3Server::new(backend, config).serve(listener).await
+//! # }
+//! ```
+
+pub mod auth;
+mod bucket;
+pub mod checksum;
+mod copy;
+mod error;
+mod list;
+mod multipart;
+mod object;
+pub mod request;
+pub mod router;
+pub mod time;
+pub mod xml;
+
+use auth::{AuthConfig, Credential, Keyring, RequestParts};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::Frame;
+use request::Query;
+use router::Endpoint;
+use s3proxy_core::{BucketName, ByteStream, DynBackend, Error, ObjectKey, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The body type of every response.
+pub type ResponseBody = UnsyncBoxBody<Bytes, Error>;
+
+pub(crate) fn empty_body() -> ResponseBody {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub(crate) fn full_body(data: impl Into<Bytes>) -> ResponseBody {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub(crate) fn stream_body(stream: ByteStream) -> ResponseBody {
+    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
+}
+
+/// Settings of the S3 server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Accepted credentials.
+    pub credentials: Vec<Credential>,
+    /// Domains for virtual-hosted-style addressing (`bucket.<domain>`).
+    pub virtual_host_domains: Vec<String>,
+    /// The region GetBucketLocation reports.
+    pub region: String,
+    /// Largest accepted difference between a request's signing time and ours.
+    pub max_clock_skew: Duration,
+    /// How long a request may take to send its headers.
+    pub header_timeout: Duration,
+    /// How long a request body may pause between bytes.
+    pub body_idle_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults (15 minutes clock skew, region us-east-1) with these credentials.
+    pub fn new(credentials: Vec<Credential>) -> Self {
+        ServerConfig {
+            credentials,
+            virtual_host_domains: vec![],
+            region: "us-east-1".into(),
+            max_clock_skew: Duration::from_secs(15 * 60),
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Per-request context handed to the operation handlers.
+pub(crate) struct Ctx {
+    pub backend: DynBackend,
+    pub config: Arc<ServerConfig>,
+}
+
+/// What the handlers see of a request once it is routed and authenticated.
+pub(crate) struct S3Request {
+    pub headers: http::HeaderMap,
+    pub query: Query,
+    /// The body as object data, already decoded and being verified.
+    pub body: ByteStream,
+    /// Whether the body came aws-chunked (its data length is then in a header).
+    pub chunked: bool,
+}
+
+/// The S3 server: routes, authenticates and serves requests against a backend.
+#[derive(Clone)]
+pub struct S3Server {
+    backend: DynBackend,
+    config: Arc<ServerConfig>,
+    auth: Arc<AuthConfig>,
+}
+
+/// Request body size limit for XML documents.
+pub(crate) const MAX_XML_BODY: usize = 2 << 20;
+
+impl S3Server {
+    /// A server for `backend`.
+    pub fn new(backend: DynBackend, config: ServerConfig) -> Self {
+        let auth = AuthConfig {
+            keyring: Keyring::new(config.credentials.clone()),
+            max_skew: config.max_clock_skew,
+        };
+        S3Server {
+            backend,
+            config: Arc::new(config),
+            auth: Arc::new(auth),
+        }
+    }
+
+    /// Accept connections on `listener` until the task is dropped.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    log::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            let header_timeout = self.config.header_timeout;
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    log::debug!("connection from {peer}: {e}");
+                }
+            });
+        }
+    }
+
+    /// Serve one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let request_id = hex::encode(rand::random::<[u8; 8]>()).to_uppercase();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let resource = path.clone();
+        let ctx = Ctx {
+            backend: self.backend.clone(),
+            config: self.config.clone(),
+        };
+        let (op, result) = self.dispatch(&ctx, req).await;
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status() >= 500 {
+                    log::error!("{request_id} {op} {method} {path}: {e}");
+                } else {
+                    log::debug!("{request_id} {op} {method} {path}: {}", e.code());
+                }
+                error::error_response(&e, &resource, &request_id, method != http::Method::HEAD)
+            }
+        };
+        let headers = response.headers_mut();
+        headers.insert("x-amz-request-id", request_id.parse().expect("hex"));
+        headers.insert("x-amz-id-2", request_id.parse().expect("hex"));
+        headers.insert("server", http::HeaderValue::from_static("s3proxy"));
+        if let Ok(date) = time::http_date(SystemTime::now()).parse() {
+            headers.insert("date", date);
+        }
+        log::info!(
+            "{request_id} {op} {method} {path} -> {} in {:.1}ms",
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        response
+    }
+
+    async fn dispatch<B>(
+        &self,
+        ctx: &Ctx,
+        req: Request<B>,
+    ) -> (&'static str, Result<Response<ResponseBody>>)
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = req.into_parts();
+        let raw_path = parts.uri.path();
+        let raw_query = parts.uri.query().unwrap_or("");
+        let query = Query::parse(raw_query);
+        let routed = (|| {
+            let host = request::header(&parts.headers, "host");
+            let (bucket, key) =
+                request::address(raw_path, host.as_deref(), &self.config.virtual_host_domains)?;
+            let bucket = bucket.map(BucketName::new).transpose()?;
+            let key = key.map(ObjectKey::new).transpose()?;
+            Endpoint::route(&parts.method, bucket, key, &query, &parts.headers)
+        })();
+        // Authenticate before anything else answers, even routing errors.
+        let authenticated = auth::authenticate(
+            &RequestParts {
+                method: parts.method.as_str(),
+                raw_path,
+                raw_query,
+                headers: &parts.headers,
+            },
+            &self.auth,
+            SystemTime::now(),
+        );
+        let authenticated = match authenticated {
+            Ok(a) => a,
+            Err(e) => return ("Authenticate", Err(e)),
+        };
+        let endpoint = match routed {
+            Ok(e) => e,
+            Err(e) => return ("Route", Err(e)),
+        };
+        let op = endpoint.name();
+        let raw = incoming_stream(body, self.config.body_idle_timeout);
+        let chunked = request::is_chunked(&parts.headers, &authenticated);
+        let body = match request::verified_body(raw, &parts.headers, &authenticated) {
+            Ok(b) => b,
+            Err(e) => return (op, Err(e)),
+        };
+        let req = S3Request {
+            headers: parts.headers,
+            query,
+            body,
+            chunked,
+        };
+        (op, route_to_handler(ctx, endpoint, req).await)
+    }
+}
+
+async fn route_to_handler(
+    ctx: &Ctx,
+    endpoint: Endpoint,
+    req: S3Request,
+) -> Result<Response<ResponseBody>> {
+    use Endpoint::*;
+    match endpoint {
+        ListBuckets => bucket::list_buckets(ctx).await,
+        CreateBucket { bucket } => bucket::create_bucket(ctx, &bucket, req).await,
+        DeleteBucket { bucket } => bucket::delete_bucket(ctx, &bucket).await,
+        HeadBucket { bucket } => bucket::head_bucket(ctx, &bucket).await,
+        GetBucketLocation { bucket } => bucket::get_location(ctx, &bucket).await,
+        GetBucketVersioning { bucket } => bucket::get_versioning(ctx, &bucket).await,
+        ListObjects { bucket } => list::list_objects(ctx, &bucket, &req.query, false).await,
+        ListObjectsV2 { bucket } => list::list_objects(ctx, &bucket, &req.query, true).await,
+        ListMultipartUploads { bucket } => multipart::list_uploads(ctx, &bucket, &req.query).await,
+        DeleteObjects { bucket } => object::delete_objects(ctx, &bucket, req).await,
+        GetObject { bucket, key } => object::get_object(ctx, &bucket, &key, req, true).await,
+        HeadObject { bucket, key } => object::get_object(ctx, &bucket, &key, req, false).await,
+        PutObject { bucket, key } => object::put_object(ctx, &bucket, &key, req).await,
+        CopyObject { bucket, key } => copy::copy_object(ctx, &bucket, &key, req).await,
+        DeleteObject { bucket, key } => object::delete_object(ctx, &bucket, &key).await,
+        CreateMultipartUpload { bucket, key } => multipart::create(ctx, &bucket, &key, req).await,
+        UploadPart {
+            bucket,
+            key,
+            upload_id,
+            part_number,
+        } => multipart::upload_part(ctx, &bucket, &key, &upload_id, part_number, req).await,
+        UploadPartCopy {
+            bucket,
+            key,
+            upload_id,
+            part_number,
+        } => copy::upload_part_copy(ctx, &bucket, &key, &upload_id, part_number, req).await,
+        CompleteMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+        } => multipart::complete(ctx, &bucket, &key, &upload_id, req).await,
+        AbortMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+        } => multipart::abort(ctx, &bucket, &key, &upload_id).await,
+        ListParts {
+            bucket,
+            key,
+            upload_id,
+        } => multipart::list_parts(ctx, &bucket, &key, &upload_id, &req.query).await,
+    }
+}
+
+/// The request body as a stream of data chunks; a client that pauses longer than
+/// `idle` gets RequestTimeout instead of holding the request open.
+fn incoming_stream<B>(body: B, idle: Duration) -> ByteStream
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
+    Box::pin(futures::stream::try_unfold(
+        body,
+        move |mut body| async move {
+            loop {
+                match tokio::time::timeout(idle, body.frame()).await {
+                    Err(_) => return Err(Error::RequestTimeout),
+                    Ok(None) => return Ok(None),
+                    Ok(Some(Err(e))) => {
+                        log::debug!("request body failed: {e}");
+                        return Err(Error::IncompleteBody);
+                    }
+                    Ok(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data()
+                            && !data.is_empty()
+                        {
+                            return Ok(Some((data, body)));
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// A response with an XML body.
+pub(crate) fn xml_response(body: String) -> Result<Response<ResponseBody>> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/xml")
+        .header("content-length", body.len())
+        .body(full_body(body))
+        .map_err(|e| Error::Internal(format!("building response: {e}")))
+}
+
+/// An empty response with a status.
+pub(crate) fn empty_response(status: StatusCode) -> Result<Response<ResponseBody>> {
+    Response::builder()
+        .status(status)
+        .header("content-length", 0)
+        .body(empty_body())
+        .map_err(|e| Error::Internal(format!("building response: {e}")))
+}
+
+/// Read a small request body (an XML document) whole.
+pub(crate) async fn read_xml_body(req: S3Request) -> Result<String> {
+    let expected = request::content_md5(&req.headers)?;
+    let body = s3proxy_core::collect_body(req.body, MAX_XML_BODY).await?;
+    if let Some(want) = expected {
+        use md5::Digest;
+        if md5::Md5::digest(&body).as_slice() != want {
+            return Err(Error::BadDigest);
+        }
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| Error::MalformedXml)
+}
+
+/// The owner shown in listings.
+pub(crate) fn owner_xml(out: &mut String) {
+    out.push_str("<Owner><ID>s3proxy</ID><DisplayName>s3proxy</DisplayName></Owner>");
+}

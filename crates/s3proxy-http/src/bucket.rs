@@ -1,0 +1,87 @@
+//! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
+//! GetBucketLocation, GetBucketVersioning.
+
+use crate::xml::{self, elem};
+use crate::{
+    Ctx, ResponseBody, S3Request, empty_response, owner_xml, read_xml_body, time, xml_response,
+};
+use http::{Response, StatusCode};
+use s3proxy_core::{BucketName, Result};
+
+pub(crate) async fn list_buckets(ctx: &Ctx) -> Result<Response<ResponseBody>> {
+    let buckets = ctx.backend.list_buckets().await?;
+    let mut out = xml::open("ListAllMyBucketsResult");
+    owner_xml(&mut out);
+    out.push_str("<Buckets>");
+    for b in buckets {
+        out.push_str("<Bucket>");
+        elem(&mut out, "Name", &b.name);
+        elem(&mut out, "CreationDate", &time::iso8601(b.created));
+        out.push_str("</Bucket>");
+    }
+    out.push_str("</Buckets></ListAllMyBucketsResult>");
+    xml_response(out)
+}
+
+pub(crate) async fn create_bucket(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    req: S3Request,
+) -> Result<Response<ResponseBody>> {
+    let body = read_xml_body(req).await?;
+    if !body.trim().is_empty() {
+        // Any region is accepted: where data lives is decided by the configured backends.
+        xml::parse_create_bucket(&body)?;
+    }
+    ctx.backend.create_bucket(bucket).await?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("location", format!("/{bucket}"))
+        .header("content-length", 0)
+        .body(crate::empty_body())
+        .map_err(|e| s3proxy_core::Error::Internal(e.to_string()))
+}
+
+pub(crate) async fn delete_bucket(
+    ctx: &Ctx,
+    bucket: &BucketName,
+) -> Result<Response<ResponseBody>> {
+    ctx.backend.delete_bucket(bucket).await?;
+    empty_response(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn head_bucket(ctx: &Ctx, bucket: &BucketName) -> Result<Response<ResponseBody>> {
+    ctx.backend.head_bucket(bucket).await?;
+    let mut r = empty_response(StatusCode::OK)?;
+    if let Ok(region) = ctx.config.region.parse() {
+        r.headers_mut().insert("x-amz-bucket-region", region);
+    }
+    Ok(r)
+}
+
+pub(crate) async fn get_location(ctx: &Ctx, bucket: &BucketName) -> Result<Response<ResponseBody>> {
+    ctx.backend.head_bucket(bucket).await?;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    // us-east-1 is reported as an empty constraint, as S3 does.
+    if ctx.config.region == "us-east-1" {
+        out.push_str(&format!("<LocationConstraint xmlns=\"{}\"/>", xml::S3_NS));
+    } else {
+        out.push_str(&format!(
+            "<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
+            xml::S3_NS,
+            xml::escape(&ctx.config.region)
+        ));
+    }
+    xml_response(out)
+}
+
+pub(crate) async fn get_versioning(
+    ctx: &Ctx,
+    bucket: &BucketName,
+) -> Result<Response<ResponseBody>> {
+    ctx.backend.head_bucket(bucket).await?;
+    // Versioning has never been enabled: S3 answers with an empty configuration.
+    let mut out = xml::open("VersioningConfiguration");
+    out.push_str("</VersioningConfiguration>");
+    xml_response(out)
+}

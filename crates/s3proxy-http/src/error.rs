@@ -1,0 +1,44 @@
+//! The S3 error document.
+
+use crate::ResponseBody;
+use crate::xml::escape;
+use http::{Response, StatusCode};
+use s3proxy_core::Error;
+
+/// The XML error response S3 sends: `<Error><Code/><Message/><Resource/><RequestId/></Error>`.
+/// HEAD requests and 304s get the status and headers without a body.
+pub fn error_response(
+    err: &Error,
+    resource: &str,
+    request_id: &str,
+    with_body: bool,
+) -> Response<ResponseBody> {
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let builder = Response::builder()
+        .status(status)
+        .header("x-amz-request-id", request_id)
+        .header("x-amz-id-2", request_id);
+    if !with_body || status == StatusCode::NOT_MODIFIED {
+        return builder
+            .body(crate::empty_body())
+            .expect("static headers are valid");
+    }
+    // Server-side details stay in the log; clients get the S3 message.
+    let message = if status.is_server_error() && !matches!(err, Error::ServiceUnavailable(_)) {
+        "We encountered an internal error. Please try again.".to_string()
+    } else {
+        err.to_string()
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
+        err.code(),
+        escape(&message),
+        escape(resource),
+        request_id
+    );
+    builder
+        .header("content-type", "application/xml")
+        .header("content-length", body.len())
+        .body(crate::full_body(body))
+        .expect("static headers are valid")
+}

@@ -1,0 +1,141 @@
+//! ListObjects (v1) and ListObjectsV2.
+
+use crate::request::Query;
+use crate::xml::{self, elem};
+use crate::{Ctx, ResponseBody, owner_xml, time, xml_response};
+use base64::Engine;
+use http::Response;
+use s3proxy_core::{BucketName, Error, ListOptions, Result, list::MAX_KEYS};
+
+fn max_keys(query: &Query) -> Result<usize> {
+    match query.get("max-keys") {
+        None => Ok(MAX_KEYS),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| (n as usize).min(MAX_KEYS))
+            .ok_or_else(|| {
+                Error::InvalidArgument("max-keys must be a non-negative integer".into())
+            }),
+    }
+}
+
+pub(crate) async fn list_objects(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    query: &Query,
+    v2: bool,
+) -> Result<Response<ResponseBody>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = match query.get("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(_) => {
+            return Err(Error::InvalidArgument(
+                "Invalid Encoding Method specified in Request".into(),
+            ));
+        }
+    };
+    let enc = |s: &str| -> String {
+        if url {
+            crate::auth::sigv4::uri_encode(s, true)
+        } else {
+            s.to_string()
+        }
+    };
+    let prefix = query.get("prefix").unwrap_or("").to_string();
+    let delimiter = query
+        .get("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let max_keys = max_keys(query)?;
+    let token = match query.get("continuation-token").filter(|_| v2) {
+        Some(t) => Some(
+            b64.decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    Error::InvalidArgument("The continuation token provided is incorrect".into())
+                })?,
+        ),
+        None => None,
+    };
+    let marker = if v2 {
+        query.get("start-after")
+    } else {
+        query.get("marker")
+    };
+    let start_after = match (marker, token.as_deref()) {
+        (Some(m), Some(t)) => Some(m.max(t).to_string()),
+        (m, t) => m.or(t).map(str::to_string),
+    };
+    let page = ctx
+        .backend
+        .list_objects(
+            bucket,
+            ListOptions {
+                prefix: prefix.clone(),
+                delimiter: delimiter.clone(),
+                start_after,
+                max_keys,
+            },
+        )
+        .await?;
+    let fetch_owner = !v2 || query.get("fetch-owner") == Some("true");
+    let mut out = xml::open("ListBucketResult");
+    elem(&mut out, "Name", bucket.as_str());
+    elem(&mut out, "Prefix", &enc(&prefix));
+    if let Some(d) = &delimiter {
+        elem(&mut out, "Delimiter", &enc(d));
+    }
+    elem(&mut out, "MaxKeys", &max_keys.to_string());
+    if url {
+        elem(&mut out, "EncodingType", "url");
+    }
+    elem(
+        &mut out,
+        "IsTruncated",
+        if page.is_truncated { "true" } else { "false" },
+    );
+    if v2 {
+        elem(
+            &mut out,
+            "KeyCount",
+            &(page.objects.len() + page.common_prefixes.len()).to_string(),
+        );
+        if let Some(t) = query.get("continuation-token") {
+            elem(&mut out, "ContinuationToken", t);
+        }
+        if let Some(s) = query.get("start-after") {
+            elem(&mut out, "StartAfter", &enc(s));
+        }
+        if let Some(next) = &page.next_marker {
+            elem(&mut out, "NextContinuationToken", &b64.encode(next));
+        }
+    } else {
+        elem(&mut out, "Marker", &enc(query.get("marker").unwrap_or("")));
+        if let Some(next) = &page.next_marker {
+            elem(&mut out, "NextMarker", &enc(next));
+        }
+    }
+    for o in &page.objects {
+        out.push_str("<Contents>");
+        elem(&mut out, "Key", &enc(&o.key));
+        elem(&mut out, "LastModified", &time::iso8601(o.last_modified));
+        elem(&mut out, "ETag", &format!("\"{}\"", o.etag));
+        elem(&mut out, "Size", &o.size.to_string());
+        if fetch_owner {
+            owner_xml(&mut out);
+        }
+        elem(&mut out, "StorageClass", "STANDARD");
+        out.push_str("</Contents>");
+    }
+    for p in &page.common_prefixes {
+        out.push_str("<CommonPrefixes>");
+        elem(&mut out, "Prefix", &enc(p));
+        out.push_str("</CommonPrefixes>");
+    }
+    out.push_str("</ListBucketResult>");
+    xml_response(out)
+}

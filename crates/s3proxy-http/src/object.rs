@@ -1,0 +1,207 @@
+//! Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
+
+use crate::request::{self, header};
+use crate::xml::{self, elem};
+use crate::{
+    Ctx, ResponseBody, S3Request, empty_response, read_xml_body, stream_body, time, xml_response,
+};
+use http::{HeaderValue, Response, StatusCode, response::Builder};
+use s3proxy_core::*;
+
+pub(crate) async fn put_object(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    req: S3Request,
+) -> Result<Response<ResponseBody>> {
+    let length = request::data_length(&req.headers, req.chunked)?;
+    let opts = PutOptions {
+        metadata: request::metadata_from_headers(&req.headers)?,
+        content_md5: request::content_md5(&req.headers)?,
+    };
+    let body = Body {
+        stream: req.body,
+        length,
+    };
+    let put = ctx.backend.put_object(bucket, key, body, opts).await?;
+    let mut r = empty_response(StatusCode::OK)?;
+    r.headers_mut().insert("etag", quoted(&put.etag)?);
+    Ok(r)
+}
+
+pub(crate) fn quoted(etag: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{etag}\""))
+        .map_err(|_| Error::Internal(format!("unprintable ETag {etag:?}")))
+}
+
+/// Content-Type to serve: the stored one, else one guessed from the key's extension.
+pub(crate) fn content_type(info: &ObjectInfo) -> String {
+    info.metadata
+        .headers
+        .content_type
+        .clone()
+        .or_else(|| {
+            mime_guess::from_path(info.key.as_str())
+                .first_raw()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+fn add(builder: Builder, name: &str, value: &str) -> Builder {
+    match HeaderValue::from_str(value) {
+        Ok(v) => builder.header(name, v),
+        // Stored values are kept as bytes; drop what HTTP cannot carry rather than fail.
+        Err(_) => match HeaderValue::from_bytes(value.as_bytes()) {
+            Ok(v) => builder.header(name, v),
+            Err(_) => builder,
+        },
+    }
+}
+
+/// The headers GET and HEAD answer with.
+fn object_headers(mut b: Builder, info: &ObjectInfo, query: &request::Query) -> Result<Builder> {
+    let h = &info.metadata.headers;
+    let pick = |param: &str, stored: Option<&String>| -> Option<String> {
+        query
+            .get(param)
+            .map(str::to_string)
+            .or_else(|| stored.cloned())
+    };
+    let content_type = query
+        .get("response-content-type")
+        .map(str::to_string)
+        .unwrap_or_else(|| content_type(info));
+    b = add(b, "content-type", &content_type);
+    b = b
+        .header("etag", quoted(&info.etag)?)
+        .header("last-modified", time::http_date(info.last_modified))
+        .header("accept-ranges", "bytes");
+    for (name, param, stored) in [
+        (
+            "content-encoding",
+            "response-content-encoding",
+            &h.content_encoding,
+        ),
+        (
+            "content-disposition",
+            "response-content-disposition",
+            &h.content_disposition,
+        ),
+        (
+            "content-language",
+            "response-content-language",
+            &h.content_language,
+        ),
+        ("cache-control", "response-cache-control", &h.cache_control),
+        ("expires", "response-expires", &h.expires),
+    ] {
+        if let Some(v) = pick(param, stored.as_ref()) {
+            b = add(b, name, &v);
+        }
+    }
+    for (name, value) in &info.metadata.user {
+        b = add(b, &format!("x-amz-meta-{name}"), value);
+    }
+    Ok(b)
+}
+
+pub(crate) async fn get_object(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    req: S3Request,
+    with_body: bool,
+) -> Result<Response<ResponseBody>> {
+    let range = match header(&req.headers, "range") {
+        Some(v) => ByteRange::parse(&v)?,
+        None => None,
+    };
+    let opts = GetOptions {
+        range,
+        conditions: request::conditions(&req.headers, ""),
+    };
+    let (info, range, body) = if with_body {
+        let got = ctx.backend.get_object(bucket, key, opts).await?;
+        (got.info, got.range, Some(got.body))
+    } else {
+        let info = ctx.backend.head_object(bucket, key, opts).await?;
+        let range = range.map(|r| r.resolve(info.size)).transpose()?;
+        (info, range, None)
+    };
+    let mut b = Response::builder();
+    b = object_headers(b, &info, &req.query)?;
+    b = match range {
+        Some((start, end)) => b
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(
+                "content-range",
+                format!("bytes {start}-{end}/{}", info.size),
+            )
+            .header("content-length", end - start + 1),
+        None => b.status(StatusCode::OK).header("content-length", info.size),
+    };
+    let body = match body {
+        Some(stream) => stream_body(stream),
+        None => crate::empty_body(),
+    };
+    b.body(body)
+        .map_err(|e| Error::Internal(format!("building response: {e}")))
+}
+
+pub(crate) async fn delete_object(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    key: &ObjectKey,
+) -> Result<Response<ResponseBody>> {
+    ctx.backend.delete_object(bucket, key).await?;
+    empty_response(StatusCode::NO_CONTENT)
+}
+
+/// S3's limit of keys per DeleteObjects request.
+const MAX_DELETE_KEYS: usize = 1000;
+
+pub(crate) async fn delete_objects(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    req: S3Request,
+) -> Result<Response<ResponseBody>> {
+    let doc = xml::parse_delete(&read_xml_body(req).await?)?;
+    if doc.objects.is_empty() || doc.objects.len() > MAX_DELETE_KEYS {
+        return Err(Error::MalformedXml);
+    }
+    let mut invalid = vec![];
+    let mut keys = vec![];
+    for o in doc.objects {
+        match ObjectKey::new(o.key.clone()) {
+            Ok(k) => keys.push(k),
+            Err(e) => invalid.push((o.key, e)),
+        }
+    }
+    let outcomes = ctx.backend.delete_objects(bucket, keys).await?;
+    let mut out = xml::open("DeleteResult");
+    for o in &outcomes {
+        match &o.result {
+            Ok(()) if doc.quiet => {}
+            Ok(()) => {
+                out.push_str("<Deleted>");
+                elem(&mut out, "Key", o.key.as_str());
+                out.push_str("</Deleted>");
+            }
+            Err(e) => error_entry(&mut out, o.key.as_str(), e),
+        }
+    }
+    for (key, e) in &invalid {
+        error_entry(&mut out, key, e);
+    }
+    out.push_str("</DeleteResult>");
+    xml_response(out)
+}
+
+fn error_entry(out: &mut String, key: &str, e: &Error) {
+    out.push_str("<Error>");
+    elem(out, "Key", key);
+    elem(out, "Code", e.code());
+    elem(out, "Message", &e.to_string());
+    out.push_str("</Error>");
+}

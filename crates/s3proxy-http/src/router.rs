@@ -1,0 +1,374 @@
+//! Every S3 operation s3proxy serves, chosen by method, then query keyword, then whether
+//! the request names a key.
+
+use crate::request::Query;
+use http::{HeaderMap, Method};
+use s3proxy_core::{BucketName, Error, ObjectKey, Result, UploadId};
+
+/// An S3 API operation with its URL parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /`
+    ListBuckets,
+    /// `PUT /bucket`
+    CreateBucket { bucket: BucketName },
+    /// `DELETE /bucket`
+    DeleteBucket { bucket: BucketName },
+    /// `HEAD /bucket`
+    HeadBucket { bucket: BucketName },
+    /// `GET /bucket?location`
+    GetBucketLocation { bucket: BucketName },
+    /// `GET /bucket?versioning`
+    GetBucketVersioning { bucket: BucketName },
+    /// `GET /bucket`
+    ListObjects { bucket: BucketName },
+    /// `GET /bucket?list-type=2`
+    ListObjectsV2 { bucket: BucketName },
+    /// `GET /bucket?uploads`
+    ListMultipartUploads { bucket: BucketName },
+    /// `POST /bucket?delete`
+    DeleteObjects { bucket: BucketName },
+    /// `GET /bucket/key`
+    GetObject { bucket: BucketName, key: ObjectKey },
+    /// `HEAD /bucket/key`
+    HeadObject { bucket: BucketName, key: ObjectKey },
+    /// `PUT /bucket/key`
+    PutObject { bucket: BucketName, key: ObjectKey },
+    /// `PUT /bucket/key` with `x-amz-copy-source`
+    CopyObject { bucket: BucketName, key: ObjectKey },
+    /// `DELETE /bucket/key`
+    DeleteObject { bucket: BucketName, key: ObjectKey },
+    /// `POST /bucket/key?uploads`
+    CreateMultipartUpload { bucket: BucketName, key: ObjectKey },
+    /// `PUT /bucket/key?partNumber=N&uploadId=ID`
+    UploadPart {
+        bucket: BucketName,
+        key: ObjectKey,
+        upload_id: UploadId,
+        part_number: u32,
+    },
+    /// `PUT /bucket/key?partNumber=N&uploadId=ID` with `x-amz-copy-source`
+    UploadPartCopy {
+        bucket: BucketName,
+        key: ObjectKey,
+        upload_id: UploadId,
+        part_number: u32,
+    },
+    /// `POST /bucket/key?uploadId=ID`
+    CompleteMultipartUpload {
+        bucket: BucketName,
+        key: ObjectKey,
+        upload_id: UploadId,
+    },
+    /// `DELETE /bucket/key?uploadId=ID`
+    AbortMultipartUpload {
+        bucket: BucketName,
+        key: ObjectKey,
+        upload_id: UploadId,
+    },
+    /// `GET /bucket/key?uploadId=ID`
+    ListParts {
+        bucket: BucketName,
+        key: ObjectKey,
+        upload_id: UploadId,
+    },
+}
+
+/// Bucket sub-resources s3proxy does not implement; requests for them get NotImplemented
+/// rather than being mistaken for a listing or a bucket creation.
+const UNSUPPORTED_BUCKET_SUBRESOURCES: &[&str] = &[
+    "acl",
+    "policy",
+    "lifecycle",
+    "cors",
+    "tagging",
+    "website",
+    "logging",
+    "notification",
+    "replication",
+    "encryption",
+    "object-lock",
+    "requestPayment",
+    "accelerate",
+    "analytics",
+    "inventory",
+    "metrics",
+    "ownershipControls",
+    "publicAccessBlock",
+    "intelligent-tiering",
+    "versions",
+    "policyStatus",
+];
+const UNSUPPORTED_OBJECT_SUBRESOURCES: &[&str] = &[
+    "acl",
+    "tagging",
+    "retention",
+    "legal-hold",
+    "torrent",
+    "restore",
+    "select",
+    "attributes",
+];
+
+fn part_number(query: &Query) -> Result<u32> {
+    query
+        .get("partNumber")
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| (1..=s3proxy_core::MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            Error::InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive".into(),
+            )
+        })
+}
+
+fn upload_id(query: &Query) -> Result<UploadId> {
+    UploadId::new(query.get("uploadId").unwrap_or_default())
+}
+
+impl Endpoint {
+    /// Choose the operation for a request.
+    pub fn route(
+        method: &Method,
+        bucket: Option<BucketName>,
+        key: Option<ObjectKey>,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Endpoint> {
+        let copy = headers.contains_key("x-amz-copy-source");
+        let Some(bucket) = bucket else {
+            return match *method {
+                Method::GET => Ok(Endpoint::ListBuckets),
+                _ => Err(Error::MethodNotAllowed),
+            };
+        };
+        let Some(key) = key else {
+            if let Some(sub) = UNSUPPORTED_BUCKET_SUBRESOURCES
+                .iter()
+                .find(|s| query.has(s))
+            {
+                return Err(Error::NotImplemented(format!(
+                    "the ?{sub} bucket sub-resource"
+                )));
+            }
+            return Ok(match *method {
+                Method::GET if query.has("location") => Endpoint::GetBucketLocation { bucket },
+                Method::GET if query.has("versioning") => Endpoint::GetBucketVersioning { bucket },
+                Method::GET if query.has("uploads") => Endpoint::ListMultipartUploads { bucket },
+                Method::GET if query.get("list-type") == Some("2") => {
+                    Endpoint::ListObjectsV2 { bucket }
+                }
+                Method::GET => Endpoint::ListObjects { bucket },
+                Method::PUT => Endpoint::CreateBucket { bucket },
+                Method::DELETE => Endpoint::DeleteBucket { bucket },
+                Method::HEAD => Endpoint::HeadBucket { bucket },
+                Method::POST if query.has("delete") => Endpoint::DeleteObjects { bucket },
+                _ => return Err(Error::MethodNotAllowed),
+            });
+        };
+        if let Some(sub) = UNSUPPORTED_OBJECT_SUBRESOURCES
+            .iter()
+            .find(|s| query.has(s))
+        {
+            return Err(Error::NotImplemented(format!(
+                "the ?{sub} object sub-resource"
+            )));
+        }
+        Ok(match *method {
+            Method::GET if query.has("uploadId") => Endpoint::ListParts {
+                bucket,
+                key,
+                upload_id: upload_id(query)?,
+            },
+            Method::GET => Endpoint::GetObject { bucket, key },
+            Method::HEAD => Endpoint::HeadObject { bucket, key },
+            Method::PUT if query.has("uploadId") || query.has("partNumber") => {
+                let (upload_id, part_number) = (upload_id(query)?, part_number(query)?);
+                if copy {
+                    Endpoint::UploadPartCopy {
+                        bucket,
+                        key,
+                        upload_id,
+                        part_number,
+                    }
+                } else {
+                    Endpoint::UploadPart {
+                        bucket,
+                        key,
+                        upload_id,
+                        part_number,
+                    }
+                }
+            }
+            Method::PUT if copy => Endpoint::CopyObject { bucket, key },
+            Method::PUT => Endpoint::PutObject { bucket, key },
+            Method::DELETE if query.has("uploadId") => Endpoint::AbortMultipartUpload {
+                bucket,
+                key,
+                upload_id: upload_id(query)?,
+            },
+            Method::DELETE => Endpoint::DeleteObject { bucket, key },
+            Method::POST if query.has("uploads") => Endpoint::CreateMultipartUpload { bucket, key },
+            Method::POST if query.has("uploadId") => Endpoint::CompleteMultipartUpload {
+                bucket,
+                key,
+                upload_id: upload_id(query)?,
+            },
+            _ => return Err(Error::MethodNotAllowed),
+        })
+    }
+
+    /// The S3 operation name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoint::ListBuckets => "ListBuckets",
+            Endpoint::CreateBucket { .. } => "CreateBucket",
+            Endpoint::DeleteBucket { .. } => "DeleteBucket",
+            Endpoint::HeadBucket { .. } => "HeadBucket",
+            Endpoint::GetBucketLocation { .. } => "GetBucketLocation",
+            Endpoint::GetBucketVersioning { .. } => "GetBucketVersioning",
+            Endpoint::ListObjects { .. } => "ListObjects",
+            Endpoint::ListObjectsV2 { .. } => "ListObjectsV2",
+            Endpoint::ListMultipartUploads { .. } => "ListMultipartUploads",
+            Endpoint::DeleteObjects { .. } => "DeleteObjects",
+            Endpoint::GetObject { .. } => "GetObject",
+            Endpoint::HeadObject { .. } => "HeadObject",
+            Endpoint::PutObject { .. } => "PutObject",
+            Endpoint::CopyObject { .. } => "CopyObject",
+            Endpoint::DeleteObject { .. } => "DeleteObject",
+            Endpoint::CreateMultipartUpload { .. } => "CreateMultipartUpload",
+            Endpoint::UploadPart { .. } => "UploadPart",
+            Endpoint::UploadPartCopy { .. } => "UploadPartCopy",
+            Endpoint::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            Endpoint::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            Endpoint::ListParts { .. } => "ListParts",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(
+        method: Method,
+        path: Option<(&str, Option<&str>)>,
+        query: &str,
+        copy: bool,
+    ) -> Result<Endpoint> {
+        let mut headers = HeaderMap::new();
+        if copy {
+            headers.insert("x-amz-copy-source", "/b/k".parse().unwrap());
+        }
+        let (bucket, key) = match path {
+            Some((b, k)) => (
+                Some(BucketName::new(b).unwrap()),
+                k.map(|k| ObjectKey::new(k).unwrap()),
+            ),
+            None => (None, None),
+        };
+        Endpoint::route(&method, bucket, key, &Query::parse(query), &headers)
+    }
+
+    #[test]
+    fn routes_like_s3() {
+        let name = |r: Result<Endpoint>| r.map(|e| e.name()).unwrap_or("error");
+        assert_eq!(name(route(Method::GET, None, "", false)), "ListBuckets");
+        assert_eq!(
+            name(route(Method::GET, Some(("bkt", None)), "location", false)),
+            "GetBucketLocation"
+        );
+        assert_eq!(
+            name(route(
+                Method::GET,
+                Some(("bkt", None)),
+                "list-type=2&prefix=a",
+                false
+            )),
+            "ListObjectsV2"
+        );
+        assert_eq!(
+            name(route(
+                Method::GET,
+                Some(("bkt", None)),
+                "prefix=a&delimiter=%2F",
+                false
+            )),
+            "ListObjects"
+        );
+        assert_eq!(
+            name(route(Method::POST, Some(("bkt", None)), "delete", false)),
+            "DeleteObjects"
+        );
+        assert_eq!(
+            name(route(Method::PUT, Some(("bkt", Some("k"))), "", true)),
+            "CopyObject"
+        );
+        assert_eq!(
+            name(route(
+                Method::PUT,
+                Some(("bkt", Some("k"))),
+                "partNumber=3&uploadId=abc",
+                false
+            )),
+            "UploadPart"
+        );
+        assert_eq!(
+            name(route(
+                Method::PUT,
+                Some(("bkt", Some("k"))),
+                "partNumber=3&uploadId=abc",
+                true
+            )),
+            "UploadPartCopy"
+        );
+        assert_eq!(
+            name(route(
+                Method::POST,
+                Some(("bkt", Some("k"))),
+                "uploads",
+                false
+            )),
+            "CreateMultipartUpload"
+        );
+        assert_eq!(
+            name(route(
+                Method::POST,
+                Some(("bkt", Some("k"))),
+                "uploadId=abc",
+                false
+            )),
+            "CompleteMultipartUpload"
+        );
+        assert_eq!(
+            name(route(
+                Method::DELETE,
+                Some(("bkt", Some("k"))),
+                "uploadId=abc",
+                false
+            )),
+            "AbortMultipartUpload"
+        );
+        assert!(matches!(
+            route(
+                Method::PUT,
+                Some(("bkt", Some("k"))),
+                "partNumber=0&uploadId=abc",
+                false
+            ),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            route(Method::GET, Some(("bkt", None)), "acl", false),
+            Err(Error::NotImplemented(_))
+        ));
+        assert!(matches!(
+            route(Method::PATCH, Some(("bkt", Some("k"))), "", false),
+            Err(Error::MethodNotAllowed)
+        ));
+        assert!(matches!(
+            route(Method::PUT, None, "", false),
+            Err(Error::MethodNotAllowed)
+        ));
+    }
+}
