@@ -1,0 +1,265 @@
+//! Configuration: a TOML file, then `S3PROXY_*` environment variables, then command-line
+//! flags, each overriding the one before (figment).
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Accepted credentials; empty means "generate dev credentials on first run".
+    #[serde(default)]
+    pub credentials: Vec<CredentialConfig>,
+    /// Storage backends; empty means the embedded default (filesystem under ./data).
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+    /// Where s3proxy keeps its own state (generated credentials).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The region GetBucketLocation reports.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Domains for virtual-hosted-style requests (`bucket.<domain>`).
+    #[serde(default)]
+    pub virtual_host_domains: Vec<String>,
+}
+
+/// One access key pair.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+}
+
+/// Kinds of backend.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Local filesystem.
+    Fs,
+    /// Process memory.
+    Memory,
+}
+
+/// One storage backend.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Name used in logs.
+    pub name: String,
+    /// Which engine.
+    pub kind: BackendKind,
+    /// Root directory (kind = "fs").
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9000".into()
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./data/.s3proxy")
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// Flags that override the configuration; `None` leaves the value alone.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// A configuration problem, phrased as one line naming the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Load from an optional file, the environment and the flags, then validate.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("S3PROXY_").ignore(&["config", "log"]).split("__"))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|e| {
+            let first = e.into_iter().next().map(|e| {
+                let key = e.path.join(".");
+                // TOML parse errors come as a multi-line excerpt: keep the text lines.
+                let mut msg = e
+                    .kind
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.contains('|'))
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                if !key.is_empty() {
+                    msg = format!("key `{key}`: {msg}");
+                }
+                if let Some(source) = e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                    msg = format!("{msg} (in {source})");
+                }
+                msg
+            });
+            ConfigError(first.unwrap_or_else(|| "invalid configuration".into()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return err("listen", &format!("{:?} is not an address like 127.0.0.1:9000", self.listen));
+        }
+        let mut keys = HashSet::new();
+        for (i, c) in self.credentials.iter().enumerate() {
+            if c.access_key.is_empty() || !c.access_key.bytes().all(|b| b.is_ascii_graphic()) {
+                return err(&format!("credentials.{i}.access_key"), "must be non-empty printable ASCII");
+            }
+            if c.secret_key.is_empty() {
+                return err(&format!("credentials.{i}.secret_key"), "must not be empty");
+            }
+            if !keys.insert(&c.access_key) {
+                return err(&format!("credentials.{i}.access_key"), &format!("{:?} is listed twice", c.access_key));
+            }
+        }
+        let mut names = HashSet::new();
+        let mut paths = HashSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            if b.name.is_empty() {
+                return err(&format!("backends.{i}.name"), "must not be empty");
+            }
+            if !names.insert(&b.name) {
+                return err(&format!("backends.{i}.name"), &format!("{:?} is used by two backends", b.name));
+            }
+            match (b.kind, &b.path) {
+                (BackendKind::Fs, None) => {
+                    return err(&format!("backends.{i}.path"), "is required for kind = \"fs\"");
+                }
+                (BackendKind::Fs, Some(p)) => {
+                    if !paths.insert(p) {
+                        return err(&format!("backends.{i}.path"), &format!("{} is used by two backends", p.display()));
+                    }
+                }
+                (BackendKind::Memory, Some(_)) => {
+                    return err(&format!("backends.{i}.path"), "does not apply to kind = \"memory\"");
+                }
+                (BackendKind::Memory, None) => {}
+            }
+        }
+        if self.backends.len() > 1 {
+            return err("backends", "more than one backend needs replication, which this version does not have yet");
+        }
+        Ok(())
+    }
+
+    /// The backends to run: the configured ones, or the embedded default.
+    pub fn effective_backends(&self) -> Vec<BackendConfig> {
+        if self.backends.is_empty() {
+            vec![BackendConfig {
+                name: "local".into(),
+                kind: BackendKind::Fs,
+                path: Some(PathBuf::from("./data")),
+            }]
+        } else {
+            self.backends.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        Config::load(Some(f.path()), &Overrides::default())
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        let c = load_str(
+            r#"
+listen = "127.0.0.1:9000"
+[[credentials]]
+access_key = "AKEXAMPLE"
+secret_key = "secretexample"
+[[backends]]
+name = "local"
+kind = "fs"
+path = "./data"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.credentials[0].access_key, "AKEXAMPLE");
+        assert_eq!(c.backends[0].kind, BackendKind::Fs);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("listen = 5", "listen"),
+            ("listen = \"nowhere\"", "listen"),
+            ("lisen = \"127.0.0.1:1\"", "lisen"),
+            ("[[backends]]\nname = \"a\"\nkind = \"fs\"", "backends.0.path"),
+            ("[[backends]]\nname = \"a\"\nkind = \"tape\"", "backends.0.kind"),
+            ("[[backends]]\nname = \"a\"\nkind = \"memory\"\npath = \"/x\"", "backends.0.path"),
+            ("[[backends]]\nname = \"a\"\nkind = \"memory\"\n[[backends]]\nname = \"a\"\nkind = \"memory\"", "backends.1.name"),
+            ("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"\"", "credentials.0.secret_key"),
+            ("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"b\"\n[[credentials]]\naccess_key = \"a\"\nsecret_key = \"c\"", "credentials.1.access_key"),
+            ("this is not toml", ""),
+        ];
+        for (toml, key) in cases {
+            let e = load_str(toml).unwrap_err().0;
+            assert!(e.contains(key), "{toml:?} -> {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"listen = \"127.0.0.1:1000\"").unwrap();
+        let c = Config::load(
+            Some(f.path()),
+            &Overrides {
+                listen: Some("127.0.0.1:2000".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2000");
+    }
+}
