@@ -109,7 +109,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            .merge(Env::prefixed("S3PROXY_").ignore(&["config", "log"]).split("__"))
+            .merge(
+                Env::prefixed("S3PROXY_")
+                    .ignore(&["config", "log"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(|e| {
             let first = e.into_iter().next().map(|e| {
@@ -140,18 +144,27 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
         if self.listen.parse::<SocketAddr>().is_err() {
-            return err("listen", &format!("{:?} is not an address like 127.0.0.1:9000", self.listen));
+            return err(
+                "listen",
+                &format!("{:?} is not an address like 127.0.0.1:9000", self.listen),
+            );
         }
         let mut keys = HashSet::new();
         for (i, c) in self.credentials.iter().enumerate() {
             if c.access_key.is_empty() || !c.access_key.bytes().all(|b| b.is_ascii_graphic()) {
-                return err(&format!("credentials.{i}.access_key"), "must be non-empty printable ASCII");
+                return err(
+                    &format!("credentials.{i}.access_key"),
+                    "must be non-empty printable ASCII",
+                );
             }
             if c.secret_key.is_empty() {
                 return err(&format!("credentials.{i}.secret_key"), "must not be empty");
             }
             if !keys.insert(&c.access_key) {
-                return err(&format!("credentials.{i}.access_key"), &format!("{:?} is listed twice", c.access_key));
+                return err(
+                    &format!("credentials.{i}.access_key"),
+                    &format!("{:?} is listed twice", c.access_key),
+                );
             }
         }
         let mut names = HashSet::new();
@@ -161,25 +174,40 @@ impl Config {
                 return err(&format!("backends.{i}.name"), "must not be empty");
             }
             if !names.insert(&b.name) {
-                return err(&format!("backends.{i}.name"), &format!("{:?} is used by two backends", b.name));
+                return err(
+                    &format!("backends.{i}.name"),
+                    &format!("{:?} is used by two backends", b.name),
+                );
             }
             match (b.kind, &b.path) {
                 (BackendKind::Fs, None) => {
-                    return err(&format!("backends.{i}.path"), "is required for kind = \"fs\"");
+                    return err(
+                        &format!("backends.{i}.path"),
+                        "is required for kind = \"fs\"",
+                    );
                 }
                 (BackendKind::Fs, Some(p)) => {
                     if !paths.insert(p) {
-                        return err(&format!("backends.{i}.path"), &format!("{} is used by two backends", p.display()));
+                        return err(
+                            &format!("backends.{i}.path"),
+                            &format!("{} is used by two backends", p.display()),
+                        );
                     }
                 }
                 (BackendKind::Memory, Some(_)) => {
-                    return err(&format!("backends.{i}.path"), "does not apply to kind = \"memory\"");
+                    return err(
+                        &format!("backends.{i}.path"),
+                        "does not apply to kind = \"memory\"",
+                    );
                 }
                 (BackendKind::Memory, None) => {}
             }
         }
         if self.backends.len() > 1 {
-            return err("backends", "more than one backend needs replication, which this version does not have yet");
+            return err(
+                "backends",
+                "more than one backend needs replication, which this version does not have yet",
+            );
         }
         Ok(())
     }
@@ -234,12 +262,30 @@ path = "./data"
             ("listen = 5", "listen"),
             ("listen = \"nowhere\"", "listen"),
             ("lisen = \"127.0.0.1:1\"", "lisen"),
-            ("[[backends]]\nname = \"a\"\nkind = \"fs\"", "backends.0.path"),
-            ("[[backends]]\nname = \"a\"\nkind = \"tape\"", "backends.0.kind"),
-            ("[[backends]]\nname = \"a\"\nkind = \"memory\"\npath = \"/x\"", "backends.0.path"),
-            ("[[backends]]\nname = \"a\"\nkind = \"memory\"\n[[backends]]\nname = \"a\"\nkind = \"memory\"", "backends.1.name"),
-            ("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"\"", "credentials.0.secret_key"),
-            ("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"b\"\n[[credentials]]\naccess_key = \"a\"\nsecret_key = \"c\"", "credentials.1.access_key"),
+            (
+                "[[backends]]\nname = \"a\"\nkind = \"fs\"",
+                "backends.0.path",
+            ),
+            (
+                "[[backends]]\nname = \"a\"\nkind = \"tape\"",
+                "backends.0.kind",
+            ),
+            (
+                "[[backends]]\nname = \"a\"\nkind = \"memory\"\npath = \"/x\"",
+                "backends.0.path",
+            ),
+            (
+                "[[backends]]\nname = \"a\"\nkind = \"memory\"\n[[backends]]\nname = \"a\"\nkind = \"memory\"",
+                "backends.1.name",
+            ),
+            (
+                "[[credentials]]\naccess_key = \"a\"\nsecret_key = \"\"",
+                "credentials.0.secret_key",
+            ),
+            (
+                "[[credentials]]\naccess_key = \"a\"\nsecret_key = \"b\"\n[[credentials]]\naccess_key = \"a\"\nsecret_key = \"c\"",
+                "credentials.1.access_key",
+            ),
             ("this is not toml", ""),
         ];
         for (toml, key) in cases {

@@ -22,7 +22,10 @@ pub fn load_or_generate(state_dir: &Path) -> std::io::Result<(CredentialConfig, 
     let path = state_dir.join(FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let creds: CredentialConfig = toml_parse(&text).ok_or_else(|| {
-            std::io::Error::other(format!("{} is not a valid credentials file", path.display()))
+            std::io::Error::other(format!(
+                "{} is not a valid credentials file",
+                path.display()
+            ))
         })?;
         return Ok((creds, false));
     }
@@ -66,7 +69,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, new) = load_or_generate(dir.path()).unwrap();
         assert!(new);
-        let mode = std::fs::metadata(dir.path().join(FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let (b, new) = load_or_generate(dir.path()).unwrap();
         assert!(!new);

@@ -50,7 +50,13 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let mut generated = None;
     if credentials.is_empty() {
         let (creds, new) = credentials::load_or_generate(&config.state_dir).map_err(|e| {
-            (1, format!("cannot set up credentials under {}: {e}", config.state_dir.display()))
+            (
+                1,
+                format!(
+                    "cannot set up credentials under {}: {e}",
+                    config.state_dir.display()
+                ),
+            )
         })?;
         generated = Some((creds.clone(), new));
         credentials.push(creds);
@@ -78,7 +84,10 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             if *new { "Generated" } else { "Using" },
             file.display()
         );
-        println!("  access key: {}\n  secret key: {}", creds.access_key, creds.secret_key);
+        println!(
+            "  access key: {}\n  secret key: {}",
+            creds.access_key, creds.secret_key
+        );
         println!("Try it:");
         println!(
             "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={}",
@@ -112,7 +121,10 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("s3proxy: cannot start the runtime: {e}");

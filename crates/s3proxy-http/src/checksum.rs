@@ -15,7 +15,18 @@ pub enum Checksum {
     Sha1(Sha1),
     /// SHA-256.
     Sha256(Sha256),
+    /// CRC-64/NVME.
+    Crc64Nvme(Box<crc64fast_nvme::Digest>),
 }
+
+/// The `x-amz-checksum-*` headers that carry a checksum value.
+pub const CHECKSUM_HEADERS: &[&str] = &[
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-crc64nvme",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+];
 
 impl Checksum {
     /// The checksum for a header name such as `x-amz-checksum-crc32`.
@@ -25,6 +36,7 @@ impl Checksum {
             "x-amz-checksum-crc32c" => Ok(Checksum::Crc32c(0)),
             "x-amz-checksum-sha1" => Ok(Checksum::Sha1(Sha1::new())),
             "x-amz-checksum-sha256" => Ok(Checksum::Sha256(Sha256::new())),
+            "x-amz-checksum-crc64nvme" => Ok(Checksum::Crc64Nvme(Box::default())),
             other => Err(Error::InvalidArgument(format!(
                 "unsupported checksum algorithm {other}"
             ))),
@@ -38,6 +50,7 @@ impl Checksum {
             Checksum::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
             Checksum::Sha1(h) => h.update(data),
             Checksum::Sha256(h) => h.update(data),
+            Checksum::Crc64Nvme(h) => h.write(data),
         }
     }
 
@@ -49,6 +62,7 @@ impl Checksum {
             Checksum::Crc32c(c) => b64(&c.to_be_bytes()),
             Checksum::Sha1(h) => b64(&h.finalize()),
             Checksum::Sha256(h) => b64(&h.finalize()),
+            Checksum::Crc64Nvme(h) => b64(&h.sum64().to_be_bytes()),
         }
     }
 }

@@ -210,10 +210,10 @@ pub fn verified_body(
         Payload::Sha256(hash) => Some((Sha256::new(), hash.clone())),
         _ => None,
     };
-    let checksum = headers
-        .keys()
-        .map(|n| n.as_str())
-        .find(|n| n.starts_with("x-amz-checksum-") && *n != "x-amz-checksum-type")
+    let checksum = crate::checksum::CHECKSUM_HEADERS
+        .iter()
+        .copied()
+        .find(|n| headers.contains_key(*n))
         .map(|name| -> Result<_> {
             Ok((
                 Checksum::for_header(name)?,
