@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole test suite of s3proxy, on a fresh machine: installs what the tests need
+# (Debian packages, Python clients), checks formatting and lints, builds, runs the Rust
+# tests and the end-to-end tests against the real binary, and ends with one summary line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+LOGS=$(mktemp -d)
+failed_steps=()
+
+step() { echo; echo "=== $*"; }
+
+install_deps() {
+    local need_apt=()
+    command -v s3fs >/dev/null || need_apt+=(s3fs)
+    command -v fusermount3 >/dev/null || need_apt+=(fuse3)
+    command -v setfattr >/dev/null || need_apt+=(attr)
+    if [ ${#need_apt[@]} -gt 0 ]; then
+        step "apt-get install ${need_apt[*]}"
+        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    fi
+    if ! python3 -c "import boto3, pytest, moto" 2>/dev/null || ! command -v aws >/dev/null; then
+        step "pip install test clients"
+        python3 -m pip install -q --disable-pip-version-check awscli boto3 pytest "moto[server]"
+    fi
+}
+
+install_deps || failed_steps+=("install")
+
+step "cargo fmt --check"
+cargo fmt --all -- --check || failed_steps+=("fmt")
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings || failed_steps+=("clippy")
+
+step "cargo build --release"
+cargo build --release --workspace --quiet || failed_steps+=("build")
+
+step "cargo test"
+cargo test --workspace 2>&1 | tee "$LOGS/cargo.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("cargo test")
+
+step "end-to-end tests (pytest)"
+(cd tests && S3PROXY_BIN="$ROOT/target/release/s3proxy" python3 -m pytest -q -p no:cacheprovider "$@") 2>&1 | tee "$LOGS/pytest.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("pytest")
+
+sum() { grep -oE "[0-9]+ $1" "$2" | awk '{s+=$1} END {print s+0}'; }
+cargo_passed=$(grep -E "^test result:" "$LOGS/cargo.log" | sum passed /dev/stdin)
+cargo_failed=$(grep -E "^test result:" "$LOGS/cargo.log" | sum failed /dev/stdin)
+py_line=$(grep -E "(passed|failed|error)" "$LOGS/pytest.log" | tail -1)
+py_passed=$(echo "$py_line" | grep -oE "[0-9]+ passed" | awk '{print $1+0}')
+py_failed=$(echo "$py_line" | grep -oE "[0-9]+ (failed|error)" | awk '{s+=$1} END {print s+0}')
+passed=$(( cargo_passed + ${py_passed:-0} ))
+failed=$(( cargo_failed + ${py_failed:-0} ))
+if [ ${#failed_steps[@]} -gt 0 ]; then
+    echo "failed steps: ${failed_steps[*]}"
+    [ "$failed" -eq 0 ] && failed=${#failed_steps[@]}
+fi
+rm -rf "$LOGS"
+echo "total: $passed passed, $failed failed"
+[ ${#failed_steps[@]} -eq 0 ]
