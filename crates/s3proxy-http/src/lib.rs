@@ -2,7 +2,8 @@
 //!
 //! The S3 REST protocol over hyper, serving any [`s3proxy_core::Backend`]: addressing
 //! (path-style and virtual-hosted), SigV4 authentication (header, presigned, aws-chunked
-//! with signed chunks or checksum trailers), the S3 XML documents and error responses.
+//! with signed chunks or checksum trailers) and SigV2 (header and presigned), the S3 XML
+//! documents and error responses.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -229,12 +230,14 @@ impl S3Server {
             Endpoint::route(&parts.method, bucket, key, &query, &parts.headers)
         })();
         // Authenticate before anything else answers, even routing errors.
+        let host = parts.headers.get("host").and_then(|h| h.to_str().ok());
         let authenticated = auth::authenticate(
             &RequestParts {
                 method: parts.method.as_str(),
                 raw_path,
                 raw_query,
                 headers: &parts.headers,
+                vhost_bucket: request::vhost_bucket(host, &self.config.virtual_host_domains),
             },
             &self.auth,
             SystemTime::now(),

@@ -49,6 +49,16 @@ impl Query {
     }
 }
 
+/// The bucket a virtual-hosted-style request names in its Host header (`bucket.<domain>`).
+pub fn vhost_bucket<'a>(host: Option<&'a str>, domains: &[String]) -> Option<&'a str> {
+    let host = host.map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))?;
+    domains.iter().find_map(|d| {
+        host.strip_suffix(d.as_str())
+            .and_then(|b| b.strip_suffix('.'))
+            .filter(|b| !b.is_empty())
+    })
+}
+
 /// Split a request into bucket and key, path-style or virtual-hosted-style.
 pub fn address(
     raw_path: &str,
@@ -62,15 +72,7 @@ pub fn address(
             .map_err(|_| Error::InvalidArgument("The URI is not valid UTF-8".into()))
     };
     let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
-    let host = host.map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
-    let vhost_bucket = host.and_then(|h| {
-        domains.iter().find_map(|d| {
-            h.strip_suffix(d.as_str())
-                .and_then(|b| b.strip_suffix('.'))
-                .filter(|b| !b.is_empty())
-        })
-    });
-    if let Some(bucket) = vhost_bucket {
+    if let Some(bucket) = vhost_bucket(host, domains) {
         let key = if path.is_empty() {
             None
         } else {

@@ -1,6 +1,8 @@
-//! Request authentication: SigV4 (header and presigned) and the payload modes it implies.
+//! Request authentication: SigV4 (header and presigned) and the payload modes it implies,
+//! and SigV2 (header and presigned).
 
 pub mod chunked;
+pub mod sigv2;
 pub mod sigv4;
 
 use http::HeaderMap;
@@ -93,6 +95,9 @@ pub struct RequestParts<'a> {
     pub raw_query: &'a str,
     /// Headers.
     pub headers: &'a HeaderMap,
+    /// The bucket, when the request names it in the Host header (virtual-hosted style);
+    /// SigV2 signs it as part of the resource.
+    pub vhost_bucket: Option<&'a str>,
 }
 
 /// Authentication settings.
@@ -222,7 +227,8 @@ fn query_params(raw_query: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// Authenticate a request signed with SigV4 in the Authorization header or the query.
+/// Authenticate a request signed with SigV4 or SigV2, in the Authorization header or the
+/// query.
 pub fn authenticate(
     req: &RequestParts<'_>,
     config: &AuthConfig,
@@ -232,13 +238,20 @@ pub fn authenticate(
         if let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256 ") {
             return authenticate_header(req, config, now, rest);
         }
-        if auth.starts_with("AWS ") {
-            return Err(Error::NotImplemented("Signature Version 2".into()));
+        if let Some(rest) = auth.strip_prefix("AWS ") {
+            return sigv2::authenticate_header(req, config, now, rest);
         }
         return Err(malformed("unsupported authorization type"));
     }
     if req.raw_query.contains("X-Amz-Signature=") {
         return authenticate_presigned(req, config, now);
+    }
+    if req
+        .raw_query
+        .split('&')
+        .any(|p| p.starts_with("AWSAccessKeyId="))
+    {
+        return sigv2::authenticate_presigned(req, config, now);
     }
     Err(Error::AccessDenied(
         "Anonymous access is not allowed; sign the request.".into(),
@@ -411,6 +424,7 @@ mod tests {
             raw_path: "/test.txt",
             raw_query: query,
             headers,
+            vhost_bucket: None,
         }
     }
 
