@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite of s3proxy, on a fresh machine: installs what the tests need
 # (Debian packages, Python clients), checks formatting and lints, builds, runs the Rust
-# tests and the end-to-end tests against the real binary, and ends with one summary line.
+# tests and the end-to-end tests against the real binary (pytest, then s3fs mounts in every
+# mode), and ends with one summary line.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 LOGS=$(mktemp -d)
 failed_steps=()
@@ -15,6 +16,8 @@ install_deps() {
     command -v s3fs >/dev/null || need_apt+=(s3fs)
     command -v fusermount3 >/dev/null || need_apt+=(fuse3)
     command -v setfattr >/dev/null || need_apt+=(attr)
+    command -v rsync >/dev/null || need_apt+=(rsync)
+    command -v curl >/dev/null || need_apt+=(curl)
     if [ ${#need_apt[@]} -gt 0 ]; then
         step "apt-get install ${need_apt[*]}"
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -45,14 +48,22 @@ step "end-to-end tests (pytest)"
 (cd tests && S3PROXY_BIN="$ROOT/target/release/s3proxy" python3 -m pytest -q -p no:cacheprovider "$@") 2>&1 | tee "$LOGS/pytest.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("pytest")
 
+step "s3fs mounts (scripts/test_s3fs_integration.sh, every mode)"
+S3PROXY_BIN="$ROOT/target/release/s3proxy" timeout 1800 scripts/test_s3fs_integration.sh all 2>&1 | tee "$LOGS/s3fs.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("s3fs")
+
 sum() { grep -oE "[0-9]+ $1" "$2" | awk '{s+=$1} END {print s+0}'; }
 cargo_passed=$(grep -E "^test result:" "$LOGS/cargo.log" | sum passed /dev/stdin)
 cargo_failed=$(grep -E "^test result:" "$LOGS/cargo.log" | sum failed /dev/stdin)
 py_line=$(grep -E "(passed|failed|error)" "$LOGS/pytest.log" | tail -1)
 py_passed=$(echo "$py_line" | grep -oE "[0-9]+ passed" | awk '{print $1+0}')
 py_failed=$(echo "$py_line" | grep -oE "[0-9]+ (failed|error)" | awk '{s+=$1} END {print s+0}')
-passed=$(( cargo_passed + ${py_passed:-0} ))
-failed=$(( cargo_failed + ${py_failed:-0} ))
+s3fs_line=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" "$LOGS/s3fs.log" | tail -1)
+s3fs_passed=$(echo "$s3fs_line" | grep -oE "[0-9]+ passed" | awk '{print $1+0}')
+s3fs_failed=$(echo "$s3fs_line" | grep -oE "[0-9]+ failed" | awk '{print $1+0}')
+echo "s3fs: ${s3fs_passed:-0} passed, ${s3fs_failed:-0} failed"
+passed=$(( cargo_passed + ${py_passed:-0} + ${s3fs_passed:-0} ))
+failed=$(( cargo_failed + ${py_failed:-0} + ${s3fs_failed:-0} ))
 if [ ${#failed_steps[@]} -gt 0 ]; then
     echo "failed steps: ${failed_steps[*]}"
     [ "$failed" -eq 0 ] && failed=${#failed_steps[@]}
