@@ -115,6 +115,7 @@ impl StoredHeader {
             size: self.size,
             etag: self.etag.clone(),
             last_modified: from_ns(self.modified_ns),
+            internal: Some(self.metadata.internal.clone()),
         }
     }
 }
@@ -583,6 +584,7 @@ impl Backend for Filesystem {
             info,
             range,
             body: stream_file(file, offset, len),
+            served_by: Some(self.name.clone()),
         })
     }
 

@@ -182,6 +182,7 @@ impl Backend for Memory {
             info: obj.info,
             range,
             body: Box::pin(futures::stream::iter(chunks)),
+            served_by: Some(self.name.clone()),
         })
     }
 
@@ -249,6 +250,7 @@ impl Backend for Memory {
                 size: o.info.size,
                 etag: o.info.etag.clone(),
                 last_modified: o.info.last_modified,
+                internal: Some(o.info.metadata.internal.clone()),
             });
             Ok(list::paginate(iter, &opts))
         })

@@ -3,6 +3,7 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use s3proxy_core::replicated::{ReadPreference, WriteQuorum};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -30,6 +31,52 @@ pub struct Config {
     /// Domains for virtual-hosted-style requests (`bucket.<domain>`).
     #[serde(default)]
     pub virtual_host_domains: Vec<String>,
+    /// How several backends are kept in step.
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+}
+
+/// `[replication]`: quorum and reads across several backends.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// `1`, `"majority"`, `"all"` or a number of backends.
+    #[serde(default)]
+    pub write_quorum: WriteQuorum,
+    /// `"ordered"` (configuration order) or `"latency"`.
+    #[serde(default)]
+    pub read_preference: ReadPreference,
+    /// Retries of transient backend errors.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Secret (at least 32 characters) authenticating multipart upload ids; every
+    /// instance in front of the same backends must share it. Generated into the state
+    /// directory when absent.
+    #[serde(default)]
+    pub upload_id_secret: Option<String>,
+    /// Seconds between journal replays while repairs are pending.
+    #[serde(default = "default_repair_interval")]
+    pub repair_interval_secs: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            write_quorum: WriteQuorum::One,
+            read_preference: ReadPreference::Ordered,
+            retries: default_retries(),
+            upload_id_secret: None,
+            repair_interval_secs: default_repair_interval(),
+        }
+    }
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn default_repair_interval() -> u64 {
+    5
 }
 
 /// One access key pair.
@@ -63,7 +110,26 @@ pub struct BackendConfig {
     /// Root directory (kind = "fs").
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Limit, in milliseconds, for one call without a body and for a stall within a body.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
 }
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+
+/// Top-level configuration keys, as `S3PROXY_<KEY>` environment variables may set them.
+const CONFIG_KEYS: &[&str] = &[
+    "listen",
+    "credentials",
+    "backends",
+    "state_dir",
+    "region",
+    "virtual_host_domains",
+    "replication",
+    "encryption",
+];
 
 fn default_listen() -> String {
     "127.0.0.1:9000".into()
@@ -110,8 +176,14 @@ impl Config {
         }
         figment = figment
             .merge(
+                // Only configuration keys: other S3PROXY_* variables (S3PROXY_CONFIG, the
+                // test suite's S3PROXY_BIN) are not configuration.
                 Env::prefixed("S3PROXY_")
-                    .ignore(&["config", "log"])
+                    .filter(|k| {
+                        let k = k.as_str().to_ascii_lowercase();
+                        let top = k.split("__").next().unwrap_or("");
+                        CONFIG_KEYS.contains(&top)
+                    })
                     .split("__"),
             )
             .merge(Serialized::defaults(overrides));
@@ -203,10 +275,29 @@ impl Config {
                 (BackendKind::Memory, None) => {}
             }
         }
-        if self.backends.len() > 1 {
+        for (i, b) in self.backends.iter().enumerate() {
+            if b.timeout_ms == 0 {
+                return err(&format!("backends.{i}.timeout_ms"), "must be at least 1");
+            }
+        }
+        let n = self.effective_backends().len();
+        if let WriteQuorum::Count(q) = self.replication.write_quorum
+            && q > n
+        {
             return err(
-                "backends",
-                "more than one backend needs replication, which this version does not have yet",
+                "replication.write_quorum",
+                &format!("{q} is more than the {n} configured backend(s)"),
+            );
+        }
+        if self
+            .replication
+            .upload_id_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 32)
+        {
+            return err(
+                "replication.upload_id_secret",
+                "must be at least 32 characters",
             );
         }
         Ok(())
@@ -219,6 +310,7 @@ impl Config {
                 name: "local".into(),
                 kind: BackendKind::Fs,
                 path: Some(PathBuf::from("./data")),
+                timeout_ms: default_timeout_ms(),
             }]
         } else {
             self.backends.clone()
@@ -231,10 +323,18 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Load inside a figment jail: the environment test sets variables that would
+    /// otherwise leak into tests running at the same time.
     fn load_str(toml: &str) -> Result<Config, ConfigError> {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(toml.as_bytes()).unwrap();
-        Config::load(Some(f.path()), &Overrides::default())
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(toml.as_bytes()).unwrap();
+            result = Some(Config::load(Some(f.path()), &Overrides::default()));
+            Ok(())
+        });
+        result.expect("jail ran")
     }
 
     #[test]
@@ -287,12 +387,41 @@ path = "./data"
                 "credentials.1.access_key",
             ),
             ("this is not toml", ""),
+            (
+                "[replication]\nwrite_quorum = \"most\"",
+                "replication.write_quorum",
+            ),
+            (
+                "[replication]\nwrite_quorum = 3",
+                "replication.write_quorum",
+            ),
+            (
+                "[replication]\nwrite_quorum = 0",
+                "replication.write_quorum",
+            ),
+            (
+                "[replication]\nupload_id_secret = \"short\"",
+                "replication.upload_id_secret",
+            ),
         ];
         for (toml, key) in cases {
             let e = load_str(toml).unwrap_err().0;
             assert!(e.contains(key), "{toml:?} -> {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_ignores_other_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "listen = \"127.0.0.1:1000\"")?;
+            jail.set_env("S3PROXY_LISTEN", "127.0.0.1:3000");
+            jail.set_env("S3PROXY_BIN", "/somewhere/s3proxy");
+            let c =
+                Config::load(Some(Path::new("c.toml")), &Overrides::default()).map_err(|e| e.0)?;
+            assert_eq!(c.listen, "127.0.0.1:3000");
+            Ok(())
+        });
     }
 
     #[test]

@@ -5,9 +5,10 @@
 mod config;
 mod credentials;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use config::{BackendKind, Config, Overrides};
-use s3proxy_core::DynBackend;
+use s3proxy_core::replicated::{Journal, Replica, Replicated, ReplicationOptions};
+use s3proxy_core::{BucketName, DynBackend};
 use s3proxy_http::{S3Server, ServerConfig, auth::Credential};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,11 +24,27 @@ struct Cli {
     /// Address to listen on (overrides the configuration).
     #[arg(long)]
     listen: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn build_backend(config: &Config) -> Result<DynBackend, String> {
-    let backends = config.effective_backends();
-    let b = &backends[0];
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve S3 requests (the default).
+    Serve,
+    /// Compare every backend's objects by version stamp and bring every replica up to
+    /// date: copy what is missing or stale, apply journaled deletes.
+    Repair {
+        /// Only this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Report what would be done without doing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn build_one(b: &config::BackendConfig) -> Result<DynBackend, String> {
     Ok(match b.kind {
         BackendKind::Fs => {
             let path = b.path.clone().expect("validated: fs has a path");
@@ -40,12 +57,129 @@ fn build_backend(config: &Config) -> Result<DynBackend, String> {
     })
 }
 
+/// A secret kept in the state directory, generated (mode 0600) on first use.
+fn state_secret(config: &Config, file: &str) -> Result<[u8; 32], String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = config.state_dir.join(file);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| format!("{} is not a 32-byte hex secret", path.display()));
+    }
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.state_dir.display()))?;
+    let secret: [u8; 32] = rand::random();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{}", hex::encode(secret)))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(secret)
+}
+
+/// The storage stack: one backend as it is, several behind replication.
+fn build_stack(config: &Config) -> Result<(DynBackend, Option<Replicated>), String> {
+    let configured = config.effective_backends();
+    if configured.len() == 1 {
+        return Ok((build_one(&configured[0])?, None));
+    }
+    let replicas = configured
+        .iter()
+        .map(|b| {
+            Ok(Replica {
+                backend: build_one(b)?,
+                timeout: std::time::Duration::from_millis(b.timeout_ms),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let upload_id_key = match &config.replication.upload_id_secret {
+        Some(secret) => {
+            use sha2::Digest;
+            sha2::Sha256::digest(secret.as_bytes()).into()
+        }
+        None => state_secret(config, "upload-id.key")?,
+    };
+    let opts = ReplicationOptions {
+        write_quorum: config.replication.write_quorum,
+        read_preference: config.replication.read_preference,
+        retries: config.replication.retries,
+        upload_id_key,
+        ..Default::default()
+    };
+    let journal_dir = config.state_dir.join("journal");
+    let journal =
+        Journal::open(&journal_dir).map_err(|e| format!("cannot open the repair journal: {e}"))?;
+    let replicated = Replicated::new("replicated", replicas, opts, Arc::new(journal))
+        .map_err(|e| format!("replication: {e}"))?;
+    Ok((Arc::new(replicated.clone()), Some(replicated)))
+}
+
+async fn repair(
+    config: &Config,
+    bucket: Option<String>,
+    dry_run: bool,
+) -> Result<(), (u8, String)> {
+    let (_, replicated) = build_stack(config).map_err(|e| (1, e))?;
+    let Some(replicated) = replicated else {
+        println!("one backend: nothing to repair");
+        return Ok(());
+    };
+    let bucket = bucket
+        .map(BucketName::new)
+        .transpose()
+        .map_err(|e| (2, format!("--bucket: {e}")))?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} keys {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let summary = replicated
+        .repair_scan(bucket.as_ref(), dry_run, &progress)
+        .await
+        .map_err(|e| (1, format!("repair failed: {e}")))?;
+    bar.finish_and_clear();
+    let pending = if dry_run {
+        replicated.journal().len()
+    } else {
+        replicated.replay_journal().await
+    };
+    println!(
+        "{}{} keys examined, {} replicas {} by copying, {} deletes {}, {} failed, {pending} journal entries pending",
+        if dry_run { "dry run: " } else { "" },
+        summary.keys,
+        summary.copies,
+        if dry_run {
+            "to bring up to date"
+        } else {
+            "brought up to date"
+        },
+        summary.deletes,
+        if dry_run { "to apply" } else { "applied" },
+        summary.failed
+    );
+    if summary.failed > 0 {
+        return Err((1, format!("{} repairs failed; see the log", summary.failed)));
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let overrides = Overrides {
         listen: cli.listen.clone(),
     };
     let config = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| (2, format!("configuration error: {e}")))?;
+    if let Some(Command::Repair { bucket, dry_run }) = cli.command {
+        return repair(&config, bucket, dry_run).await;
+    }
     let mut credentials = config.credentials.clone();
     let mut generated = None;
     if credentials.is_empty() {
@@ -61,7 +195,12 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         generated = Some((creds.clone(), new));
         credentials.push(creds);
     }
-    let backend = build_backend(&config).map_err(|e| (1, e))?;
+    let (backend, replicated) = build_stack(&config).map_err(|e| (1, e))?;
+    let _background = replicated.as_ref().map(|r| {
+        r.start_background(std::time::Duration::from_secs(
+            config.replication.repair_interval_secs.max(1),
+        ))
+    });
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| (1, format!("cannot listen on {}: {e}", config.listen)))?;

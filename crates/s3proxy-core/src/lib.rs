@@ -30,6 +30,7 @@ pub mod list;
 mod model;
 mod names;
 mod range;
+pub mod replicated;
 
 pub use backend::{Backend, DynBackend};
 pub use body::{ByteStream, Md5Stream, collect_body};

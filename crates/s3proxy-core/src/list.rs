@@ -32,6 +32,7 @@ pub fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) ->
 /// use s3proxy_core::{ListOptions, ObjectSummary, list::paginate};
 /// let obj = |k: &str| ObjectSummary {
 ///     key: k.into(), size: 0, etag: String::new(), last_modified: std::time::UNIX_EPOCH,
+///     internal: None,
 /// };
 /// let all = vec![obj("a/1"), obj("a/2"), obj("b"), obj("c/1")];
 /// let opts = ListOptions { delimiter: Some("/".into()), max_keys: 2, ..Default::default() };
@@ -100,6 +101,7 @@ mod tests {
                 size: 0,
                 etag: String::new(),
                 last_modified: UNIX_EPOCH,
+                internal: None,
             })
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));

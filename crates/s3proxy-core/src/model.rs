@@ -117,6 +117,9 @@ pub struct GetOptions {
     pub range: Option<ByteRange>,
     /// Conditional request headers.
     pub conditions: Conditions,
+    /// Replicas not to read from (by backend name), because a layer above found their
+    /// copy unauthentic. Only replicating layers look at it.
+    pub exclude_replicas: Vec<String>,
 }
 
 /// The result of a GET: metadata, the byte range served and the data.
@@ -127,6 +130,8 @@ pub struct GetResult {
     pub range: Option<(u64, u64)>,
     /// The data.
     pub body: ByteStream,
+    /// Name of the storage backend that served the data (for failover and repair).
+    pub served_by: Option<String>,
 }
 
 impl GetResult {
@@ -192,6 +197,11 @@ pub struct ObjectSummary {
     pub etag: String,
     /// Last write time.
     pub last_modified: SystemTime,
+    /// The object's internal metadata, when the backend has it at hand while listing
+    /// (memory and filesystem do; S3 listings carry no metadata, so S3 backends give
+    /// `None`). Layers use it to show plaintext sizes and ETags and to compare version
+    /// stamps without a HEAD per listed object.
+    pub internal: Option<BTreeMap<String, String>>,
 }
 
 /// One page of a listing.

@@ -116,6 +116,7 @@ pub(crate) async fn upload_part_copy(
             GetOptions {
                 range,
                 conditions: request::conditions(&req.headers, "x-amz-copy-source-"),
+                ..Default::default()
             },
         )
         .await?;

@@ -120,6 +120,7 @@ pub(crate) async fn get_object(
     let opts = GetOptions {
         range,
         conditions: request::conditions(&req.headers, ""),
+        ..Default::default()
     };
     let (info, range, body) = if with_body {
         let got = ctx.backend.get_object(bucket, key, opts).await?;

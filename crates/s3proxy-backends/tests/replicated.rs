@@ -1,0 +1,543 @@
+//! Replication over in-process backends with injected faults: quorum, failover, journal
+//! replay, tombstones, convergence. (End-to-end tests with real processes killed and
+//! paused are in tests/ at the workspace root.)
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use s3proxy_backends::{Memory, conformance};
+use s3proxy_core::replicated::*;
+use s3proxy_core::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+/// Bodies stop after their first chunk and never continue.
+const STALL_BODIES: u8 = 2;
+
+/// A backend wrapper whose availability the test switches.
+struct Faulty {
+    inner: Arc<Memory>,
+    mode: AtomicU8,
+}
+
+impl Faulty {
+    fn new(name: &str) -> Arc<Self> {
+        Arc::new(Faulty {
+            inner: Arc::new(Memory::new(name)),
+            mode: AtomicU8::new(UP),
+        })
+    }
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst)
+    }
+    fn check(&self) -> Result<()> {
+        if self.mode.load(Ordering::SeqCst) == DOWN {
+            Err(Error::ServiceUnavailable(format!(
+                "{} is down",
+                self.inner.name()
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Faulty {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        self.check()?;
+        self.inner.list_buckets().await
+    }
+    async fn create_bucket(&self, b: &BucketName) -> Result<()> {
+        self.check()?;
+        self.inner.create_bucket(b).await
+    }
+    async fn delete_bucket(&self, b: &BucketName) -> Result<()> {
+        self.check()?;
+        self.inner.delete_bucket(b).await
+    }
+    async fn head_bucket(&self, b: &BucketName) -> Result<()> {
+        self.check()?;
+        self.inner.head_bucket(b).await
+    }
+    async fn put_object(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        body: Body,
+        o: PutOptions,
+    ) -> Result<PutResult> {
+        self.check()?;
+        self.inner.put_object(b, k, body, o).await
+    }
+    async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
+        self.check()?;
+        let mut got = self.inner.get_object(b, k, o).await?;
+        if self.mode.load(Ordering::SeqCst) == STALL_BODIES {
+            let first = got.body.next().await;
+            got.body = Box::pin(futures::stream::iter(first).chain(futures::stream::pending()));
+        }
+        Ok(got)
+    }
+    async fn head_object(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        o: GetOptions,
+    ) -> Result<ObjectInfo> {
+        self.check()?;
+        self.inner.head_object(b, k, o).await
+    }
+    async fn delete_object(&self, b: &BucketName, k: &ObjectKey) -> Result<()> {
+        self.check()?;
+        self.inner.delete_object(b, k).await
+    }
+    async fn copy_object(
+        &self,
+        sb: &BucketName,
+        sk: &ObjectKey,
+        db: &BucketName,
+        dk: &ObjectKey,
+        o: CopyOptions,
+    ) -> Result<PutResult> {
+        self.check()?;
+        self.inner.copy_object(sb, sk, db, dk, o).await
+    }
+    async fn list_objects(&self, b: &BucketName, o: ListOptions) -> Result<ListResult> {
+        self.check()?;
+        self.inner.list_objects(b, o).await
+    }
+    async fn create_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        o: MultipartOptions,
+    ) -> Result<UploadId> {
+        self.check()?;
+        self.inner.create_multipart_upload(b, k, o).await
+    }
+    async fn upload_part(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+        n: u32,
+        body: Body,
+        o: PartOptions,
+    ) -> Result<String> {
+        self.check()?;
+        self.inner.upload_part(b, k, id, n, body, o).await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+        p: Vec<CompletedPart>,
+    ) -> Result<PutResult> {
+        self.check()?;
+        self.inner.complete_multipart_upload(b, k, id, p).await
+    }
+    async fn abort_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.abort_multipart_upload(b, k, id).await
+    }
+    async fn list_parts(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+        o: ListPartsOptions,
+    ) -> Result<ListPartsResult> {
+        self.check()?;
+        self.inner.list_parts(b, k, id, o).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        b: &BucketName,
+        o: ListUploadsOptions,
+    ) -> Result<ListUploadsResult> {
+        self.check()?;
+        self.inner.list_multipart_uploads(b, o).await
+    }
+}
+
+struct Stack {
+    backends: Vec<Arc<Faulty>>,
+    replicated: Replicated,
+}
+
+fn stack(quorum: WriteQuorum, journal: Arc<Journal>) -> Stack {
+    let backends: Vec<Arc<Faulty>> = ["r1", "r2", "r3"].iter().map(|n| Faulty::new(n)).collect();
+    let replicated = replicated_over(&backends, quorum, journal);
+    Stack {
+        backends,
+        replicated,
+    }
+}
+
+fn replicated_over(
+    backends: &[Arc<Faulty>],
+    quorum: WriteQuorum,
+    journal: Arc<Journal>,
+) -> Replicated {
+    let replicas = backends
+        .iter()
+        .map(|b| Replica {
+            backend: b.clone() as DynBackend,
+            timeout: Duration::from_millis(500),
+        })
+        .collect();
+    let opts = ReplicationOptions {
+        write_quorum: quorum,
+        retries: 0,
+        upload_id_key: [7; 32],
+        ..Default::default()
+    };
+    Replicated::new("replicated", replicas, opts, journal).unwrap()
+}
+
+fn bucket() -> BucketName {
+    BucketName::new("rep").unwrap()
+}
+
+fn key(k: &str) -> ObjectKey {
+    ObjectKey::new(k).unwrap()
+}
+
+async fn read(b: &dyn Backend, k: &str) -> Result<Bytes> {
+    let got = b
+        .get_object(&bucket(), &key(k), GetOptions::default())
+        .await?;
+    collect_body(got.body, 64 << 20).await
+}
+
+async fn version_on(b: &Faulty, k: &str) -> Option<String> {
+    b.inner
+        .head_object(&bucket(), &key(k), GetOptions::default())
+        .await
+        .ok()
+        .and_then(|i| i.metadata.internal.get(VERSION_KEY).cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_passes_the_conformance_suite() {
+    let s = stack(WriteQuorum::Majority, Arc::new(Journal::in_memory()));
+    conformance::run_all(Arc::new(s.replicated.clone()), "rep").await;
+    conformance::concurrent_writers(Arc::new(s.replicated), "rep").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w1_write_with_a_backend_down_is_repaired_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = stack(
+        WriteQuorum::One,
+        Arc::new(Journal::open(dir.path()).unwrap()),
+    );
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].set(DOWN);
+    let data = conformance::pattern(3 << 20, 9);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            data.clone().into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(read(&s.replicated, "k").await.unwrap() == data);
+    assert_eq!(version_on(&s.backends[2], "k").await, None);
+    for _ in 0..20 {
+        if s.replicated.journal().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.replicated.journal().len(), 1);
+    // Still down: replay keeps the entry.
+    assert_eq!(s.replicated.replay_journal().await, 1);
+    s.backends[2].set(UP);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    assert_eq!(s.replicated.replay_journal().await, 0);
+    assert_eq!(
+        version_on(&s.backends[2], "k").await,
+        version_on(&s.backends[0], "k").await
+    );
+    assert!(read(&*s.backends[2].inner, "k").await.unwrap() == data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w_all_with_a_backend_down_is_503_and_leaves_nothing_visible() {
+    let s = stack(WriteQuorum::All, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[1].set(DOWN);
+    let r = s
+        .replicated
+        .put_object(
+            &bucket(),
+            &key("new"),
+            Bytes::from("x").into(),
+            PutOptions::default(),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::ServiceUnavailable(_))), "{r:?}");
+    assert_eq!(r.unwrap_err().status(), 503);
+    for b in &s.backends {
+        b.set(UP);
+    }
+    assert!(matches!(
+        read(&s.replicated, "new").await,
+        Err(Error::NoSuchKey)
+    ));
+    for b in &s.backends {
+        assert_eq!(version_on(b, "new").await, None, "{}", b.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_while_down_is_not_undone_by_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = stack(
+        WriteQuorum::One,
+        Arc::new(Journal::open(dir.path()).unwrap()),
+    );
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("gone"),
+            Bytes::from("v1").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.backends[0].set(DOWN);
+    s.replicated
+        .delete_object(&bucket(), &key("gone"))
+        .await
+        .unwrap();
+    s.backends[0].set(UP);
+    // Before the journal replays, reads and listings already honour the delete.
+    assert!(matches!(
+        read(&s.replicated, "gone").await,
+        Err(Error::NoSuchKey)
+    ));
+    let listed = s
+        .replicated
+        .list_objects(
+            &bucket(),
+            ListOptions {
+                max_keys: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(listed.objects.is_empty());
+    // A full repair scan must not copy it back; it applies the delete instead.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let summary = s
+        .replicated
+        .repair_scan(None, false, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.copies, 0);
+    for b in &s.backends {
+        assert_eq!(version_on(b, "gone").await, None, "{}", b.name());
+    }
+    s.replicated.replay_journal().await;
+    assert!(s.replicated.journal().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends: Vec<Arc<Faulty>> = ["r1", "r2", "r3"].iter().map(|n| Faulty::new(n)).collect();
+    {
+        let first = replicated_over(
+            &backends,
+            WriteQuorum::One,
+            Arc::new(Journal::open(dir.path()).unwrap()),
+        );
+        first.create_bucket(&bucket()).await.unwrap();
+        backends[1].set(DOWN);
+        first
+            .put_object(
+                &bucket(),
+                &key("j"),
+                Bytes::from("journaled").into(),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        // A replica still finishing when the quorum was met is journaled until it does.
+        for _ in 0..20 {
+            if first.journal().len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pending: Vec<String> = first.journal().pending().into_iter().map(|e| e.backend).collect();
+        assert_eq!(pending, ["r2"]);
+    }
+    backends[1].set(UP);
+    let second = replicated_over(
+        &backends,
+        WriteQuorum::One,
+        Arc::new(Journal::open(dir.path()).unwrap()),
+    );
+    assert_eq!(second.journal().len(), 1, "the entry was on disk");
+    let bg = second.start_background(Duration::from_millis(100));
+    for _ in 0..50 {
+        if second.journal().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bg.abort();
+    assert!(second.journal().is_empty());
+    assert_eq!(read(&*backends[1].inner, "j").await.unwrap(), "journaled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_replica_mid_get_fails_over() {
+    let s = stack(WriteQuorum::All, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let data = conformance::pattern(1 << 20, 3);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("big"),
+            data.clone().into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.backends[0].set(STALL_BODIES);
+    let started = std::time::Instant::now();
+    let got = read(&s.replicated, "big").await.unwrap();
+    assert!(
+        got == data,
+        "the body continued byte-exact from another replica"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_replica_found_by_a_read_is_repaired() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("s"),
+            Bytes::from("old").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Let the replicas still finishing when the quorum was met finish.
+    for _ in 0..20 {
+        if s.replicated.journal().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Write the new version behind the proxy's back on two replicas only.
+    let newer = s.backends[0]
+        .inner
+        .head_object(&bucket(), &key("s"), GetOptions::default())
+        .await
+        .unwrap();
+    let mut meta = newer.metadata.clone();
+    meta.internal
+        .insert(VERSION_KEY.into(), "ffffffffffff-000000-test".into());
+    for b in &s.backends[1..] {
+        b.inner
+            .put_object(
+                &bucket(),
+                &key("s"),
+                Bytes::from("new").into(),
+                PutOptions {
+                    metadata: meta.clone(),
+                    content_md5: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(read(&s.replicated, "s").await.unwrap(), "new");
+    assert_eq!(s.replicated.journal().len(), 1);
+    s.replicated.replay_journal().await;
+    assert_eq!(read(&*s.backends[0].inner, "s").await.unwrap(), "new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_converge() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let writers = (0..6u8).map(|w| {
+        let r = s.replicated.clone();
+        tokio::spawn(async move {
+            for i in 0..5u8 {
+                let body = conformance::pattern(100_000 + w as usize, i ^ w);
+                r.put_object(&bucket(), &key("hot"), body.into(), PutOptions::default())
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    futures::future::join_all(writers).await;
+    s.replicated.replay_journal().await;
+    let versions: Vec<_> =
+        futures::future::join_all(s.backends.iter().map(|b| version_on(b, "hot"))).await;
+    assert!(versions[0].is_some());
+    assert!(versions.iter().all(|v| *v == versions[0]), "{versions:?}");
+    let bodies: Vec<_> =
+        futures::future::join_all(s.backends.iter().map(|b| read(&*b.inner, "hot"))).await;
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.as_ref().unwrap() == bodies[0].as_ref().unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_upload_ids_are_refused() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let id = s
+        .replicated
+        .create_multipart_upload(&bucket(), &key("m"), MultipartOptions::default())
+        .await
+        .unwrap();
+    let forged = UploadId::new(format!("{}x", &id.as_str()[..id.as_str().len() - 1])).unwrap();
+    let r = s
+        .replicated
+        .upload_part(
+            &bucket(),
+            &key("m"),
+            &forged,
+            1,
+            Bytes::from("x").into(),
+            PartOptions::default(),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::NoSuchUpload)));
+}

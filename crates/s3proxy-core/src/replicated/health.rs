@@ -1,0 +1,110 @@
+//! Per-backend health: error counts, latency, and a circuit breaker.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Consecutive transient failures that open the circuit.
+const OPEN_AFTER: u32 = 3;
+/// How long an open circuit stays open before a probe may close it.
+const OPEN_FOR: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct State {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    latency_ms: f64,
+    successes: u64,
+    failures: u64,
+}
+
+/// Health of one backend. Cheap to query on every request.
+#[derive(Default)]
+pub struct Health {
+    state: Mutex<State>,
+}
+
+/// A snapshot for logs and status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthSnapshot {
+    /// Whether requests currently skip this backend.
+    pub open: bool,
+    /// Smoothed latency of successful calls, in milliseconds.
+    pub latency_ms: f64,
+    /// Successful calls so far.
+    pub successes: u64,
+    /// Failed calls so far (transient errors only).
+    pub failures: u64,
+}
+
+impl Health {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the circuit is closed (requests may go to this backend).
+    pub fn is_available(&self) -> bool {
+        self.state().open_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Whether the circuit is open, even if its timer ran out (a probe must close it).
+    pub fn is_open(&self) -> bool {
+        self.state().open_until.is_some()
+    }
+
+    /// A call succeeded after `elapsed`.
+    pub fn success(&self, elapsed: Duration) -> bool {
+        let mut s = self.state();
+        let was_open = s.open_until.is_some();
+        s.consecutive_failures = 0;
+        s.open_until = None;
+        s.successes += 1;
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        s.latency_ms = if s.successes == 1 {
+            ms
+        } else {
+            s.latency_ms * 0.9 + ms * 0.1
+        };
+        was_open
+    }
+
+    /// A call failed with a transient error. Returns true when this opened the circuit.
+    pub fn failure(&self) -> bool {
+        let mut s = self.state();
+        s.failures += 1;
+        s.consecutive_failures += 1;
+        if s.consecutive_failures >= OPEN_AFTER {
+            let opened = s.open_until.is_none();
+            s.open_until = Some(Instant::now() + OPEN_FOR);
+            return opened;
+        }
+        false
+    }
+
+    /// Current figures.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let s = self.state();
+        HealthSnapshot {
+            open: s.open_until.is_some(),
+            latency_ms: s.latency_ms,
+            successes: s.successes,
+            failures: s.failures,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_repeated_failures_and_closes_on_success() {
+        let h = Health::default();
+        assert!(h.is_available());
+        assert!(!h.failure());
+        assert!(!h.failure());
+        assert!(h.failure());
+        assert!(!h.is_available() && h.is_open());
+        assert!(h.success(Duration::from_millis(3)));
+        assert!(h.is_available() && !h.is_open());
+    }
+}

@@ -1,0 +1,229 @@
+//! The repair journal: writes and deletes that did not reach every backend, kept durably
+//! on the proxy's disk until they have been repaired.
+//!
+//! One small JSON file per (bucket, key, backend), written atomically (temporary file,
+//! fsync, rename, directory fsync), so the journal survives a crash and several processes
+//! (the server and `s3proxy repair`) can share it.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A key that one backend must be brought up to date on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The backend that missed the operation.
+    pub backend: String,
+    /// The stamp of the operation that was missed (identifies this entry's generation).
+    pub stamp: String,
+    /// When the missed operation was a delete: its stamp. Versions older than this must
+    /// not be brought back.
+    #[serde(default)]
+    pub tombstone: Option<String>,
+    /// The backend's copy is known bad (failed authentication): replace it even if its
+    /// version stamp is current.
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl Entry {
+    fn file_name(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [&self.bucket, &self.key, &self.backend] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        format!("{}.json", hex::encode(h.finalize()))
+    }
+}
+
+/// The durable set of pending repairs, with an in-memory index by (bucket, key).
+pub struct Journal {
+    dir: Option<PathBuf>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("repair journal: {what} {}", path.display()), e)
+}
+
+impl Journal {
+    /// A journal kept in `dir` (created if missing), loading the entries already there.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+        let journal = Journal {
+            dir: Some(dir),
+            entries: Mutex::new(HashMap::new()),
+        };
+        journal.reload()?;
+        Ok(journal)
+    }
+
+    /// A journal that lives in memory only (tests, single-process tools).
+    pub fn in_memory() -> Self {
+        Journal {
+            dir: None,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Re-read the entries on disk (another process may have added or removed some).
+    pub fn reload(&self) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let mut loaded = HashMap::new();
+        for item in fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
+            let path = item.map_err(|e| io("list", dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+            {
+                Some(entry) => {
+                    loaded.insert(entry.file_name(), entry);
+                }
+                None => log::warn!("repair journal: skipping unreadable {}", path.display()),
+            }
+        }
+        *self.entries.lock().unwrap_or_else(|e| e.into_inner()) = loaded;
+        Ok(())
+    }
+
+    /// Record (or merge into) the entry for `entry`'s (bucket, key, backend). Durable when
+    /// this returns.
+    pub fn record(&self, mut entry: Entry) -> Result<()> {
+        let name = entry.file_name();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = entries.get(&name) {
+            entry.force |= old.force;
+            entry.tombstone = entry.tombstone.clone().max(old.tombstone.clone());
+            if old.stamp > entry.stamp {
+                entry.stamp = old.stamp.clone();
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let path = dir.join(&name);
+            let tmp = dir.join(format!(
+                ".{name}.{}",
+                hex::encode(rand::random::<[u8; 6]>())
+            ));
+            let json = serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?;
+            let write = || -> std::io::Result<()> {
+                let mut f = fs::File::create(&tmp)?;
+                f.write_all(&json)?;
+                f.sync_all()?;
+                fs::rename(&tmp, &path)?;
+                fs::File::open(dir)?.sync_all()
+            };
+            if let Err(e) = write() {
+                let _ = fs::remove_file(&tmp);
+                return Err(io("write", &path, e));
+            }
+        }
+        entries.insert(name, entry);
+        Ok(())
+    }
+
+    /// Remove the entry for (bucket, key, backend) if it is still the generation `stamp`
+    /// names (a newer missed operation keeps it).
+    pub fn remove(&self, entry: &Entry) -> Result<()> {
+        let name = entry.file_name();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(&name) {
+            Some(current) if current.stamp == entry.stamp && current.force == entry.force => {}
+            _ => return Ok(()),
+        }
+        if let Some(dir) = &self.dir {
+            let path = dir.join(&name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &path, e)),
+            }
+        }
+        entries.remove(&name);
+        Ok(())
+    }
+
+    /// All pending entries.
+    pub fn pending(&self) -> Vec<Entry> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<Entry> = entries.values().cloned().collect();
+        all.sort_by(|a, b| (&a.bucket, &a.key, &a.backend).cmp(&(&b.bucket, &b.key, &b.backend)));
+        all
+    }
+
+    /// The newest tombstone recorded for a key, if any: versions older than it are deleted.
+    pub fn tombstone(&self, bucket: &str, key: &str) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .values()
+            .filter(|e| e.bucket == bucket && e.key == key)
+            .filter_map(|e| e.tombstone.clone())
+            .max()
+    }
+
+    /// Number of pending entries.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(backend: &str, stamp: &str) -> Entry {
+        Entry {
+            bucket: "b".into(),
+            key: "k".into(),
+            backend: backend.into(),
+            stamp: stamp.into(),
+            tombstone: None,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn durable_merge_and_guarded_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.record(entry("r1", "001")).unwrap();
+        let mut del = entry("r1", "002");
+        del.tombstone = Some("002".into());
+        j.record(del).unwrap();
+        j.record(entry("r2", "001")).unwrap();
+        // Reopened: still there, merged.
+        let j2 = Journal::open(dir.path()).unwrap();
+        assert_eq!(j2.len(), 2);
+        assert_eq!(j2.tombstone("b", "k").as_deref(), Some("002"));
+        // Removing an older generation leaves the newer one.
+        j2.remove(&entry("r1", "001")).unwrap();
+        assert_eq!(j2.len(), 2);
+        let current = j2
+            .pending()
+            .into_iter()
+            .find(|e| e.backend == "r1")
+            .unwrap();
+        j2.remove(&current).unwrap();
+        assert_eq!(Journal::open(dir.path()).unwrap().len(), 1);
+    }
+}

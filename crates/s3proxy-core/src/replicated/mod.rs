@@ -1,0 +1,1950 @@
+//! Fan-out replication: several backends behaving as one, under a write quorum, with
+//! failover on reads and repair that loses no acknowledged write.
+//!
+//! - Writes go to every backend concurrently (the body teed as it streams). A write
+//!   succeeds once the write quorum acknowledged it; backends that missed it are recorded
+//!   in the durable [`Journal`] and repaired when they are healthy again (also after a
+//!   restart). Below the quorum the write fails with 503 and the partial version is
+//!   withdrawn.
+//! - Every version carries a [`Hlc`] stamp in its internal metadata; replicas are compared
+//!   by it, never by backend timestamps, and clients see the same ETag, size, metadata and
+//!   Last-Modified whichever replica answers.
+//! - Reads ask every available replica for the object's metadata, serve from one holding
+//!   the newest version, fail over on error or stall (also in the middle of a body), and
+//!   repair replicas found missing, stale or corrupt.
+//! - Deletes are journaled as tombstones for backends that missed them, so no repair brings
+//!   a deleted object back.
+//! - Each backend has a circuit breaker; every fan-out logs one line with each backend's
+//!   outcome.
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use s3proxy_core::DynBackend;
+//! use s3proxy_core::replicated::*;
+//!
+//! fn three_way(a: DynBackend, b: DynBackend, c: DynBackend) -> s3proxy_core::Result<Replicated> {
+//!     let replicas = [a, b, c]
+//!         .into_iter()
+//!         .map(|backend| Replica { backend, timeout: Duration::from_secs(10) })
+//!         .collect();
+//!     let opts = ReplicationOptions { write_quorum: WriteQuorum::Majority, ..Default::default() };
+//!     Replicated::new("replicated", replicas, opts, Arc::new(Journal::in_memory()))
+//! }
+//! ```
+
+mod health;
+mod journal;
+mod stamp;
+mod tee;
+
+pub use health::{Health, HealthSnapshot};
+pub use journal::{Entry, Journal};
+pub use stamp::{Hlc, VERSION_KEY, stamp_time};
+
+use crate::*;
+use async_trait::async_trait;
+use base64::Engine;
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Internal metadata key holding the client-visible ETag of a version when a replica's own
+/// ETag may differ (a multipart object repaired as a single PUT).
+pub const ETAG_KEY: &str = "s3proxy-etag";
+
+/// How many backends must acknowledge a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WriteQuorum {
+    /// One backend.
+    #[default]
+    One,
+    /// More than half.
+    Majority,
+    /// Every backend.
+    All,
+    /// This many (capped at the number of backends).
+    Count(usize),
+}
+
+impl WriteQuorum {
+    /// Acknowledgements needed out of `n` backends.
+    ///
+    /// ```
+    /// use s3proxy_core::replicated::WriteQuorum;
+    /// assert_eq!(WriteQuorum::Majority.required(3), 2);
+    /// assert_eq!(WriteQuorum::Count(5).required(3), 3);
+    /// ```
+    pub fn required(&self, n: usize) -> usize {
+        match *self {
+            WriteQuorum::One => 1,
+            WriteQuorum::Majority => n / 2 + 1,
+            WriteQuorum::All => n,
+            WriteQuorum::Count(c) => c.clamp(1, n.max(1)),
+        }
+    }
+}
+
+impl Serialize for WriteQuorum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            WriteQuorum::One => s.serialize_u64(1),
+            WriteQuorum::Majority => s.serialize_str("majority"),
+            WriteQuorum::All => s.serialize_str("all"),
+            WriteQuorum::Count(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WriteQuorum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(0) => Err(serde::de::Error::custom("write_quorum must be at least 1")),
+            Raw::N(1) => Ok(WriteQuorum::One),
+            Raw::N(n) => Ok(WriteQuorum::Count(n as usize)),
+            Raw::S(s) => match s.as_str() {
+                "majority" => Ok(WriteQuorum::Majority),
+                "all" => Ok(WriteQuorum::All),
+                other => other
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(|n| if n == 1 { WriteQuorum::One } else { WriteQuorum::Count(n as usize) })
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "write_quorum must be 1, \"majority\", \"all\" or a number, not {other:?}"
+                        ))
+                    }),
+            },
+        }
+    }
+}
+
+/// Which replica reads go to first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadPreference {
+    /// In configuration order.
+    #[default]
+    Ordered,
+    /// The one with the lowest smoothed latency.
+    Latency,
+}
+
+/// Settings of a [`Replicated`] backend.
+#[derive(Clone, Debug)]
+pub struct ReplicationOptions {
+    /// Acknowledgements a write needs.
+    pub write_quorum: WriteQuorum,
+    /// Which replica reads prefer.
+    pub read_preference: ReadPreference,
+    /// Retries of a transient failure (jittered exponential backoff), for calls without a
+    /// streaming body.
+    pub retries: u32,
+    /// Key authenticating the multipart upload ids handed to clients; every proxy instance
+    /// in front of the same backends must share it.
+    pub upload_id_key: [u8; 32],
+    /// This instance's id in version stamps.
+    pub node_id: String,
+}
+
+impl Default for ReplicationOptions {
+    fn default() -> Self {
+        ReplicationOptions {
+            write_quorum: WriteQuorum::One,
+            read_preference: ReadPreference::Ordered,
+            retries: 2,
+            upload_id_key: rand::random(),
+            node_id: hex::encode(rand::random::<[u8; 4]>()),
+        }
+    }
+}
+
+/// One backend of a [`Replicated`] set.
+pub struct Replica {
+    /// The backend.
+    pub backend: DynBackend,
+    /// Limit for one call without a streaming body, and for a stall within a body.
+    pub timeout: Duration,
+}
+
+struct ReplicaState {
+    backend: DynBackend,
+    timeout: Duration,
+    health: Health,
+}
+
+struct Shared {
+    name: String,
+    replicas: Vec<ReplicaState>,
+    opts: ReplicationOptions,
+    clock: Hlc,
+    journal: Arc<Journal>,
+    wake_repair: tokio::sync::Notify,
+}
+
+/// Several backends behaving as one; see the [module documentation](self).
+#[derive(Clone)]
+pub struct Replicated {
+    shared: Arc<Shared>,
+}
+
+/// The outcome of one backend in a fan-out.
+type Outcome<T> = Result<T>;
+
+fn describe<T>(outcome: &Outcome<T>) -> String {
+    match outcome {
+        Ok(_) => "ok".into(),
+        Err(e) if e.status() < 500 => e.code().to_string(),
+        Err(e) => format!("failed ({e})"),
+    }
+}
+
+fn version_of(meta: &ObjectMetadata) -> Option<&str> {
+    meta.internal.get(VERSION_KEY).map(String::as_str)
+}
+
+/// A replica's view of one key.
+#[derive(Clone)]
+struct Seen {
+    index: usize,
+    info: ObjectInfo,
+}
+
+impl Replicated {
+    /// Replicate over `replicas`, recording missed writes in `journal`.
+    pub fn new(
+        name: impl Into<String>,
+        replicas: Vec<Replica>,
+        opts: ReplicationOptions,
+        journal: Arc<Journal>,
+    ) -> Result<Self> {
+        if replicas.is_empty() {
+            return Err(Error::InvalidArgument(
+                "replication needs at least one backend".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for r in &replicas {
+            if !names.insert(r.backend.name().to_string()) {
+                return Err(Error::InvalidArgument(format!(
+                    "two backends are named {:?}",
+                    r.backend.name()
+                )));
+            }
+        }
+        let clock = Hlc::new(opts.node_id.clone());
+        Ok(Replicated {
+            shared: Arc::new(Shared {
+                name: name.into(),
+                replicas: replicas
+                    .into_iter()
+                    .map(|r| ReplicaState {
+                        backend: r.backend,
+                        timeout: r.timeout,
+                        health: Health::default(),
+                    })
+                    .collect(),
+                opts,
+                clock,
+                journal,
+                wake_repair: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    fn replicas(&self) -> &[ReplicaState] {
+        &self.shared.replicas
+    }
+
+    /// The repair journal.
+    pub fn journal(&self) -> &Journal {
+        &self.shared.journal
+    }
+
+    /// Health of each backend, by name.
+    pub fn health(&self) -> Vec<(String, HealthSnapshot)> {
+        self.replicas()
+            .iter()
+            .map(|r| (r.backend.name().to_string(), r.health.snapshot()))
+            .collect()
+    }
+
+    fn required(&self) -> usize {
+        self.shared
+            .opts
+            .write_quorum
+            .required(self.replicas().len())
+    }
+
+    /// Call one backend with its timeout, retrying transient failures, updating health.
+    async fn call<T, F, Fut>(&self, index: usize, f: F) -> Outcome<T>
+    where
+        F: Fn(DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let r = &self.replicas()[index];
+        if !r.health.is_available() {
+            return Err(Error::ServiceUnavailable(format!(
+                "backend {} is unavailable (circuit open)",
+                r.backend.name()
+            )));
+        }
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(r.timeout, f(r.backend.clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::ServiceUnavailable(format!(
+                    "backend {} timed out after {:?}",
+                    r.backend.name(),
+                    r.timeout
+                ))),
+            };
+            match &result {
+                Err(e) if e.is_transient() => {
+                    if r.health.failure() {
+                        log::warn!(
+                            "backend {}: circuit opened after repeated failures: {e}",
+                            r.backend.name()
+                        );
+                    }
+                    if attempt < self.shared.opts.retries && r.health.is_available() {
+                        attempt += 1;
+                        let base = 25u64 << attempt;
+                        let jitter = rand::random::<u64>() % base;
+                        tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                        continue;
+                    }
+                }
+                _ => {
+                    if r.health.success(started.elapsed()) {
+                        log::info!("backend {}: available again", r.backend.name());
+                        self.shared.wake_repair.notify_one();
+                    }
+                }
+            }
+            return result;
+        }
+    }
+
+    /// Run `f` on every backend concurrently; log one line with each outcome.
+    async fn fan_out<T, F, Fut>(&self, op: &str, target: &str, f: F) -> Vec<Outcome<T>>
+    where
+        F: Fn(DynBackend) -> Fut + Clone,
+        Fut: Future<Output = Result<T>>,
+    {
+        let calls = (0..self.replicas().len()).map(|i| {
+            let f = f.clone();
+            async move { self.call(i, f).await }
+        });
+        let outcomes = futures::future::join_all(calls).await;
+        self.log_outcomes(op, target, &outcomes);
+        outcomes
+    }
+
+    fn log_outcomes<T>(&self, op: &str, target: &str, outcomes: &[Outcome<T>]) {
+        let line = self
+            .replicas()
+            .iter()
+            .zip(outcomes)
+            .map(|(r, o)| format!("{}={}", r.backend.name(), describe(o)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Err(e) if e.status() >= 500))
+        {
+            log::warn!("{op} {target}: {line}");
+        } else {
+            log::info!("{op} {target}: {line}");
+        }
+    }
+
+    /// Record that `index` missed the operation stamped `stamp` on a key.
+    fn journal_missed(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        index: usize,
+        stamp: &str,
+        tombstone: bool,
+        force: bool,
+    ) {
+        let entry = Entry {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            backend: self.replicas()[index].backend.name().to_string(),
+            stamp: stamp.to_string(),
+            tombstone: tombstone.then(|| stamp.to_string()),
+            force,
+        };
+        if let Err(e) = self.shared.journal.record(entry) {
+            log::error!("cannot record a missed write of {bucket}/{key}: {e}");
+        }
+        self.shared.wake_repair.notify_one();
+    }
+
+    /// Present a replica's info as the client sees it: the version's time and ETag.
+    fn present(&self, mut info: ObjectInfo) -> ObjectInfo {
+        if let Some(t) = info
+            .metadata
+            .internal
+            .remove(VERSION_KEY)
+            .as_deref()
+            .and_then(stamp_time)
+        {
+            info.last_modified = t;
+        }
+        if let Some(etag) = info.metadata.internal.remove(ETAG_KEY) {
+            info.etag = etag;
+        }
+        info
+    }
+
+    /// Order of replicas to read from.
+    fn read_order(&self, exclude: &[String]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.replicas().len())
+            .filter(|i| {
+                !exclude
+                    .iter()
+                    .any(|n| n == self.replicas()[*i].backend.name())
+            })
+            .collect();
+        if self.shared.opts.read_preference == ReadPreference::Latency {
+            order.sort_by(|a, b| {
+                let la = self.replicas()[*a].health.snapshot().latency_ms;
+                let lb = self.replicas()[*b].health.snapshot().latency_ms;
+                la.total_cmp(&lb)
+            });
+        }
+        order
+    }
+
+    /// Every available replica's view of a key; the newest version first. Replicas that
+    /// are missing it or hold an older version are scheduled for repair.
+    async fn locate(&self, bucket: &BucketName, key: &ObjectKey, op: &str) -> Result<Vec<Seen>> {
+        let target = format!("{bucket}/{key}");
+        let outcomes = self
+            .fan_out(op, &target, |b| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+            })
+            .await;
+        let mut seen = vec![];
+        let mut missing = vec![];
+        let mut first_error = None;
+        let mut no_bucket = 0;
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(info) => seen.push(Seen { index, info }),
+                Err(Error::NoSuchKey) => missing.push(index),
+                Err(Error::NoSuchBucket) => {
+                    no_bucket += 1;
+                    missing.push(index)
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let newest = seen
+            .iter()
+            .map(|s| version_of(&s.info.metadata).unwrap_or("").to_string())
+            .max();
+        let tombstone = self.shared.journal.tombstone(bucket.as_str(), key.as_str());
+        let Some(newest) = newest else {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            if no_bucket == self.replicas().len() {
+                return Err(Error::NoSuchBucket);
+            }
+            return Err(Error::NoSuchKey);
+        };
+        if tombstone.as_deref().is_some_and(|t| t >= newest.as_str()) {
+            // Deleted through the proxy; some replica has not applied the delete yet.
+            return Err(Error::NoSuchKey);
+        }
+        self.shared.clock.observe(&newest);
+        for s in &seen {
+            if version_of(&s.info.metadata).unwrap_or("") < newest.as_str() {
+                log::info!(
+                    "{target}: replica {} holds an older version; repairing",
+                    self.replicas()[s.index].backend.name()
+                );
+                self.journal_missed(bucket, key, s.index, &newest, false, false);
+            }
+        }
+        for index in missing {
+            log::info!(
+                "{target}: replica {} is missing the object; repairing",
+                self.replicas()[index].backend.name()
+            );
+            self.journal_missed(bucket, key, index, &newest, false, false);
+        }
+        let order = self.read_order(&[]);
+        let mut holders: Vec<Seen> = seen
+            .into_iter()
+            .filter(|s| version_of(&s.info.metadata).unwrap_or("") == newest.as_str())
+            .collect();
+        holders.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|i| *i == s.index)
+                .unwrap_or(usize::MAX)
+        });
+        Ok(holders)
+    }
+
+    /// Write through the tee to every available backend, under the quorum.
+    async fn replicated_write<F, Fut, T>(
+        &self,
+        op: &str,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        stamp: &str,
+        body: Body,
+        write: F,
+    ) -> Result<T>
+    where
+        F: Fn(usize, DynBackend, Body) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Clone + Send + 'static,
+    {
+        let n = self.replicas().len();
+        let required = self.required();
+        let available: Vec<usize> = (0..n)
+            .filter(|i| self.replicas()[*i].health.is_available())
+            .collect();
+        if available.len() < required {
+            return Err(Error::ServiceUnavailable(format!(
+                "write quorum not reachable: {} of {n} backends available, {required} required",
+                available.len()
+            )));
+        }
+        let stall = self
+            .replicas()
+            .iter()
+            .map(|r| r.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let (bodies, pump) = tee::tee(body, available.len(), stall);
+        let mut tasks = futures::stream::FuturesUnordered::new();
+        for (index, body) in available.iter().copied().zip(bodies) {
+            let backend = self.replicas()[index].backend.clone();
+            let fut = write(index, backend, body);
+            let handle = tokio::spawn(async move {
+                let started = Instant::now();
+                (fut.await, started.elapsed())
+            });
+            tasks.push(async move { (index, handle.await) });
+        }
+        let mut outcomes: Vec<Option<Outcome<T>>> = (0..n).map(|_| None).collect();
+        for i in 0..n {
+            if !available.contains(&i) {
+                outcomes[i] = Some(Err(Error::ServiceUnavailable("circuit open".into())));
+            }
+        }
+        let mut successes = 0;
+        let mut pump = Some(pump);
+        let mut client_error = None;
+        while let Some((index, joined)) = tasks.next().await {
+            let (result, elapsed) = match joined {
+                Ok(r) => r,
+                Err(e) => (
+                    Err(Error::Internal(format!("write task failed: {e}"))),
+                    Duration::ZERO,
+                ),
+            };
+            let health = &self.replicas()[index].health;
+            match &result {
+                Ok(_) => {
+                    health.success(elapsed);
+                    successes += 1;
+                }
+                Err(e) if e.is_transient() => {
+                    health.failure();
+                }
+                Err(_) => {}
+            }
+            outcomes[index] = Some(result);
+            if successes >= required && tasks.is_empty() {
+                break;
+            }
+            if successes >= required {
+                // Quorum met: the body has been read whole (a backend cannot finish before
+                // it). Stragglers are recorded now and cleared if they finish.
+                if let Some(p) = pump.take() {
+                    client_error = p.await.ok().and_then(|r| r.err());
+                }
+                if client_error.is_none() {
+                    let stragglers: Vec<usize> =
+                        (0..n).filter(|i| outcomes[*i].is_none()).collect();
+                    for &i in &stragglers {
+                        self.journal_missed(bucket, key, i, stamp, false, false);
+                    }
+                    let this = self.clone();
+                    let (b, k, s) = (bucket.clone(), key.clone(), stamp.to_string());
+                    let op = op.to_string();
+                    tokio::spawn(async move {
+                        while let Some((index, joined)) = tasks.next().await {
+                            let ok = matches!(joined, Ok((Ok(_), _)));
+                            let name = this.replicas()[index].backend.name().to_string();
+                            log::info!(
+                                "{op} {b}/{k}: straggler {name} {}",
+                                if ok {
+                                    "finished"
+                                } else {
+                                    "failed; left for repair"
+                                }
+                            );
+                            if ok {
+                                let done = Entry {
+                                    bucket: b.to_string(),
+                                    key: k.to_string(),
+                                    backend: name,
+                                    stamp: s.clone(),
+                                    tombstone: None,
+                                    force: false,
+                                };
+                                let _ = this.shared.journal.remove(&done);
+                            }
+                        }
+                    });
+                    for i in stragglers {
+                        outcomes[i] = Some(Err(Error::ServiceUnavailable("still writing".into())));
+                    }
+                }
+                break;
+            }
+        }
+        if let Some(p) = pump.take() {
+            client_error = p.await.ok().and_then(|r| r.err());
+        }
+        let outcomes: Vec<Outcome<T>> = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::ServiceUnavailable("no outcome".into()))))
+            .collect();
+        self.log_outcomes(op, &format!("{bucket}/{key}"), &outcomes);
+        if let Some(e) = client_error {
+            // The client's body failed (bad digest, signature, short): no backend committed.
+            return Err(e);
+        }
+        if successes < required {
+            // Withdraw the partial version, and let repair restore whatever the backends
+            // held before from the replicas that still have it.
+            let mut first_client_error = None;
+            for (i, o) in outcomes.iter().enumerate() {
+                match o {
+                    Ok(_) => {
+                        let b = self.replicas()[i].backend.clone();
+                        if let Err(e) = b.delete_object(bucket, key).await {
+                            log::warn!(
+                                "{op} {bucket}/{key}: cannot withdraw the partial write from {}: {e}",
+                                b.name()
+                            );
+                        }
+                        self.journal_missed(bucket, key, i, stamp, false, false);
+                    }
+                    Err(e) if !e.is_transient() && first_client_error.is_none() => {
+                        first_client_error = Some(i);
+                    }
+                    Err(_) => self.journal_missed(bucket, key, i, stamp, false, false),
+                }
+            }
+            // Every backend refusing for the same reason (NoSuchBucket, BadDigest...) is the
+            // client's answer, not an outage.
+            if successes == 0
+                && outcomes
+                    .iter()
+                    .all(|o| matches!(o, Err(e) if !e.is_transient()))
+            {
+                if let Some(Err(e)) = outcomes.into_iter().next() {
+                    return Err(e);
+                }
+            }
+            return Err(Error::ServiceUnavailable(format!(
+                "write quorum not met: {successes} of {n} backends acknowledged, {required} required"
+            )));
+        }
+        for (i, o) in outcomes.iter().enumerate() {
+            if let Err(e) = o
+                && !matches!(e, Error::ServiceUnavailable(m) if m == "still writing")
+            {
+                self.journal_missed(bucket, key, i, stamp, false, false);
+            }
+        }
+        outcomes
+            .into_iter()
+            .find_map(|o| o.ok())
+            .ok_or_else(|| Error::Internal("no successful write".into()))
+    }
+
+    /// Decide the fan-out result of a call that must reach the quorum (bucket operations,
+    /// deletes, copies), journaling the backends that missed it.
+    fn quorum_result<T>(
+        &self,
+        outcomes: Vec<Outcome<T>>,
+        ok_errors: impl Fn(&Error) -> bool,
+    ) -> Result<(Option<T>, Vec<usize>)> {
+        let n = outcomes.len();
+        let mut first_ok = None;
+        let mut acked = 0;
+        let mut missed = vec![];
+        let mut client_errors = vec![];
+        for (i, o) in outcomes.into_iter().enumerate() {
+            match o {
+                Ok(v) => {
+                    acked += 1;
+                    first_ok.get_or_insert(v);
+                }
+                Err(e) if ok_errors(&e) => acked += 1,
+                Err(e) if !e.is_transient() => client_errors.push(e),
+                Err(_) => missed.push(i),
+            }
+        }
+        if acked == 0 && !client_errors.is_empty() {
+            return Err(client_errors.remove(0));
+        }
+        if acked < self.required() {
+            return Err(Error::ServiceUnavailable(format!(
+                "write quorum not met: {acked} of {n} backends acknowledged, {} required",
+                self.required()
+            )));
+        }
+        Ok((first_ok, missed))
+    }
+
+    fn sign_upload(&self, payload: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.shared.opts.upload_id_key)
+            .expect("any key length");
+        mac.update(payload.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..12])
+    }
+
+    /// The client's upload id: each backend's own id, with the version stamp, authenticated.
+    fn encode_upload(&self, stamp: &str, ids: &[Option<UploadId>]) -> Result<UploadId> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut payload = b64.encode(stamp);
+        for id in ids {
+            payload.push('.');
+            if let Some(id) = id {
+                payload.push_str(&b64.encode(id.as_str()));
+            }
+        }
+        let mac = self.sign_upload(&payload);
+        UploadId::new(format!("{payload}.{mac}"))
+    }
+
+    fn decode_upload(&self, id: &UploadId) -> Result<(String, Vec<Option<UploadId>>)> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (payload, mac) = id.as_str().rsplit_once('.').ok_or(Error::NoSuchUpload)?;
+        let expected = self.sign_upload(payload);
+        if !constant_eq(expected.as_bytes(), mac.as_bytes()) {
+            return Err(Error::NoSuchUpload);
+        }
+        let mut parts = payload.split('.');
+        let decode = |s: &str| {
+            b64.decode(s)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or(Error::NoSuchUpload)
+        };
+        let stamp = decode(parts.next().ok_or(Error::NoSuchUpload)?)?;
+        let ids: Vec<Option<UploadId>> = parts
+            .map(|p| {
+                if p.is_empty() {
+                    Ok(None)
+                } else {
+                    decode(p).and_then(UploadId::new).map(Some)
+                }
+            })
+            .collect::<Result<_>>()?;
+        if ids.len() != self.replicas().len() {
+            return Err(Error::NoSuchUpload);
+        }
+        Ok((stamp, ids))
+    }
+
+    /// Bring one journaled key up to date on its backend. Returns whether the entry is done.
+    async fn repair_entry(&self, entry: &Entry) -> Result<bool> {
+        let Some(target) = self
+            .replicas()
+            .iter()
+            .position(|r| r.backend.name() == entry.backend)
+        else {
+            log::warn!(
+                "repair journal names unknown backend {:?}; dropping the entry",
+                entry.backend
+            );
+            return Ok(true);
+        };
+        if !self.replicas()[target].health.is_available() {
+            return Ok(false);
+        }
+        let bucket = BucketName::new(entry.bucket.clone())?;
+        let key = ObjectKey::new(entry.key.clone())?;
+        // Every replica's view, the target's included.
+        let views = futures::future::join_all((0..self.replicas().len()).map(|i| {
+            let (bucket, key) = (bucket.clone(), key.clone());
+            async move {
+                self.call(i, |b| {
+                    let (bucket, key) = (bucket.clone(), key.clone());
+                    async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+                })
+                .await
+            }
+        }))
+        .await;
+        let mut unreachable = false;
+        let mut newest: Option<(String, usize, ObjectInfo)> = None;
+        let mut target_version = None;
+        for (i, v) in views.into_iter().enumerate() {
+            match v {
+                Ok(info) => {
+                    let version = version_of(&info.metadata).unwrap_or("").to_string();
+                    if i == target {
+                        target_version = Some(version.clone());
+                        if entry.force {
+                            continue;
+                        }
+                    }
+                    if newest.as_ref().is_none_or(|(v, _, _)| version > *v) {
+                        newest = Some((version, i, info));
+                    }
+                }
+                Err(Error::NoSuchKey | Error::NoSuchBucket) => {}
+                Err(_) if i == target => return Ok(false),
+                Err(_) => unreachable = true,
+            }
+        }
+        let tombstone = self.shared.journal.tombstone(&entry.bucket, &entry.key);
+        let target_backend = self.replicas()[target].backend.clone();
+        let deleted = match (&newest, &tombstone) {
+            (None, _) => true,
+            (Some((v, _, _)), Some(t)) => t >= v,
+            _ => false,
+        };
+        if deleted {
+            if newest.is_none() && tombstone.is_none() && unreachable {
+                // The only copies may be on replicas we cannot reach: wait for them.
+                return Ok(false);
+            }
+            if target_version
+                .as_deref()
+                .is_some_and(|v| tombstone.as_deref().is_none_or(|t| v <= t))
+            {
+                log::info!(
+                    "repair {}/{} on {}: applying delete",
+                    entry.bucket,
+                    entry.key,
+                    entry.backend
+                );
+                target_backend.delete_object(&bucket, &key).await?;
+            }
+            return Ok(true);
+        }
+        let (version, source, info) = newest.expect("not deleted, so a newest version exists");
+        if !entry.force && target_version.as_deref() == Some(version.as_str()) {
+            return Ok(true);
+        }
+        if source == target {
+            return Ok(true);
+        }
+        log::info!(
+            "repair {}/{} on {}: copying version {version} from {}",
+            entry.bucket,
+            entry.key,
+            entry.backend,
+            self.replicas()[source].backend.name()
+        );
+        let got = self.replicas()[source]
+            .backend
+            .get_object(
+                &bucket,
+                &key,
+                GetOptions {
+                    conditions: Conditions {
+                        if_match: Some(info.etag.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut metadata = got.info.metadata.clone();
+        metadata
+            .internal
+            .entry(ETAG_KEY.to_string())
+            .or_insert(got.info.etag.clone());
+        let length = got.info.size;
+        let put = target_backend
+            .put_object(
+                &bucket,
+                &key,
+                Body {
+                    stream: got.body,
+                    length,
+                },
+                PutOptions {
+                    metadata: metadata.clone(),
+                    content_md5: None,
+                },
+            )
+            .await;
+        match put {
+            Err(Error::NoSuchBucket) => {
+                target_backend
+                    .create_bucket(&bucket)
+                    .await
+                    .or_else(|e| match e {
+                        Error::BucketAlreadyOwnedByYou => Ok(()),
+                        e => Err(e),
+                    })?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(true),
+        }
+    }
+
+    /// Replay the journal once: every entry whose backend is available. Returns how many
+    /// entries are still pending.
+    pub async fn replay_journal(&self) -> usize {
+        if let Err(e) = self.shared.journal.reload() {
+            log::warn!("cannot reload the repair journal: {e}");
+        }
+        for entry in self.shared.journal.pending() {
+            match self.repair_entry(&entry).await {
+                Ok(true) => {
+                    if let Err(e) = self.shared.journal.remove(&entry) {
+                        log::warn!("cannot clear a repaired journal entry: {e}");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => log::warn!(
+                    "repair {}/{} on {}: {e}",
+                    entry.bucket,
+                    entry.key,
+                    entry.backend
+                ),
+            }
+        }
+        self.shared.journal.len()
+    }
+
+    /// Start the background work: probe backends whose circuit is open, and replay the
+    /// journal when a backend comes back and every few seconds while entries are pending.
+    pub fn start_background(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = this.shared.wake_repair.notified() => {
+                        // Let a burst of writes settle before replaying.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                for (i, r) in this.replicas().iter().enumerate() {
+                    if r.health.is_open() && r.health.is_available() {
+                        let probe = this
+                            .call(i, |b| async move { b.list_buckets().await })
+                            .await;
+                        if probe.is_err() {
+                            log::debug!("backend {} still unavailable", r.backend.name());
+                        }
+                    }
+                }
+                if !this.shared.journal.is_empty() {
+                    let left = this.replay_journal().await;
+                    if left > 0 {
+                        log::info!("repair journal: {left} entries pending");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Scan every backend, compare keys by version stamp, and bring every replica up to
+    /// date (copy what is missing or stale, apply journaled deletes). With `dry_run`, only
+    /// count. `progress` is called after each key with (done, total).
+    pub async fn repair_scan(
+        &self,
+        only_bucket: Option<&BucketName>,
+        dry_run: bool,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<RepairSummary> {
+        let mut summary = RepairSummary::default();
+        let buckets: Vec<BucketName> = match only_bucket {
+            Some(b) => vec![b.clone()],
+            None => {
+                let mut names = std::collections::BTreeSet::new();
+                for (i, r) in self.replicas().iter().enumerate() {
+                    let listed = self
+                        .call(i, |b| async move { b.list_buckets().await })
+                        .await
+                        .map_err(|e| {
+                            Error::ServiceUnavailable(format!("backend {}: {e}", r.backend.name()))
+                        })?;
+                    names.extend(listed.into_iter().map(|b| b.name));
+                }
+                names
+                    .into_iter()
+                    .filter_map(|n| BucketName::new(n).ok())
+                    .collect()
+            }
+        };
+        for bucket in buckets {
+            // Every replica's full listing: key -> (replica -> version).
+            let mut keys: std::collections::BTreeMap<String, Vec<Option<String>>> =
+                Default::default();
+            let n = self.replicas().len();
+            for i in 0..n {
+                let mut start_after = None;
+                loop {
+                    let opts = ListOptions {
+                        start_after: start_after.clone(),
+                        max_keys: 1000,
+                        ..Default::default()
+                    };
+                    let page = match self
+                        .call(i, |b| {
+                            let (bucket, opts) = (bucket.clone(), opts.clone());
+                            async move { b.list_objects(&bucket, opts).await }
+                        })
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(Error::NoSuchBucket) => break,
+                        Err(e) => {
+                            return Err(Error::ServiceUnavailable(format!(
+                                "listing {bucket} on {}: {e}",
+                                self.replicas()[i].backend.name()
+                            )));
+                        }
+                    };
+                    for o in &page.objects {
+                        let version = match &o.internal {
+                            Some(internal) => {
+                                internal.get(VERSION_KEY).cloned().unwrap_or_default()
+                            }
+                            None => {
+                                let key = ObjectKey::new(o.key.clone())?;
+                                match self
+                                    .call(i, |b| {
+                                        let (bucket, key) = (bucket.clone(), key.clone());
+                                        async move {
+                                            b.head_object(&bucket, &key, GetOptions::default())
+                                                .await
+                                        }
+                                    })
+                                    .await
+                                {
+                                    Ok(info) => {
+                                        version_of(&info.metadata).unwrap_or("").to_string()
+                                    }
+                                    Err(_) => continue,
+                                }
+                            }
+                        };
+                        keys.entry(o.key.clone()).or_insert_with(|| vec![None; n])[i] =
+                            Some(version);
+                    }
+                    if !page.is_truncated {
+                        break;
+                    }
+                    start_after = page.next_marker;
+                }
+            }
+            let total = keys.len() as u64;
+            for (done, (key, versions)) in keys.into_iter().enumerate() {
+                summary.keys += 1;
+                let newest = versions.iter().flatten().max().cloned().unwrap_or_default();
+                let tombstone = self.shared.journal.tombstone(bucket.as_str(), &key);
+                let deleted = tombstone.as_deref().is_some_and(|t| t >= newest.as_str());
+                let object_key = ObjectKey::new(key.clone())?;
+                for (i, v) in versions.iter().enumerate() {
+                    let needs = if deleted {
+                        v.is_some()
+                    } else {
+                        v.as_deref() != Some(newest.as_str())
+                    };
+                    if !needs {
+                        continue;
+                    }
+                    if deleted {
+                        summary.deletes += 1
+                    } else {
+                        summary.copies += 1
+                    }
+                    if dry_run {
+                        continue;
+                    }
+                    let entry = Entry {
+                        bucket: bucket.to_string(),
+                        key: key.clone(),
+                        backend: self.replicas()[i].backend.name().to_string(),
+                        stamp: newest.clone(),
+                        tombstone: None,
+                        force: false,
+                    };
+                    match self.repair_entry(&entry).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            summary.failed += 1;
+                            self.journal_missed(&bucket, &object_key, i, &newest, false, false);
+                        }
+                        Err(e) => {
+                            summary.failed += 1;
+                            log::warn!("repair {bucket}/{key} on {}: {e}", entry.backend);
+                            self.journal_missed(&bucket, &object_key, i, &newest, false, false);
+                        }
+                    }
+                }
+                progress(done as u64 + 1, total);
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// What a repair scan found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairSummary {
+    /// Keys examined.
+    pub keys: u64,
+    /// Replicas brought up to date by copying.
+    pub copies: u64,
+    /// Replicas on which a journaled delete was applied.
+    pub deletes: u64,
+    /// Repairs that failed (left in the journal).
+    pub failed: u64,
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A GET body that continues from another replica when its replica fails or stalls.
+struct Failover {
+    this: Replicated,
+    bucket: BucketName,
+    key: ObjectKey,
+    etag: String,
+    holders: Vec<usize>,
+    current: usize,
+    body: ByteStream,
+    next_offset: u64,
+    end: u64,
+}
+
+impl Failover {
+    fn into_stream(self) -> ByteStream {
+        Box::pin(futures::stream::try_unfold(self, |mut s| async move {
+            loop {
+                if s.next_offset > s.end {
+                    return Ok(None);
+                }
+                let stall = s.this.replicas()[s.holders[s.current]].timeout;
+                let failure = match tokio::time::timeout(stall, s.body.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        s.next_offset += chunk.len() as u64;
+                        return Ok(Some((chunk, s)));
+                    }
+                    Ok(None) => Error::Internal("replica ended the body early".into()),
+                    Ok(Some(Err(e))) => e,
+                    Err(_) => Error::ServiceUnavailable(format!("stalled for {stall:?}")),
+                };
+                let failed = s.this.replicas()[s.holders[s.current]]
+                    .backend
+                    .name()
+                    .to_string();
+                s.this.replicas()[s.holders[s.current]].health.failure();
+                loop {
+                    s.current += 1;
+                    let Some(&next) = s.holders.get(s.current) else {
+                        log::warn!(
+                            "GetObject {}/{}: {failed} failed mid-body ({failure}) and no replica is left",
+                            s.bucket,
+                            s.key
+                        );
+                        return Err(failure);
+                    };
+                    let backend = s.this.replicas()[next].backend.clone();
+                    log::warn!(
+                        "GetObject {}/{}: {failed} failed mid-body ({failure}); continuing from {} at byte {}",
+                        s.bucket,
+                        s.key,
+                        backend.name(),
+                        s.next_offset
+                    );
+                    let opts = GetOptions {
+                        range: Some(ByteRange::FromTo(s.next_offset, s.end)),
+                        conditions: Conditions {
+                            if_match: Some(s.etag.clone()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    if let Ok(got) = backend.get_object(&s.bucket, &s.key, opts).await {
+                        s.body = got.body;
+                        break;
+                    }
+                }
+            }
+        }))
+    }
+}
+
+#[async_trait]
+impl Backend for Replicated {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let outcomes = self
+            .fan_out(
+                "ListBuckets",
+                "-",
+                |b| async move { b.list_buckets().await },
+            )
+            .await;
+        let mut merged: std::collections::BTreeMap<String, BucketInfo> = Default::default();
+        let mut first_error = None;
+        let mut any = false;
+        for o in outcomes {
+            match o {
+                Ok(list) => {
+                    any = true;
+                    for b in list {
+                        merged
+                            .entry(b.name.clone())
+                            .and_modify(|m| m.created = m.created.min(b.created))
+                            .or_insert(b);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (any, first_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(merged.into_values().collect()),
+        }
+    }
+
+    async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let outcomes = self
+            .fan_out("CreateBucket", bucket.as_str(), |b| {
+                let bucket = bucket.clone();
+                async move { b.create_bucket(&bucket).await }
+            })
+            .await;
+        let all_existed = outcomes
+            .iter()
+            .all(|o| matches!(o, Err(Error::BucketAlreadyOwnedByYou)));
+        if all_existed {
+            return Err(Error::BucketAlreadyOwnedByYou);
+        }
+        // Backends that missed it get the bucket when repair first writes to them.
+        self.quorum_result(outcomes, |e| matches!(e, Error::BucketAlreadyOwnedByYou))
+            .map(|_| ())
+    }
+
+    async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let outcomes = self
+            .fan_out("DeleteBucket", bucket.as_str(), |b| {
+                let bucket = bucket.clone();
+                async move { b.delete_bucket(&bucket).await }
+            })
+            .await;
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Err(Error::BucketNotEmpty)))
+        {
+            return Err(Error::BucketNotEmpty);
+        }
+        if outcomes
+            .iter()
+            .all(|o| matches!(o, Err(Error::NoSuchBucket)))
+        {
+            return Err(Error::NoSuchBucket);
+        }
+        self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchBucket))
+            .map(|_| ())
+    }
+
+    async fn head_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let outcomes = self
+            .fan_out("HeadBucket", bucket.as_str(), |b| {
+                let bucket = bucket.clone();
+                async move { b.head_bucket(&bucket).await }
+            })
+            .await;
+        let mut first_error = None;
+        for o in outcomes {
+            match o {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    if first_error
+                        .as_ref()
+                        .is_none_or(|f: &Error| matches!(f, Error::NoSuchBucket))
+                    {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        Err(first_error.unwrap_or(Error::NoSuchBucket))
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        body: Body,
+        mut opts: PutOptions,
+    ) -> Result<PutResult> {
+        let stamp = self.shared.clock.next();
+        opts.metadata
+            .internal
+            .insert(VERSION_KEY.into(), stamp.clone());
+        let result = self
+            .replicated_write(
+                "PutObject",
+                bucket,
+                key,
+                &stamp,
+                body,
+                |_, backend, body| {
+                    let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
+                    async move { backend.put_object(&bucket, &key, body, opts).await }
+                },
+            )
+            .await?;
+        Ok(PutResult {
+            etag: result.etag,
+            last_modified: stamp_time(&stamp).unwrap_or(result.last_modified),
+        })
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<GetResult> {
+        let mut holders = self.locate(bucket, key, "GetObject/locate").await?;
+        holders.retain(|s| {
+            !opts
+                .exclude_replicas
+                .iter()
+                .any(|n| n == self.replicas()[s.index].backend.name())
+        });
+        let Some(first) = holders.first() else {
+            return Err(Error::Corrupt(format!(
+                "{bucket}/{key}: no replica left that has not failed verification"
+            )));
+        };
+        let info = self.present(first.info.clone());
+        opts.conditions.check(&info, false)?;
+        let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
+        let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
+        let mut last_error = None;
+        for (position, holder) in holders.iter().enumerate() {
+            let backend = self.replicas()[holder.index].backend.clone();
+            let inner_opts = GetOptions {
+                range: if info.size == 0 {
+                    None
+                } else {
+                    Some(ByteRange::FromTo(start, end))
+                },
+                conditions: Conditions {
+                    if_match: Some(holder.info.etag.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let got = self
+                .call(holder.index, |b| {
+                    let (bucket, key, o) = (bucket.clone(), key.clone(), inner_opts.clone());
+                    async move { b.get_object(&bucket, &key, o).await }
+                })
+                .await;
+            match got {
+                Ok(got) => {
+                    let served_by = Some(backend.name().to_string());
+                    let failover = Failover {
+                        this: self.clone(),
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                        etag: holder.info.etag.clone(),
+                        holders: holders[position..].iter().map(|h| h.index).collect(),
+                        current: 0,
+                        body: got.body,
+                        next_offset: start,
+                        end: if info.size == 0 { 0 } else { end },
+                    };
+                    let body = if info.size == 0 {
+                        got_empty()
+                    } else {
+                        failover.into_stream()
+                    };
+                    return Ok(GetResult {
+                        info,
+                        range,
+                        body,
+                        served_by,
+                    });
+                }
+                Err(e) => {
+                    log::warn!(
+                        "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
+                        backend.name()
+                    );
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or(Error::NoSuchKey))
+    }
+
+    async fn head_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<ObjectInfo> {
+        let holders = self.locate(bucket, key, "HeadObject").await?;
+        let info = self.present(holders[0].info.clone());
+        opts.conditions.check(&info, false)?;
+        Ok(info)
+    }
+
+    async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
+        let stamp = self.shared.clock.next();
+        let outcomes = self
+            .fan_out("DeleteObject", &format!("{bucket}/{key}"), |b| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                async move { b.delete_object(&bucket, &key).await }
+            })
+            .await;
+        let skipped: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, Err(e) if e.is_transient()))
+            .map(|(i, _)| i)
+            .collect();
+        // Journal the tombstone before answering, even below the quorum: a delete that
+        // reached some backends must not be undone by repair.
+        for i in &skipped {
+            self.journal_missed(bucket, key, *i, &stamp, true, false);
+        }
+        self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchKey))
+            .map(|_| ())
+    }
+
+    async fn delete_objects(
+        &self,
+        bucket: &BucketName,
+        keys: Vec<ObjectKey>,
+    ) -> Result<Vec<DeleteOutcome>> {
+        self.head_bucket(bucket).await?;
+        let results = futures::stream::iter(keys.into_iter().map(|key| async move {
+            let result = self.delete_object(bucket, &key).await;
+            DeleteOutcome { key, result }
+        }))
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await;
+        Ok(results)
+    }
+
+    async fn copy_object(
+        &self,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        dst_bucket: &BucketName,
+        dst_key: &ObjectKey,
+        opts: CopyOptions,
+    ) -> Result<PutResult> {
+        let holders = self
+            .locate(src_bucket, src_key, "CopyObject/locate")
+            .await?;
+        let source = self.present(holders[0].info.clone());
+        opts.source_conditions.check(&source, true)?;
+        let stamp = self.shared.clock.next();
+        let mut metadata = match &opts.directive {
+            MetadataDirective::Copy => holders[0].info.metadata.clone(),
+            MetadataDirective::Replace(m) => {
+                let mut m = m.clone();
+                // Keep the client-visible ETag of the source version.
+                if let Some(etag) = holders[0].info.metadata.internal.get(ETAG_KEY) {
+                    m.internal.entry(ETAG_KEY.into()).or_insert(etag.clone());
+                }
+                m
+            }
+        };
+        metadata.internal.insert(VERSION_KEY.into(), stamp.clone());
+        let source_version = version_of(&holders[0].info.metadata)
+            .unwrap_or("")
+            .to_string();
+        let inner = CopyOptions {
+            directive: MetadataDirective::Replace(metadata),
+            source_conditions: Conditions::default(),
+        };
+        let outcomes = self
+            .fan_out(
+                "CopyObject",
+                &format!("{src_bucket}/{src_key} -> {dst_bucket}/{dst_key}"),
+                |b| {
+                    let (sb, sk, db, dk, o) = (
+                        src_bucket.clone(),
+                        src_key.clone(),
+                        dst_bucket.clone(),
+                        dst_key.clone(),
+                        inner.clone(),
+                    );
+                    async move { b.copy_object(&sb, &sk, &db, &dk, o).await }
+                },
+            )
+            .await;
+        // A replica whose source was stale or missing copied the wrong thing or nothing:
+        // treat it as missed.
+        let outcomes: Vec<Outcome<PutResult>> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| match o {
+                Ok(r) if holders.iter().any(|h| h.index == i) => Ok(r),
+                Ok(_) => Err(Error::ServiceUnavailable(format!(
+                    "source version {source_version} not on this replica"
+                ))),
+                Err(Error::NoSuchKey) if !holders.is_empty() => Err(Error::ServiceUnavailable(
+                    "source missing on this replica".into(),
+                )),
+                other => other,
+            })
+            .collect();
+        for (i, o) in outcomes.iter().enumerate() {
+            if matches!(o, Err(e) if e.is_transient()) {
+                self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
+            }
+        }
+        let (first, _) = self.quorum_result(outcomes, |_| false)?;
+        let first = first.ok_or_else(|| Error::Internal("no successful copy".into()))?;
+        Ok(PutResult {
+            etag: source.etag,
+            last_modified: stamp_time(&stamp).unwrap_or(first.last_modified),
+        })
+    }
+
+    async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
+        let outcomes = self
+            .fan_out("ListObjects", bucket.as_str(), |b| {
+                let (bucket, opts) = (bucket.clone(), opts.clone());
+                async move { b.list_objects(&bucket, opts).await }
+            })
+            .await;
+        let mut pages = vec![];
+        let mut first_error = None;
+        for o in outcomes {
+            match o {
+                Ok(p) => pages.push(p),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if pages.is_empty() {
+            return Err(first_error.unwrap_or(Error::NoSuchBucket));
+        }
+        // Merge: one entry per key (the newest version) or common prefix, in order.
+        enum Item {
+            Object(ObjectSummary),
+            Prefix(String),
+        }
+        let mut merged: std::collections::BTreeMap<String, Item> = Default::default();
+        let mut any_truncated = false;
+        for page in pages {
+            any_truncated |= page.is_truncated;
+            for p in page.common_prefixes {
+                merged.insert(p.clone(), Item::Prefix(p));
+            }
+            for o in page.objects {
+                let version = o
+                    .internal
+                    .as_ref()
+                    .and_then(|m| m.get(VERSION_KEY))
+                    .cloned();
+                let newer = match merged.get(&o.key) {
+                    Some(Item::Object(existing)) => {
+                        let old = existing
+                            .internal
+                            .as_ref()
+                            .and_then(|m| m.get(VERSION_KEY))
+                            .cloned();
+                        version > old
+                    }
+                    _ => true,
+                };
+                if newer {
+                    merged.insert(o.key.clone(), Item::Object(o));
+                }
+            }
+        }
+        let mut result = ListResult::default();
+        let max = opts.max_keys.min(list::MAX_KEYS);
+        let mut count = 0;
+        let mut last = None;
+        for (name, item) in merged {
+            if let Item::Object(o) = &item {
+                let version = o
+                    .internal
+                    .as_ref()
+                    .and_then(|m| m.get(VERSION_KEY))
+                    .cloned()
+                    .unwrap_or_default();
+                if self
+                    .shared
+                    .journal
+                    .tombstone(bucket.as_str(), &o.key)
+                    .is_some_and(|t| t >= version)
+                {
+                    continue;
+                }
+            }
+            if count == max {
+                result.is_truncated = true;
+                break;
+            }
+            count += 1;
+            last = Some(name);
+            match item {
+                Item::Prefix(p) => result.common_prefixes.push(p),
+                Item::Object(mut o) => {
+                    if let Some(internal) = &mut o.internal {
+                        if let Some(t) =
+                            internal.remove(VERSION_KEY).as_deref().and_then(stamp_time)
+                        {
+                            o.last_modified = t;
+                        }
+                        if let Some(etag) = internal.remove(ETAG_KEY) {
+                            o.etag = etag;
+                        }
+                    }
+                    result.objects.push(o);
+                }
+            }
+        }
+        result.is_truncated |= any_truncated;
+        if result.is_truncated {
+            result.next_marker = last;
+        }
+        Ok(result)
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        mut opts: MultipartOptions,
+    ) -> Result<UploadId> {
+        let stamp = self.shared.clock.next();
+        opts.metadata
+            .internal
+            .insert(VERSION_KEY.into(), stamp.clone());
+        let outcomes = self
+            .fan_out("CreateMultipartUpload", &format!("{bucket}/{key}"), |b| {
+                let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
+                async move { b.create_multipart_upload(&bucket, &key, opts).await }
+            })
+            .await;
+        let ids: Vec<Option<UploadId>> =
+            outcomes.iter().map(|o| o.as_ref().ok().cloned()).collect();
+        let (_, _) = self.quorum_result(outcomes, |_| false)?;
+        self.encode_upload(&stamp, &ids)
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        body: Body,
+        opts: PartOptions,
+    ) -> Result<String> {
+        let (stamp, ids) = self.decode_upload(upload_id)?;
+        let ids = Arc::new(ids);
+        let write_ids = ids.clone();
+        self.replicated_write(
+            "UploadPart",
+            bucket,
+            key,
+            &stamp,
+            body,
+            move |index, backend, body| {
+                let (bucket, key, opts, ids) =
+                    (bucket.clone(), key.clone(), opts.clone(), write_ids.clone());
+                async move {
+                    match &ids[index] {
+                        Some(id) => {
+                            backend
+                                .upload_part(&bucket, &key, id, part_number, body, opts)
+                                .await
+                        }
+                        None => Err(Error::ServiceUnavailable("not part of this upload".into())),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        src: GetOptions,
+    ) -> Result<String> {
+        let (_, ids) = self.decode_upload(upload_id)?;
+        let holders = self
+            .locate(src_bucket, src_key, "UploadPartCopy/locate")
+            .await?;
+        let source = self.present(holders[0].info.clone());
+        src.conditions.check(&source, true)?;
+        let inner_src = GetOptions {
+            range: src.range,
+            ..Default::default()
+        };
+        let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
+            let id = ids[i].clone();
+            let inner_src = inner_src.clone();
+            let holds = holders.iter().any(|h| h.index == i);
+            async move {
+                let Some(id) = id else {
+                    return Err(Error::ServiceUnavailable("not part of this upload".into()));
+                };
+                if !holds {
+                    return Err(Error::ServiceUnavailable(
+                        "source version not on this replica".into(),
+                    ));
+                }
+                self.call(i, |b| {
+                    let (bucket, key, id, sb, sk, o) = (
+                        bucket.clone(),
+                        key.clone(),
+                        id.clone(),
+                        src_bucket.clone(),
+                        src_key.clone(),
+                        inner_src.clone(),
+                    );
+                    async move {
+                        b.upload_part_copy(&bucket, &key, &id, part_number, &sb, &sk, o)
+                            .await
+                    }
+                })
+                .await
+            }
+        }))
+        .await;
+        self.log_outcomes(
+            "UploadPartCopy",
+            &format!("{bucket}/{key}#{part_number}"),
+            &outcomes,
+        );
+        let (first, _) = self.quorum_result(outcomes, |_| false)?;
+        first.ok_or_else(|| Error::Internal("no successful part copy".into()))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutResult> {
+        let (stamp, ids) = self.decode_upload(upload_id)?;
+        let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
+            let id = ids[i].clone();
+            let parts = parts.clone();
+            async move {
+                let Some(id) = id else {
+                    return Err(Error::ServiceUnavailable("not part of this upload".into()));
+                };
+                // Assembling may take a while on a backend; allow well beyond one call.
+                let r = &self.replicas()[i];
+                match tokio::time::timeout(
+                    r.timeout * 10,
+                    r.backend.complete_multipart_upload(bucket, key, &id, parts),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::ServiceUnavailable(format!(
+                        "backend {} timed out completing the upload",
+                        r.backend.name()
+                    ))),
+                }
+            }
+        }))
+        .await;
+        self.log_outcomes(
+            "CompleteMultipartUpload",
+            &format!("{bucket}/{key}"),
+            &outcomes,
+        );
+        for (i, o) in outcomes.iter().enumerate() {
+            if matches!(o, Err(e) if e.is_transient()) {
+                self.journal_missed(bucket, key, i, &stamp, false, false);
+            }
+        }
+        let (first, _) = self.quorum_result(outcomes, |_| false)?;
+        let first = first.ok_or_else(|| Error::Internal("no successful completion".into()))?;
+        Ok(PutResult {
+            etag: first.etag,
+            last_modified: stamp_time(&stamp).unwrap_or(first.last_modified),
+        })
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+    ) -> Result<()> {
+        let (_, ids) = self.decode_upload(upload_id)?;
+        let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
+            let id = ids[i].clone();
+            async move {
+                match id {
+                    Some(id) => {
+                        self.call(i, |b| {
+                            let (bucket, key, id) = (bucket.clone(), key.clone(), id.clone());
+                            async move { b.abort_multipart_upload(&bucket, &key, &id).await }
+                        })
+                        .await
+                    }
+                    None => Err(Error::NoSuchUpload),
+                }
+            }
+        }))
+        .await;
+        self.log_outcomes(
+            "AbortMultipartUpload",
+            &format!("{bucket}/{key}"),
+            &outcomes,
+        );
+        if outcomes.iter().any(|o| o.is_ok()) {
+            return Ok(());
+        }
+        self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchUpload))
+            .map(|_| ())
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        opts: ListPartsOptions,
+    ) -> Result<ListPartsResult> {
+        let (_, ids) = self.decode_upload(upload_id)?;
+        let mut last_error = Error::NoSuchUpload;
+        for i in self.read_order(&[]) {
+            let Some(id) = ids[i].clone() else { continue };
+            match self
+                .call(i, |b| {
+                    let (bucket, key, id, opts) =
+                        (bucket.clone(), key.clone(), id.clone(), opts.clone());
+                    async move { b.list_parts(&bucket, &key, &id, opts).await }
+                })
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &BucketName,
+        opts: ListUploadsOptions,
+    ) -> Result<ListUploadsResult> {
+        // Backends know only their own upload ids; each is listed as an upload of that
+        // backend alone (enough to inspect and abort them).
+        let outcomes = self
+            .fan_out("ListMultipartUploads", bucket.as_str(), |b| {
+                let (bucket, opts) = (bucket.clone(), opts.clone());
+                async move { b.list_multipart_uploads(&bucket, opts).await }
+            })
+            .await;
+        let mut result = ListUploadsResult::default();
+        let mut first_error = None;
+        let mut any = false;
+        for (i, o) in outcomes.into_iter().enumerate() {
+            match o {
+                Ok(page) => {
+                    any = true;
+                    result.is_truncated |= page.is_truncated;
+                    for u in page.uploads {
+                        let mut ids = vec![None; self.replicas().len()];
+                        ids[i] = Some(u.upload_id.clone());
+                        result.uploads.push(UploadInfo {
+                            key: u.key,
+                            upload_id: self.encode_upload("listed", &ids)?,
+                            initiated: u.initiated,
+                        });
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !any {
+            return Err(first_error.unwrap_or(Error::NoSuchBucket));
+        }
+        result
+            .uploads
+            .sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+        Ok(result)
+    }
+
+    async fn report_corrupt(&self, bucket: &BucketName, key: &ObjectKey, replica: &str) {
+        if let Some(index) = self
+            .replicas()
+            .iter()
+            .position(|r| r.backend.name() == replica)
+        {
+            log::warn!(
+                "{bucket}/{key}: replica {replica} served data that failed verification; repairing it"
+            );
+            let stamp = self.shared.clock.next();
+            self.journal_missed(bucket, key, index, &stamp, false, true);
+        }
+    }
+}
+
+fn got_empty() -> ByteStream {
+    Box::pin(futures::stream::empty())
+}
