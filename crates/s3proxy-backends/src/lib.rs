@@ -7,6 +7,8 @@
 //! - [`Filesystem`]: objects as files under a directory; the embedded default. Every key S3
 //!   accepts is stored (names are hashed, so `a`, `a/` and `a/b` coexist and no key can
 //!   reach outside its bucket), and writes are atomic and crash-safe.
+//! - [`S3`]: any S3-compatible service (AWS, MinIO, Ceph, Garage, another s3proxy),
+//!   through the official `aws-sdk-s3`, configured by [`S3Options`].
 //!
 //! [`conformance`] is the behaviour suite every backend must pass.
 //!
@@ -24,6 +26,8 @@ mod common;
 pub mod conformance;
 mod filesystem;
 mod memory;
+mod s3;
 
 pub use filesystem::Filesystem;
 pub use memory::Memory;
+pub use s3::{RESERVED_PREFIX, S3, S3Options, USER_ESCAPE};
