@@ -97,7 +97,7 @@ def test_garbage_on_the_wire_does_not_hurt_the_server(proxy, s3, bucket):
                 sock.sendall(raw)
                 sock.shutdown(socket.SHUT_WR)
                 reply = sock.recv(4096)
-            except (ConnectionResetError, BrokenPipeError):
+            except OSError:  # the server may close first (e.g. 431 for huge headers)
                 reply = b""
             assert reply == b"" or reply.startswith(b"HTTP/1.1 4"), reply[:100]
     # Truncated body: the client promises 1000 bytes and sends 10.

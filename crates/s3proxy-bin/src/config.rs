@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on.
@@ -34,6 +34,10 @@ pub struct Config {
     /// How several backends are kept in step.
     #[serde(default)]
     pub replication: ReplicationConfig,
+    /// `[encryption]`; absent means encrypted with a key generated into the state
+    /// directory on first run.
+    #[serde(default)]
+    pub encryption: Option<s3proxy_crypto::EncryptionConfig>,
 }
 
 /// `[replication]`: quorum and reads across several backends.

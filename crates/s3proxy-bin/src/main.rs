@@ -32,6 +32,11 @@ struct Cli {
 enum Command {
     /// Serve S3 requests (the default).
     Serve,
+    /// Write a new master key file (mode 0600) for `[encryption] key_file`.
+    Keygen {
+        /// Where to write it; refuses to overwrite.
+        path: PathBuf,
+    },
     /// Compare every backend's objects by version stamp and bring every replica up to
     /// date: copy what is missing or stale, apply journaled deletes.
     Repair {
@@ -118,6 +123,31 @@ fn build_stack(config: &Config) -> Result<(DynBackend, Option<Replicated>), Stri
     Ok((Arc::new(replicated.clone()), Some(replicated)))
 }
 
+/// The encryption layer over the storage stack, as `[encryption]` says; by default with
+/// a master key generated into the state directory on first run.
+fn encrypt(config: &Config, inner: DynBackend) -> Result<DynBackend, String> {
+    let encryption = match &config.encryption {
+        Some(e) => e.clone(),
+        None => {
+            let path = config.state_dir.join("master.key");
+            std::fs::create_dir_all(&config.state_dir)
+                .map_err(|e| format!("cannot create {}: {e}", config.state_dir.display()))?;
+            s3proxy_crypto::load_or_generate_key_file(&path)
+                .map_err(|e| format!("master key {}: {e}", path.display()))?;
+            s3proxy_crypto::EncryptionConfig {
+                key_file: Some(path),
+                ..Default::default()
+            }
+        }
+    };
+    let enabled = encryption.enabled;
+    let backend = encryption
+        .build(inner)
+        .map_err(|e| format!("encryption: {e}"))?;
+    log::info!("encryption {}", if enabled { "on" } else { "off" });
+    Ok(backend)
+}
+
 async fn repair(
     config: &Config,
     bucket: Option<String>,
@@ -175,6 +205,17 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let overrides = Overrides {
         listen: cli.listen.clone(),
     };
+    if let Some(Command::Keygen { path }) = &cli.command {
+        let key = s3proxy_crypto::generate_key_file(path)
+            .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?;
+        println!(
+            "wrote master key {:?} (fingerprint {}) to {}",
+            key.id(),
+            key.fingerprint(),
+            path.display()
+        );
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| (2, format!("configuration error: {e}")))?;
     if let Some(Command::Repair { bucket, dry_run }) = cli.command {
@@ -196,6 +237,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         credentials.push(creds);
     }
     let (backend, replicated) = build_stack(&config).map_err(|e| (1, e))?;
+    let backend = encrypt(&config, backend).map_err(|e| (1, e))?;
     let _background = replicated.as_ref().map(|r| {
         r.start_background(std::time::Duration::from_secs(
             config.replication.repair_interval_secs.max(1),
