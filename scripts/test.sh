@@ -27,6 +27,11 @@ install_deps() {
         step "pip install test clients"
         python3 -m pip install -q --disable-pip-version-check awscli boto3 pytest "moto[server]"
     fi
+    # S3 server for the S3 backend's conformance tests; newer releases need a newer rustc.
+    if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+        step "cargo install s3s-fs"
+        cargo install -q s3s-fs@0.14.1 --features binary --locked
+    fi
 }
 
 install_deps || failed_steps+=("install")
