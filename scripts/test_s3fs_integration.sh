@@ -59,8 +59,10 @@ unmount_one() { # mountpoint pidfile: unmount, then make sure the s3fs process i
     rm -f "$pidfile"
 }
 
+CASE_PID=
 cleanup() {
     local f
+    if [ -n "$CASE_PID" ]; then kill "$CASE_PID" 2>/dev/null; fi
     for f in "$PIDS"/s3fs.*; do
         [ -e "$f" ] || continue
         unmount_one "$(sed -n 2p "$f")" "$f"
@@ -181,8 +183,12 @@ add() { CASES+=("$1|$2|$3"); }
 run_case() { # name timeout function
     local name=$1 tmo=$2 fn=$3 rc start
     start=$(date +%s)
-    (cd "$M" && timeout -k 10 "$tmo" bash -c "set -euo pipefail; $fn") >"$WORK/case.log" 2>&1
+    # In the background and waited for, so that a signal runs the cleanup trap at once.
+    (cd "$M" && exec timeout -k 10 "$tmo" bash -c "set -euo pipefail; $fn") >"$WORK/case.log" 2>&1 &
+    CASE_PID=$!
+    wait "$CASE_PID"
     rc=$?
+    CASE_PID=
     local took=$(( $(date +%s) - start ))
     if [ $rc -eq 0 ]; then
         PASSED=$((PASSED + 1)); printf 'ok    %-12s %-45s %3ss\n' "$MODE" "$name" "$took"
@@ -499,6 +505,60 @@ t_multipart_copy_rename() {
     mv "$MC/large/f25m.mpcopy" "$MC/large/f25m.renamed"
 }
 
+# --- a second mount (default mode): other s3fs options, and what one client sees of another
+t_cross_mount_new_file() {
+    # Written on one mount, seen at once, with its size, on another (no shared cache).
+    echo "from mount one" >"$M/cross.txt"
+    eq 15 "$(stat -c %s "$MC/cross.txt")" "size on the second mount"
+    eq "from mount one" "$(cat "$MC/cross.txt")" "content on the second mount"
+    randfile "$L/cross.bin" 3000000; cp "$L/cross.bin" "$MC/cross.bin"
+    cmp "$L/cross.bin" "$M/cross.bin"
+    # An overwrite is visible to any S3 client at once (s3fs itself caches stat results).
+    echo "second version" >"$M/cross.txt"
+    eq 15 "$(s3curl -f -I "$S3URL/cross.txt" | tr -d '\r' | awk 'tolower($1)=="content-length:" {print $2}')" "HEAD size after overwrite"
+}
+t_xattr() {
+    # -o use_xattr keeps extended attributes in x-amz-meta-xattr (URL-encoded JSON).
+    echo x >"$MC/xattr.txt"
+    setfattr -n user.color -v "blue green" "$MC/xattr.txt"
+    setfattr -n user.other -v 0x00ff10 "$MC/xattr.txt"
+    eq "blue green" "$(getfattr --only-values -n user.color "$MC/xattr.txt")" "getfattr"
+    getfattr -d "$MC/xattr.txt" 2>/dev/null | grep -q '^user.other=' || fail "user.other not listed"
+    s3curl -f -I "$S3URL/xattr.txt" | grep -qi '^x-amz-meta-xattr:.*user.color' || fail "not stored as x-amz-meta-xattr"
+    setfattr -x user.color "$MC/xattr.txt"
+    if getfattr -n user.color "$MC/xattr.txt" 2>/dev/null; then fail "removed attribute still there"; fi
+    eq x "$(cat "$MC/xattr.txt")" "content kept"
+}
+t_xattr_empty_value() {
+    echo x >"$MC/xattr-empty.txt"
+    setfattr -n user.empty "$MC/xattr-empty.txt" || true
+    getfattr -d "$MC/xattr-empty.txt" 2>/dev/null | grep -q '^user.empty' || fail "user.empty (empty value) not kept"
+}
+KNOWN_LIMITS[t_xattr_empty_value]="s3fs 1.90 s3fs_setxattr rejects a 0-byte value ('Wrong parameter: value, size(0)') before any request is sent"
+
+t_list_head_agree() {
+    # What LIST says of every object (size, ETag) is what HEAD says, multipart ones included.
+    local listing n=0 enc size etag head hsize hetag
+    listing=$(s3curl -f "$S3URL?list-type=2&max-keys=1000" | python3 -c '
+import sys, urllib.parse, xml.etree.ElementTree as ET
+ns = {"s": "http://s3.amazonaws.com/doc/2006-03-01/"}
+root = ET.fromstring(sys.stdin.read())
+items = root.findall("s:Contents", ns) or root.findall("Contents")
+for c in items:
+    get = lambda n: (c.find("s:" + n, ns) if c.find("s:" + n, ns) is not None else c.find(n)).text
+    print(urllib.parse.quote(get("Key"), safe="/"), get("Size"), get("ETag"))
+')
+    [ -n "$listing" ] || fail "empty listing"
+    while read -r enc size etag; do
+        head=$(s3curl -f -I "$S3URL/$enc" | tr -d '\r')
+        hsize=$(echo "$head" | awk 'tolower($1)=="content-length:" {print $2}')
+        hetag=$(echo "$head" | awk 'tolower($1)=="etag:" {print $2}')
+        eq "$size $etag" "$hsize $hetag" "HEAD of $enc"
+        n=$((n + 1))
+    done <<<"$listing"
+    echo "$listing" | awk '{print $3}' | grep -q -- '-[0-9]*"$' || fail "no multipart object among $n"
+}
+
 # --- stress ---
 t_many_small_files() {
     mkdir -p many; local i
@@ -631,8 +691,14 @@ run_mode() {
         run_case "remount: empty and dir-like files" 60 t_dirlike_after_remount
         run_case "remount: random ranged reads" 300 t_large_ranges_after_remount
         if [ "$MODE" = default ]; then
-            if mount_s3fs "$MODE-copy" "$BUCKET" "$MC" ",singlepart_copy_limit=10"; then
+            # A second mount with other options that matter: a low multipart-copy limit,
+            # extended attributes, ListObjectsV2 and Content-MD5 on every upload.
+            if mount_s3fs "$MODE-copy" "$BUCKET" "$MC" ",singlepart_copy_limit=10,use_xattr,listobjectsv2,enable_content_md5"; then
                 run_case "large: rename by multipart copy" 300 t_multipart_copy_rename
+                run_case "second mount: new file seen at once" 60 t_cross_mount_new_file
+                run_case "second mount: xattrs (use_xattr)" 60 t_xattr
+                run_case "second mount: xattr with an empty value" 60 t_xattr_empty_value
+                run_case "server: LIST and HEAD agree" 120 t_list_head_agree
                 umount_s3fs "$MODE-copy"
             else
                 FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/mount copy"); echo "FAIL  $MODE second mount"

@@ -2,7 +2,7 @@
 
 use crate::request::{self, header};
 use crate::xml::{self, elem};
-use crate::{Ctx, ResponseBody, S3Request, time, xml_response};
+use crate::{Ctx, ResponseBody, S3Request, time, xml_keepalive};
 use http::Response;
 use percent_encoding::percent_decode_str;
 use s3proxy_core::*;
@@ -27,12 +27,12 @@ pub(crate) fn copy_source(req: &S3Request) -> Result<(BucketName, ObjectKey)> {
     Ok((BucketName::new(bucket)?, ObjectKey::new(key)?))
 }
 
-fn copy_result(root: &str, etag: &str, modified: SystemTime) -> Result<Response<ResponseBody>> {
+fn copy_result(root: &str, etag: &str, modified: SystemTime) -> String {
     let mut out = xml::open(root);
     elem(&mut out, "LastModified", &time::iso8601(modified));
     elem(&mut out, "ETag", &format!("\"{etag}\""));
     out.push_str(&format!("</{root}>"));
-    xml_response(out)
+    out
 }
 
 pub(crate) async fn copy_object(
@@ -58,20 +58,22 @@ pub(crate) async fn copy_object(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
         ));
     }
-    let done = ctx
-        .backend
-        .copy_object(
-            &src_bucket,
-            &src_key,
-            bucket,
-            key,
-            CopyOptions {
-                directive,
-                source_conditions: request::conditions(&req.headers, "x-amz-copy-source-"),
-            },
-        )
-        .await?;
-    copy_result("CopyObjectResult", &done.etag, done.last_modified)
+    let opts = CopyOptions {
+        directive,
+        source_conditions: request::conditions(&req.headers, "x-amz-copy-source-"),
+    };
+    let (backend, bucket, key) = (ctx.backend.clone(), bucket.clone(), key.clone());
+    xml_keepalive(ctx, async move {
+        let done = backend
+            .copy_object(&src_bucket, &src_key, &bucket, &key, opts)
+            .await?;
+        Ok(copy_result(
+            "CopyObjectResult",
+            &done.etag,
+            done.last_modified,
+        ))
+    })
+    .await
 }
 
 pub(crate) async fn upload_part_copy(
@@ -104,21 +106,30 @@ pub(crate) async fn upload_part_copy(
             return Err(Error::InvalidRange);
         }
     }
-    let etag = ctx
-        .backend
-        .upload_part_copy(
-            bucket,
-            key,
-            upload_id,
-            part_number,
-            &src_bucket,
-            &src_key,
-            GetOptions {
-                range,
-                conditions: request::conditions(&req.headers, "x-amz-copy-source-"),
-                ..Default::default()
-            },
-        )
-        .await?;
-    copy_result("CopyPartResult", &etag, SystemTime::now())
+    let opts = GetOptions {
+        range,
+        conditions: request::conditions(&req.headers, "x-amz-copy-source-"),
+        ..Default::default()
+    };
+    let (backend, bucket, key, upload_id) = (
+        ctx.backend.clone(),
+        bucket.clone(),
+        key.clone(),
+        upload_id.clone(),
+    );
+    xml_keepalive(ctx, async move {
+        let etag = backend
+            .upload_part_copy(
+                &bucket,
+                &key,
+                &upload_id,
+                part_number,
+                &src_bucket,
+                &src_key,
+                opts,
+            )
+            .await?;
+        Ok(copy_result("CopyPartResult", &etag, SystemTime::now()))
+    })
+    .await
 }

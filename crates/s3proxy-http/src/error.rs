@@ -23,22 +23,28 @@ pub fn error_response(
             .body(crate::empty_body())
             .expect("static headers are valid");
     }
+    let body = error_document(err, resource, request_id);
+    builder
+        .header("content-type", "application/xml")
+        .header("content-length", body.len())
+        .body(crate::full_body(body))
+        .expect("static headers are valid")
+}
+
+/// The `<Error>` document itself, with its XML declaration.
+pub fn error_document(err: &Error, resource: &str, request_id: &str) -> String {
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // Server-side details stay in the log; clients get the S3 message.
     let message = if status.is_server_error() && !matches!(err, Error::ServiceUnavailable(_)) {
         "We encountered an internal error. Please try again.".to_string()
     } else {
         err.to_string()
     };
-    let body = format!(
+    format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
         err.code(),
         escape(&message),
         escape(resource),
         request_id
-    );
-    builder
-        .header("content-type", "application/xml")
-        .header("content-length", body.len())
-        .body(crate::full_body(body))
-        .expect("static headers are valid")
+    )
 }

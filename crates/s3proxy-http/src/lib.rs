@@ -33,7 +33,7 @@ pub mod xml;
 
 use auth::{AuthConfig, Credential, Keyring, RequestParts};
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Frame;
@@ -77,6 +77,11 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// How long a request body may pause between bytes.
     pub body_idle_timeout: Duration,
+    /// How long a copy or a multipart completion may work before the 200 response starts
+    /// and keeps the connection alive with whitespace (see `xml_keepalive`).
+    pub keepalive_after: Duration,
+    /// How often whitespace is sent while such a request works.
+    pub keepalive_every: Duration,
 }
 
 impl ServerConfig {
@@ -89,6 +94,8 @@ impl ServerConfig {
             max_clock_skew: Duration::from_secs(15 * 60),
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
+            keepalive_after: Duration::from_secs(10),
+            keepalive_every: Duration::from_secs(10),
         }
     }
 }
@@ -97,6 +104,10 @@ impl ServerConfig {
 pub(crate) struct Ctx {
     pub backend: DynBackend,
     pub config: Arc<ServerConfig>,
+    /// This request's id, for error documents sent in a 200 body.
+    pub request_id: String,
+    /// The request's path, for the same.
+    pub resource: String,
 }
 
 /// What the handlers see of a request once it is routed and authenticated.
@@ -180,6 +191,8 @@ impl S3Server {
         let ctx = Ctx {
             backend: self.backend.clone(),
             config: self.config.clone(),
+            request_id: request_id.clone(),
+            resource: resource.clone(),
         };
         let (op, result) = self.dispatch(&ctx, req).await;
         let mut response = match result {
@@ -361,6 +374,53 @@ pub(crate) fn xml_response(body: String) -> Result<Response<ResponseBody>> {
         .map_err(|e| Error::Internal(format!("building response: {e}")))
 }
 
+/// The XML declaration every document starts with.
+const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+
+/// Answer with the XML document `work` produces, keeping the connection alive while it
+/// runs. Copies and multipart completions of big objects can take minutes (longer through
+/// encryption and replication) without the client hearing a byte, and clients give up:
+/// s3fs aborts after `readwrite_timeout` (120 s) and retries, starting the work again. S3's
+/// answer, followed here: when the work outlasts `keepalive_after`, send 200 with the XML
+/// declaration at once, a space every `keepalive_every`, then the result document, or an
+/// `<Error>` document, which S3 clients look for in a 200 to these operations.
+pub(crate) async fn xml_keepalive<F>(ctx: &Ctx, work: F) -> Result<Response<ResponseBody>>
+where
+    F: std::future::Future<Output = Result<String>> + Send + 'static,
+{
+    let mut work = Box::pin(work);
+    if let Ok(done) = tokio::time::timeout(ctx.config.keepalive_after, work.as_mut()).await {
+        return xml_response(done?);
+    }
+    let every = ctx.config.keepalive_every;
+    let (resource, request_id) = (ctx.resource.clone(), ctx.request_id.clone());
+    let rest = futures::stream::unfold(Some(work), move |state| {
+        let (resource, request_id) = (resource.clone(), request_id.clone());
+        async move {
+            let mut work = state?;
+            tokio::select! {
+                done = work.as_mut() => {
+                    let doc = done.unwrap_or_else(|e| {
+                        log::warn!("{request_id} {resource}: {e} (sent in a 200 body)");
+                        error::error_document(&e, &resource, &request_id)
+                    });
+                    let doc = doc.strip_prefix(XML_DECLARATION).unwrap_or(&doc).to_string();
+                    Some((Ok(Bytes::from(doc)), None))
+                }
+                _ = tokio::time::sleep(every) => Some((Ok(Bytes::from_static(b" ")), Some(work))),
+            }
+        }
+    });
+    let stream =
+        futures::stream::once(async { Ok(Bytes::from_static(XML_DECLARATION.as_bytes())) })
+            .chain(rest);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/xml")
+        .body(stream_body(Box::pin(stream)))
+        .map_err(|e| Error::Internal(format!("building response: {e}")))
+}
+
 /// An empty response with a status.
 pub(crate) fn empty_response(status: StatusCode) -> Result<Response<ResponseBody>> {
     Response::builder()
@@ -386,4 +446,76 @@ pub(crate) async fn read_xml_body(req: S3Request) -> Result<String> {
 /// The owner shown in listings.
 pub(crate) fn owner_xml(out: &mut String) {
     out.push_str("<Owner><ID>s3proxy</ID><DisplayName>s3proxy</DisplayName></Owner>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(after_ms: u64, every_ms: u64) -> Ctx {
+        let mut config = ServerConfig::new(vec![]);
+        config.keepalive_after = Duration::from_millis(after_ms);
+        config.keepalive_every = Duration::from_millis(every_ms);
+        Ctx {
+            backend: Arc::new(s3proxy_backends::Memory::new("mem")),
+            config: Arc::new(config),
+            request_id: "RID".into(),
+            resource: "/b/k".into(),
+        }
+    }
+
+    async fn body_text(r: Response<ResponseBody>) -> String {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn doc(root: &str) -> String {
+        format!("{}<{root}/>", XML_DECLARATION)
+    }
+
+    #[tokio::test]
+    async fn quick_work_answers_plainly() {
+        let r = xml_keepalive(&ctx(1000, 1000), async { Ok(doc("Done")) })
+            .await
+            .unwrap();
+        assert!(r.headers().contains_key("content-length"));
+        assert_eq!(body_text(r).await, doc("Done"));
+        let e = xml_keepalive(&ctx(1000, 1000), async {
+            Err::<String, _>(Error::NoSuchKey)
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::NoSuchKey));
+    }
+
+    #[tokio::test]
+    async fn slow_work_keeps_the_connection_alive() {
+        let slow = |result: Result<String>| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            result
+        };
+        let r = xml_keepalive(&ctx(20, 50), slow(Ok(doc("Done"))))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(!r.headers().contains_key("content-length"));
+        let text = body_text(r).await;
+        // One declaration, then spaces, then the document: still well-formed XML.
+        assert!(text.starts_with(XML_DECLARATION), "{text:?}");
+        let rest = &text[XML_DECLARATION.len()..];
+        let spaces = rest.len() - rest.trim_start().len();
+        assert!(spaces >= 2, "{text:?}");
+        assert_eq!(rest.trim_start(), "<Done/>");
+        // A failure after the 200 went out is an <Error> document in the body.
+        let r = xml_keepalive(&ctx(20, 50), slow(Err(Error::NoSuchKey)))
+            .await
+            .unwrap();
+        let text = body_text(r).await;
+        assert_eq!(text.matches("<?xml").count(), 1, "{text:?}");
+        assert!(
+            text.trim_end()
+                .ends_with("<RequestId>RID</RequestId></Error>")
+        );
+        assert!(text.contains("<Code>NoSuchKey</Code><Message>"), "{text:?}");
+    }
 }

@@ -72,17 +72,25 @@ pub(crate) async fn complete(
             etag: p.etag.trim().trim_matches('"').to_string(),
         })
         .collect();
-    let done = ctx
-        .backend
-        .complete_multipart_upload(bucket, key, upload_id, parts)
-        .await?;
-    let mut out = xml::open("CompleteMultipartUploadResult");
-    elem(&mut out, "Location", &format!("/{bucket}/{key}"));
-    elem(&mut out, "Bucket", bucket.as_str());
-    elem(&mut out, "Key", key.as_str());
-    elem(&mut out, "ETag", &format!("\"{}\"", done.etag));
-    out.push_str("</CompleteMultipartUploadResult>");
-    xml_response(out)
+    let (backend, bucket, key, upload_id) = (
+        ctx.backend.clone(),
+        bucket.clone(),
+        key.clone(),
+        upload_id.clone(),
+    );
+    crate::xml_keepalive(ctx, async move {
+        let done = backend
+            .complete_multipart_upload(&bucket, &key, &upload_id, parts)
+            .await?;
+        let mut out = xml::open("CompleteMultipartUploadResult");
+        elem(&mut out, "Location", &format!("/{bucket}/{key}"));
+        elem(&mut out, "Bucket", bucket.as_str());
+        elem(&mut out, "Key", key.as_str());
+        elem(&mut out, "ETag", &format!("\"{}\"", done.etag));
+        out.push_str("</CompleteMultipartUploadResult>");
+        Ok(out)
+    })
+    .await
 }
 
 pub(crate) async fn abort(
