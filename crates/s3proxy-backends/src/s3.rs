@@ -906,6 +906,16 @@ impl Backend for S3 {
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        // Some servers (s3s-fs) delete a bucket with everything in it. Refuse here first
+        // so a DeleteBucket can never destroy objects; the server's own check still
+        // covers an object written in between.
+        let probe = ListOptions {
+            max_keys: 1,
+            ..Default::default()
+        };
+        if !self.list_objects(bucket, probe).await?.objects.is_empty() {
+            return Err(Error::BucketNotEmpty);
+        }
         self.client
             .delete_bucket()
             .bucket(self.backend_bucket(bucket))
@@ -1470,6 +1480,9 @@ impl Backend for S3 {
                 last_modified: to_system_time(p.last_modified()),
             })
             .collect::<Vec<_>>();
+        // S3 lists parts in ascending order; s3s-fs lists them in directory order.
+        let mut parts = parts;
+        parts.sort_by_key(|p| p.part_number);
         let is_truncated = out.is_truncated().unwrap_or(false);
         Ok(ListPartsResult {
             is_truncated,

@@ -238,3 +238,161 @@ async fn s3s_fs_passes_the_suite() {
     let Some(server) = start_s3s_fs() else { return };
     run_suite(backend("s3s-fs", &server, None).await, "s3s").await;
 }
+
+/// The s3proxy binary to use as a backend: `$S3PROXY_BIN`, else the newest of
+/// target/debug/s3proxy and target/release/s3proxy (`cargo build -p s3proxy-bin`).
+fn s3proxy_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("S3PROXY_BIN").map(PathBuf::from)
+        && bin.is_file()
+    {
+        return Some(bin);
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    ["debug", "release"]
+        .iter()
+        .map(|profile| target.join(profile).join("s3proxy"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+fn start_s3proxy() -> Option<Server> {
+    let Some(bin) = s3proxy_binary() else {
+        eprintln!("SKIPPED: no s3proxy binary (cargo build -p s3proxy-bin, or set S3PROXY_BIN)");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = dir.path().join("s3proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+state_dir = "{state}"
+
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+
+[[backends]]
+name = "memory"
+kind = "memory"
+"#,
+            state = dir.path().join("state").display(),
+        ),
+    )
+    .expect("write the config");
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start s3proxy");
+    let mut server = Server {
+        child,
+        name: "s3proxy",
+        port,
+        _dir: Some(dir),
+    };
+    server.wait_ready();
+    Some(server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3proxy_passes_the_suite() {
+    let Some(server) = start_s3proxy() else {
+        return;
+    };
+    run_suite(backend("s3proxy", &server, None).await, "prx").await;
+}
+
+/// The s3proxy binary to use as a backend: `$S3PROXY_BIN`, else the newest of
+/// target/debug/s3proxy and target/release/s3proxy (`cargo build -p s3proxy-bin`).
+fn s3proxy_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("S3PROXY_BIN").map(PathBuf::from)
+        && bin.is_file()
+    {
+        return Some(bin);
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    ["debug", "release"]
+        .iter()
+        .map(|profile| target.join(profile).join("s3proxy"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+fn start_s3proxy() -> Option<Server> {
+    let Some(bin) = s3proxy_binary() else {
+        eprintln!("SKIPPED: no s3proxy binary (cargo build -p s3proxy-bin, or set S3PROXY_BIN)");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = dir.path().join("s3proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+state_dir = "{state}"
+
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+
+[[backends]]
+name = "memory"
+kind = "memory"
+"#,
+            state = dir.path().join("state").display(),
+        ),
+    )
+    .expect("write the config");
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start s3proxy");
+    let mut server = Server {
+        child,
+        name: "s3proxy",
+        port,
+        _dir: Some(dir),
+    };
+    server.wait_ready();
+    Some(server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3proxy_passes_the_suite() {
+    let Some(server) = start_s3proxy() else {
+        return;
+    };
+    run_suite(backend("s3proxy", &server, None).await, "prx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_s3s() {
+    let Some(server) = start_s3s_fs() else { return };
+    let b = backend("s3s-fs", &server, None).await;
+    let r = tokio::spawn(conformance::buckets(b.clone(), "d1")).await;
+    eprintln!("DEBUG buckets {:?}", r.is_ok());
+    let r = tokio::spawn(conformance::objects(b.clone(), "d2")).await;
+    eprintln!("DEBUG objects {:?}", r.is_ok());
+    let r = tokio::spawn(conformance::edge_keys(b.clone(), "d3")).await;
+    eprintln!("DEBUG edge {:?}", r.is_ok());
+    let r = tokio::spawn(conformance::listing(b.clone(), "d4")).await;
+    eprintln!("DEBUG listing {:?}", r.is_ok());
+    let r = tokio::spawn(conformance::copy(b.clone(), "d5")).await;
+    eprintln!("DEBUG copy {:?}", r.is_ok());
+    let r = tokio::spawn(conformance::multipart(b.clone(), "d6")).await;
+    eprintln!("DEBUG mpu {:?}", r.is_ok());
+    let r = tokio::spawn(conformance::concurrent_writers(b.clone(), "d7")).await;
+    eprintln!("DEBUG race {:?}", r.is_ok());
+}
