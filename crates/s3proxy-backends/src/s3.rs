@@ -1380,8 +1380,11 @@ impl Backend for S3 {
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
     ) -> Result<PutResult> {
-        // S3 refuses these lists; some servers (moto) complete them anyway, assembling
-        // the parts in the order given. Checked here so every server gives S3's answer.
+        // S3 refuses part lists out of order, naming a missing part or a wrong ETag, or
+        // with a non-last part under 5 MiB. Some servers do not check (moto completes an
+        // out-of-order list, s3s-fs ignores ETags and sizes), which would assemble the
+        // wrong object; so the list is checked against ListParts here, for every server,
+        // at the cost of one listing per 1000 parts.
         if parts.is_empty() {
             return Err(Error::MalformedXml);
         }
@@ -1390,6 +1393,44 @@ impl Backend for S3 {
             .any(|w| w[1].part_number <= w[0].part_number)
         {
             return Err(Error::InvalidPartOrder);
+        }
+        let mut uploaded = BTreeMap::new();
+        let mut marker = 0;
+        loop {
+            let page = self
+                .list_parts(
+                    bucket,
+                    key,
+                    upload_id,
+                    ListPartsOptions {
+                        part_number_marker: marker,
+                        max_parts: 1000,
+                    },
+                )
+                .await?;
+            for p in page.parts {
+                uploaded.insert(p.part_number, p);
+            }
+            match page.next_part_number_marker {
+                Some(next) if page.is_truncated && next > marker => marker = next,
+                _ => break,
+            }
+        }
+        // A server that lists parts without ETags (s3s-fs) leaves only presence, order
+        // and sizes to check here.
+        for want in &parts {
+            if let Some(have) = uploaded.get_mut(&want.part_number)
+                && have.etag.is_empty()
+            {
+                have.etag = want.etag.trim_matches('"').to_string();
+            }
+        }
+        if let Err(e) = crate::common::select_parts(&parts, &uploaded) {
+            log::debug!(
+                "backend {}: refusing completion: {e}; uploaded {uploaded:?}",
+                self.name
+            );
+            return Err(e);
         }
         let parts = parts
             .iter()
