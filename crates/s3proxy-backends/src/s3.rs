@@ -39,10 +39,18 @@ use std::time::{Duration, SystemTime};
 
 /// Prefix under which user metadata whose name collides with [`INTERNAL_PREFIX`] is
 /// stored, so that it cannot be mistaken for internal metadata when read back.
+///
+/// ```
+/// assert!(s3proxy_backends::USER_ESCAPE.starts_with(s3proxy_backends::RESERVED_PREFIX));
+/// ```
 pub const USER_ESCAPE: &str = "s3proxy-s3-user-";
 
 /// Metadata names the S3 backend keeps for itself; layers must not use internal names
 /// starting with it.
+///
+/// ```
+/// assert!(s3proxy_backends::RESERVED_PREFIX.starts_with(s3proxy_core::INTERNAL_PREFIX));
+/// ```
 pub const RESERVED_PREFIX: &str = "s3proxy-s3-";
 
 /// Present when the object was written without a Content-Type.
@@ -54,7 +62,7 @@ const ENCODED_ID_MARK: char = '~';
 
 /// Configuration of one S3 backend, as it appears in s3proxy's TOML configuration.
 ///
-/// Every field but none is optional; an empty table talks to AWS S3 in `us-east-1` with
+/// Every field is optional; an empty table talks to AWS S3 in `us-east-1` with
 /// the standard AWS credential chain (environment, profile, web identity, IMDS).
 ///
 /// ```
