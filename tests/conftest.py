@@ -41,9 +41,10 @@ def wait_for_port(port, proc, timeout=20):
 class Proxy:
     """A running s3proxy process with its own data directory."""
 
-    def __init__(self, workdir, config_text=None, args=()):
+    def __init__(self, workdir, config_text=None, args=(), port=None):
         self.workdir = workdir
-        self.port = free_port()
+        os.makedirs(workdir, exist_ok=True)
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.stderr_path = os.path.join(workdir, "stderr.log")
         cmd = [BIN, "--listen", f"127.0.0.1:{self.port}", *args]
@@ -52,11 +53,28 @@ class Proxy:
             with open(path, "w") as f:
                 f.write(config_text)
             cmd += ["--config", path]
-        self.stdout = open(os.path.join(workdir, "stdout.log"), "w")
-        self.stderr = open(self.stderr_path, "w")
+        self.cmd = cmd
+        self.start()
+
+    def start(self):
+        self.stdout = open(os.path.join(self.workdir, "stdout.log"), "a")
+        self.stderr = open(self.stderr_path, "a")
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
-        self.proc = subprocess.Popen(cmd, cwd=workdir, stdout=self.stdout, stderr=self.stderr, env=env)
+        self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=self.stdout, stderr=self.stderr, env=env)
         wait_for_port(self.port, self.proc)
+
+    def kill(self):
+        """SIGKILL: a crash, nothing flushed."""
+        self.proc.kill()
+        self.proc.wait()
+        self.stdout.close()
+        self.stderr.close()
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def log(self):
         with open(self.stderr_path) as f:

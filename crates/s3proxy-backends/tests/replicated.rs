@@ -389,7 +389,12 @@ async fn journal_survives_a_restart() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let pending: Vec<String> = first.journal().pending().into_iter().map(|e| e.backend).collect();
+        let pending: Vec<String> = first
+            .journal()
+            .pending()
+            .into_iter()
+            .map(|e| e.backend)
+            .collect();
         assert_eq!(pending, ["r2"]);
     }
     backends[1].set(UP);

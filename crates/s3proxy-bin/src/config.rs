@@ -101,6 +101,8 @@ pub enum BackendKind {
     Fs,
     /// Process memory.
     Memory,
+    /// Any S3 service (AWS, MinIO, Ceph, Garage, another s3proxy).
+    S3,
 }
 
 /// One storage backend.
@@ -117,6 +119,57 @@ pub struct BackendConfig {
     /// Limit, in milliseconds, for one call without a body and for a stall within a body.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// S3 endpoint URL (kind = "s3"); `http://` turns TLS off. Default: AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region (kind = "s3").
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Access key (kind = "s3"); default: the AWS environment and profile chain.
+    #[serde(default)]
+    pub access_key: Option<String>,
+    /// Secret key (kind = "s3").
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Path-style requests (kind = "s3"); default true.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Prefix prepended to bucket names on the backend (kind = "s3").
+    #[serde(default)]
+    pub bucket_prefix: Option<String>,
+    /// Proxy bucket -> backend bucket (kind = "s3").
+    #[serde(default)]
+    pub buckets: std::collections::BTreeMap<String, String>,
+}
+
+impl BackendConfig {
+    fn has_s3_settings(&self) -> bool {
+        self.endpoint.is_some()
+            || self.region.is_some()
+            || self.access_key.is_some()
+            || self.secret_key.is_some()
+            || self.path_style.is_some()
+            || self.bucket_prefix.is_some()
+            || !self.buckets.is_empty()
+    }
+
+    /// The S3 backend's options (kind = "s3").
+    pub fn s3_options(&self) -> s3proxy_backends::S3Options {
+        let mut o: s3proxy_backends::S3Options =
+            serde_json::from_str("{}").expect("S3Options has defaults for every field");
+        o.endpoint = self.endpoint.clone();
+        if let Some(r) = &self.region {
+            o.region = r.clone();
+        }
+        o.access_key = self.access_key.clone();
+        o.secret_key = self.secret_key.clone();
+        if let Some(p) = self.path_style {
+            o.path_style = p;
+        }
+        o.bucket_prefix = self.bucket_prefix.clone();
+        o.buckets = self.buckets.clone();
+        o
+    }
 }
 
 fn default_timeout_ms() -> u64 {
@@ -270,13 +323,25 @@ impl Config {
                         );
                     }
                 }
-                (BackendKind::Memory, Some(_)) => {
+                (BackendKind::Memory | BackendKind::S3, Some(_)) => {
                     return err(
                         &format!("backends.{i}.path"),
-                        "does not apply to kind = \"memory\"",
+                        "applies to kind = \"fs\" only",
                     );
                 }
-                (BackendKind::Memory, None) => {}
+                (BackendKind::Memory | BackendKind::S3, None) => {}
+            }
+            if b.kind != BackendKind::S3 && b.has_s3_settings() {
+                return err(
+                    &format!("backends.{i}"),
+                    "endpoint, region, keys, path_style, bucket_prefix and buckets apply to kind = \"s3\" only",
+                );
+            }
+            if b.access_key.is_some() != b.secret_key.is_some() {
+                return err(
+                    &format!("backends.{i}.secret_key"),
+                    "access_key and secret_key go together",
+                );
             }
         }
         for (i, b) in self.backends.iter().enumerate() {
@@ -315,6 +380,13 @@ impl Config {
                 kind: BackendKind::Fs,
                 path: Some(PathBuf::from("./data")),
                 timeout_ms: default_timeout_ms(),
+                endpoint: None,
+                region: None,
+                access_key: None,
+                secret_key: None,
+                path_style: None,
+                bucket_prefix: None,
+                buckets: Default::default(),
             }]
         } else {
             self.backends.clone()

@@ -49,7 +49,7 @@ enum Command {
     },
 }
 
-fn build_one(b: &config::BackendConfig) -> Result<DynBackend, String> {
+async fn build_one(b: &config::BackendConfig) -> Result<DynBackend, String> {
     Ok(match b.kind {
         BackendKind::Fs => {
             let path = b.path.clone().expect("validated: fs has a path");
@@ -59,6 +59,11 @@ fn build_one(b: &config::BackendConfig) -> Result<DynBackend, String> {
             )
         }
         BackendKind::Memory => Arc::new(s3proxy_backends::Memory::new(b.name.clone())),
+        BackendKind::S3 => Arc::new(
+            s3proxy_backends::S3::new(b.name.clone(), b.s3_options())
+                .await
+                .map_err(|e| format!("backend {:?}: {e}", b.name))?,
+        ),
     })
 }
 
@@ -87,20 +92,18 @@ fn state_secret(config: &Config, file: &str) -> Result<[u8; 32], String> {
 }
 
 /// The storage stack: one backend as it is, several behind replication.
-fn build_stack(config: &Config) -> Result<(DynBackend, Option<Replicated>), String> {
+async fn build_stack(config: &Config) -> Result<(DynBackend, Option<Replicated>), String> {
     let configured = config.effective_backends();
     if configured.len() == 1 {
-        return Ok((build_one(&configured[0])?, None));
+        return Ok((build_one(&configured[0]).await?, None));
     }
-    let replicas = configured
-        .iter()
-        .map(|b| {
-            Ok(Replica {
-                backend: build_one(b)?,
-                timeout: std::time::Duration::from_millis(b.timeout_ms),
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let mut replicas = Vec::with_capacity(configured.len());
+    for b in &configured {
+        replicas.push(Replica {
+            backend: build_one(b).await?,
+            timeout: std::time::Duration::from_millis(b.timeout_ms),
+        });
+    }
     let upload_id_key = match &config.replication.upload_id_secret {
         Some(secret) => {
             use sha2::Digest;
@@ -153,7 +156,7 @@ async fn repair(
     bucket: Option<String>,
     dry_run: bool,
 ) -> Result<(), (u8, String)> {
-    let (_, replicated) = build_stack(config).map_err(|e| (1, e))?;
+    let (_, replicated) = build_stack(config).await.map_err(|e| (1, e))?;
     let Some(replicated) = replicated else {
         println!("one backend: nothing to repair");
         return Ok(());
@@ -236,7 +239,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         generated = Some((creds.clone(), new));
         credentials.push(creds);
     }
-    let (backend, replicated) = build_stack(&config).map_err(|e| (1, e))?;
+    let (backend, replicated) = build_stack(&config).await.map_err(|e| (1, e))?;
     let backend = encrypt(&config, backend).map_err(|e| (1, e))?;
     let _background = replicated.as_ref().map(|r| {
         r.start_background(std::time::Duration::from_secs(

@@ -41,14 +41,15 @@ impl Health {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the circuit is closed (requests may go to this backend).
+    /// Whether the circuit is closed (requests may go to this backend). An open circuit
+    /// stays open until a probe succeeds, so live requests never wait on a dead backend.
     pub fn is_available(&self) -> bool {
-        self.state().open_until.is_none_or(|t| Instant::now() >= t)
+        self.state().open_until.is_none()
     }
 
-    /// Whether the circuit is open, even if its timer ran out (a probe must close it).
-    pub fn is_open(&self) -> bool {
-        self.state().open_until.is_some()
+    /// Whether the circuit is open and its timer ran out: time for a probe.
+    pub fn wants_probe(&self) -> bool {
+        self.state().open_until.is_some_and(|t| Instant::now() >= t)
     }
 
     /// A call succeeded after `elapsed`.
@@ -80,6 +81,17 @@ impl Health {
         false
     }
 
+    /// A call got no answer within its timeout: open the circuit at once, so that no
+    /// other request waits on this backend until a probe finds it answering again.
+    pub fn unresponsive(&self) -> bool {
+        let mut s = self.state();
+        s.failures += 1;
+        s.consecutive_failures = s.consecutive_failures.max(OPEN_AFTER);
+        let opened = s.open_until.is_none();
+        s.open_until = Some(Instant::now() + OPEN_FOR);
+        opened
+    }
+
     /// Current figures.
     pub fn snapshot(&self) -> HealthSnapshot {
         let s = self.state();
@@ -103,8 +115,8 @@ mod tests {
         assert!(!h.failure());
         assert!(!h.failure());
         assert!(h.failure());
-        assert!(!h.is_available() && h.is_open());
+        assert!(!h.is_available() && !h.wants_probe());
         assert!(h.success(Duration::from_millis(3)));
-        assert!(h.is_available() && !h.is_open());
+        assert!(h.is_available() && !h.wants_probe());
     }
 }

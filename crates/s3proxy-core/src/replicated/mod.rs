@@ -292,8 +292,18 @@ impl Replicated {
         F: Fn(DynBackend) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.call_checked(index, f, false).await
+    }
+
+    /// [`Self::call`], or with `probe` a call that goes through an open circuit (the
+    /// health probe that may close it).
+    async fn call_checked<T, F, Fut>(&self, index: usize, f: F, probe: bool) -> Outcome<T>
+    where
+        F: Fn(DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let r = &self.replicas()[index];
-        if !r.health.is_available() {
+        if !probe && !r.health.is_available() {
             return Err(Error::ServiceUnavailable(format!(
                 "backend {} is unavailable (circuit open)",
                 r.backend.name()
@@ -302,23 +312,38 @@ impl Replicated {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
+            let mut timed_out = false;
             let result = match tokio::time::timeout(r.timeout, f(r.backend.clone())).await {
                 Ok(result) => result,
-                Err(_) => Err(Error::ServiceUnavailable(format!(
-                    "backend {} timed out after {:?}",
-                    r.backend.name(),
-                    r.timeout
-                ))),
+                Err(_) => {
+                    timed_out = true;
+                    Err(Error::ServiceUnavailable(format!(
+                        "backend {} timed out after {:?}",
+                        r.backend.name(),
+                        r.timeout
+                    )))
+                }
             };
             match &result {
                 Err(e) if e.is_transient() => {
-                    if r.health.failure() {
+                    let opened = if timed_out {
+                        r.health.unresponsive()
+                    } else {
+                        r.health.failure()
+                    };
+                    if opened {
                         log::warn!(
                             "backend {}: circuit opened after repeated failures: {e}",
                             r.backend.name()
                         );
                     }
-                    if attempt < self.shared.opts.retries && r.health.is_available() {
+                    // A backend that did not answer in time is not asked again: the
+                    // request moves on to the other replicas instead of waiting twice.
+                    if !timed_out
+                        && !probe
+                        && attempt < self.shared.opts.retries
+                        && r.health.is_available()
+                    {
                         attempt += 1;
                         let base = 25u64 << attempt;
                         let jitter = rand::random::<u64>() % base;
@@ -918,9 +943,24 @@ impl Replicated {
         }
     }
 
+    /// Probe every backend whose circuit is open and due a probe; a success closes it.
+    pub async fn probe_open_circuits(&self) {
+        for (i, r) in self.replicas().iter().enumerate() {
+            if r.health.wants_probe() {
+                let probe = self
+                    .call_checked(i, |b| async move { b.list_buckets().await }, true)
+                    .await;
+                if probe.is_err() {
+                    log::debug!("backend {} still unavailable", r.backend.name());
+                }
+            }
+        }
+    }
+
     /// Replay the journal once: every entry whose backend is available. Returns how many
     /// entries are still pending.
     pub async fn replay_journal(&self) -> usize {
+        self.probe_open_circuits().await;
         if let Err(e) = self.shared.journal.reload() {
             log::warn!("cannot reload the repair journal: {e}");
         }
@@ -956,16 +996,7 @@ impl Replicated {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
-                for (i, r) in this.replicas().iter().enumerate() {
-                    if r.health.is_open() && r.health.is_available() {
-                        let probe = this
-                            .call(i, |b| async move { b.list_buckets().await })
-                            .await;
-                        if probe.is_err() {
-                            log::debug!("backend {} still unavailable", r.backend.name());
-                        }
-                    }
-                }
+                this.probe_open_circuits().await;
                 if !this.shared.journal.is_empty() {
                     let left = this.replay_journal().await;
                     if left > 0 {
@@ -1170,7 +1201,9 @@ impl Failover {
                     .backend
                     .name()
                     .to_string();
-                s.this.replicas()[s.holders[s.current]].health.failure();
+                s.this.replicas()[s.holders[s.current]]
+                    .health
+                    .unresponsive();
                 loop {
                     s.current += 1;
                     let Some(&next) = s.holders.get(s.current) else {

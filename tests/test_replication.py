@@ -1,0 +1,265 @@
+"""Replication through real processes: three s3proxy instances (filesystem, no encryption)
+serve as S3 backends of an encrypting front proxy. Backends are killed, paused and
+corrupted for real; data is checked byte for byte."""
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ACCESS_KEY, BIN, SECRET_KEY, Proxy, free_port, make_client
+
+BACKEND_KEY, BACKEND_SECRET = "AKBACKEND", "backendsecret"
+
+
+def backend_config(data_dir):
+    return f"""
+[[credentials]]
+access_key = "{BACKEND_KEY}"
+secret_key = "{BACKEND_SECRET}"
+[[backends]]
+name = "disk"
+kind = "fs"
+path = "{data_dir}"
+[encryption]
+enabled = false
+"""
+
+
+def front_config(state_dir, ports, quorum):
+    backends = "".join(f"""
+[[backends]]
+name = "r{i + 1}"
+kind = "s3"
+endpoint = "http://127.0.0.1:{port}"
+access_key = "{BACKEND_KEY}"
+secret_key = "{BACKEND_SECRET}"
+timeout_ms = 2000
+""" for i, port in enumerate(ports))
+    return f"""
+state_dir = "{state_dir}"
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+[replication]
+write_quorum = {quorum}
+repair_interval_secs = 1
+{backends}"""
+
+
+class Cluster:
+    def __init__(self, quorum="1"):
+        self.root = tempfile.mkdtemp(prefix="s3proxy-rep-")
+        self.backends = []
+        for i in range(3):
+            d = os.path.join(self.root, f"b{i + 1}")
+            self.backends.append(Proxy(d, backend_config(os.path.join(d, "data"))))
+        self.state = os.path.join(self.root, "front-state")
+        self.front_dir = os.path.join(self.root, "front")
+        self.front = Proxy(self.front_dir, front_config(self.state, [b.port for b in self.backends], quorum))
+        self.s3 = make_client(self.front.endpoint)
+        self.direct = [make_client(b.endpoint, BACKEND_KEY, BACKEND_SECRET) for b in self.backends]
+
+    def journal(self):
+        return glob.glob(os.path.join(self.state, "journal", "*.json"))
+
+    def wait_journal_empty(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self.journal():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"journal still has {len(self.journal())} entries")
+
+    def version(self, i, bucket, key):
+        try:
+            head = self.direct[i].head_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return None
+        return head["Metadata"].get("s3proxy-version")
+
+    def object_file(self, i, bucket, key):
+        h = hashlib.sha256(key.encode()).hexdigest()
+        return os.path.join(self.backends[i].workdir, "data", bucket, "objects", h[:2], h)
+
+    def stored_data(self, i, bucket, key):
+        """The object bytes a backend holds on disk (its file without its header)."""
+        raw = open(self.object_file(i, bucket, key), "rb").read()
+        header_len = int.from_bytes(raw[-12:-8], "little")
+        return raw[: len(raw) - 12 - header_len]
+
+    def close(self):
+        for p in [self.front, *self.backends]:
+            if p.proc.poll() is None:
+                p.resume()
+                p.stop()
+        log = self.front.log()
+        shutil.rmtree(self.root, ignore_errors=True)
+        assert "panicked" not in log, log[-3000:]
+
+
+@pytest.fixture
+def cluster(request):
+    c = Cluster(getattr(request, "param", "1"))
+    yield c
+    c.close()
+
+
+def data(size, seed):
+    return hashlib.sha256(bytes([seed])).digest() * (size // 32) + b"x" * (size % 32)
+
+
+@pytest.mark.parametrize("cluster", ["1", '"majority"'], indirect=True)
+def test_backend_killed_before_put_is_repaired_from_the_journal(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    c.backends[2].kill()
+    body = data(12 * 1024 * 1024 + 5, 1)
+    c.s3.put_object(Bucket="rep", Key="big", Body=body)
+    assert c.s3.get_object(Bucket="rep", Key="big")["Body"].read() == body
+    assert c.journal(), "the missed write is journaled"
+    c.backends[2].start()
+    c.wait_journal_empty()
+    assert c.version(2, "rep", "big") == c.version(0, "rep", "big") is not None
+    raw = [c.stored_data(i, "rep", "big") for i in range(3)]
+    assert raw[0] == raw[1] == raw[2], "replicas hold identical ciphertext"
+    assert body[:4096] not in raw[0], "no plaintext on the backend"
+
+
+@pytest.mark.parametrize("cluster", ["1", '"majority"'], indirect=True)
+def test_backend_killed_during_a_large_put(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    body = data(60 * 1024 * 1024, 2)
+    killer = threading.Timer(0.3, c.backends[1].kill)
+    killer.start()
+    c.s3.put_object(Bucket="rep", Key="during", Body=body)
+    killer.join()
+    assert c.s3.get_object(Bucket="rep", Key="during")["Body"].read() == body
+    c.backends[1].start()
+    c.wait_journal_empty(60)
+    assert c.version(1, "rep", "during") == c.version(0, "rep", "during") is not None
+
+
+@pytest.mark.parametrize("cluster", ['"all"'], indirect=True)
+def test_w_all_with_a_backend_down_is_503_and_nothing_visible(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    c.backends[0].kill()
+    with pytest.raises(ClientError) as e:
+        c.s3.put_object(Bucket="rep", Key="partial", Body=b"half written")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    with pytest.raises(ClientError):
+        c.s3.head_object(Bucket="rep", Key="partial")
+    for i in (1, 2):
+        assert c.version(i, "rep", "partial") is None
+    c.backends[0].start()
+
+
+def test_paused_backend_mid_get_fails_over(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    body = data(40 * 1024 * 1024, 3)
+    c.s3.put_object(Bucket="rep", Key="read", Body=body)
+    c.wait_journal_empty()
+    stream = c.s3.get_object(Bucket="rep", Key="read")["Body"]
+    first = stream.read(1024 * 1024)
+    c.backends[0].pause()  # the preferred replica stops mid-body
+    try:
+        started = time.time()
+        rest = stream.read()
+        assert first + rest == body
+        assert time.time() - started < 20
+    finally:
+        c.backends[0].resume()
+
+
+def test_corrupt_replica_is_served_around_and_repaired(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    body = data(3 * 1024 * 1024, 4)
+    c.s3.put_object(Bucket="rep", Key="c", Body=body)
+    c.wait_journal_empty()
+    path = c.object_file(0, "rep", "c")
+    good = c.stored_data(1, "rep", "c")
+    with open(path, "r+b") as f:
+        f.seek(1_000_000)
+        byte = f.read(1)
+        f.seek(1_000_000)
+        f.write(bytes([byte[0] ^ 0x40]))
+    assert c.s3.get_object(Bucket="rep", Key="c")["Body"].read() == body
+    deadline = time.time() + 30
+    while time.time() < deadline and c.stored_data(0, "rep", "c") != good:
+        time.sleep(0.2)
+    assert c.stored_data(0, "rep", "c") == good, "the corrupt replica was repaired"
+
+
+def test_delete_while_down_is_not_resurrected_by_repair(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    c.s3.put_object(Bucket="rep", Key="gone", Body=b"soon deleted")
+    c.wait_journal_empty()
+    c.backends[2].kill()
+    c.s3.delete_object(Bucket="rep", Key="gone")
+    c.front.kill()  # no chance for the journal to drain in the background
+    c.backends[2].start()
+    assert c.version(2, "rep", "gone") is not None, "the down replica still has it"
+    r = subprocess.run([BIN, "--config", os.path.join(c.front_dir, "s3proxy.toml"), "repair"],
+                       cwd=c.front_dir, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "deletes applied" in r.stdout
+    for i in range(3):
+        assert c.version(i, "rep", "gone") is None
+    c.front.start()
+    with pytest.raises(ClientError):
+        c.s3.head_object(Bucket="rep", Key="gone")
+
+
+def test_proxy_restarted_with_a_pending_journal_drains_it(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    c.backends[1].kill()
+    bodies = {f"k{i}": data(100_000 + i, i) for i in range(5)}
+    for k, v in bodies.items():
+        c.s3.put_object(Bucket="rep", Key=k, Body=v)
+    c.front.kill()
+    assert len(c.journal()) == 5
+    c.backends[1].start()
+    c.front.start()
+    c.wait_journal_empty()
+    for k in bodies:
+        assert c.version(1, "rep", k) == c.version(0, "rep", k) is not None
+
+
+def test_concurrent_writers_converge(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    errors = []
+
+    def writer(w):
+        client = make_client(c.front.endpoint)
+        try:
+            for i in range(6):
+                client.put_object(Bucket="rep", Key=f"hot{i % 2}", Body=data(200_000, w * 10 + i))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    c.wait_journal_empty()
+    for k in ("hot0", "hot1"):
+        versions = [c.version(i, "rep", k) for i in range(3)]
+        assert versions[0] and versions.count(versions[0]) == 3, versions
+        raw = [c.stored_data(i, "rep", k) for i in range(3)]
+        assert raw[0] == raw[1] == raw[2]
