@@ -168,6 +168,7 @@ impl Encrypted {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn reader(
         &self,
         bucket: &BucketName,

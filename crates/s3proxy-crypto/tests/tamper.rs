@@ -7,7 +7,6 @@ use common::*;
 use s3proxy_core::*;
 use s3proxy_crypto::format::{INFO_META, KEY_META, SEGMENT_SIZE, STORED_SEGMENT};
 use s3proxy_crypto::{Encrypted, Keyring, MasterKey};
-use std::sync::Arc;
 
 const S: usize = SEGMENT_SIZE as usize;
 const SS: usize = STORED_SEGMENT as usize;
@@ -185,7 +184,8 @@ async fn changed_metadata_is_detected() {
     .await
     .unwrap();
     let (stored_meta, stored) = raw(&*inner, &bucket, "o").await;
-    let cases: Vec<Box<dyn Fn(&mut ObjectMetadata)>> = vec![
+    type Change = Box<dyn Fn(&mut ObjectMetadata)>;
+    let cases: Vec<Change> = vec![
         Box::new(|m| {
             m.user.insert("mode".into(), "33261".into());
         }),
