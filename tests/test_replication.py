@@ -166,7 +166,7 @@ def test_w_all_with_a_backend_down_is_503_and_nothing_visible(cluster):
 def test_paused_backend_mid_get_fails_over(cluster):
     c = cluster
     c.s3.create_bucket(Bucket="rep")
-    body = data(40 * 1024 * 1024, 3)
+    body = data(16 * 1024 * 1024, 3)
     c.s3.put_object(Bucket="rep", Key="read", Body=body)
     c.wait_journal_empty()
     stream = c.s3.get_object(Bucket="rep", Key="read")["Body"]

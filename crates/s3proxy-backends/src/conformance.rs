@@ -892,19 +892,23 @@ pub async fn concurrent_writers(backend: DynBackend, prefix: &str) {
             }
         }));
     }
+    // Computed once: readers compare, they do not regenerate (which would starve writers).
+    let expected: Arc<Vec<Bytes>> = Arc::new((0..=4u8).map(|s| pattern(size, s)).collect());
     let mut readers = vec![];
     for _ in 0..2 {
         let backend = backend.clone();
         let bucket = bucket.clone();
         let stop = stop.clone();
         let name = name.clone();
+        let expected = expected.clone();
         readers.push(tokio::spawn(async move {
             let mut reads = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
                 let got = read_all(&*backend, &bucket, "hot")
                     .await
                     .expect("concurrent get");
-                let seed = (0..=4u8).find(|s| got == pattern(size, *s));
+                let seed = expected.iter().position(|e| *e == got);
+                tokio::task::yield_now().await;
                 assert!(
                     seed.is_some(),
                     "{name}: a read saw a mix of writes ({} bytes)",

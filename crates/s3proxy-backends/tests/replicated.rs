@@ -223,6 +223,17 @@ async fn read(b: &dyn Backend, k: &str) -> Result<Bytes> {
     collect_body(got.body, 64 << 20).await
 }
 
+/// Wait for stragglers to finish, then replay the journal once.
+async fn settle(r: &Replicated) -> usize {
+    for _ in 0..100 {
+        if r.writes_in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.replay_journal().await
+}
+
 async fn version_on(b: &Faulty, k: &str) -> Option<String> {
     b.inner
         .head_object(&bucket(), &key(k), GetOptions::default())
@@ -259,18 +270,21 @@ async fn w1_write_with_a_backend_down_is_repaired_when_it_returns() {
         .unwrap();
     assert!(read(&s.replicated, "k").await.unwrap() == data);
     assert_eq!(version_on(&s.backends[2], "k").await, None);
-    for _ in 0..20 {
-        if s.replicated.journal().len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(s.replicated.journal().len(), 1);
+    // Replicas that were still writing when the quorum was met are checked and cleared.
+    settle(&s.replicated).await;
+    let pending: Vec<String> = s
+        .replicated
+        .journal()
+        .pending()
+        .into_iter()
+        .map(|e| e.backend)
+        .collect();
+    assert_eq!(pending, ["r3"]);
     // Still down: replay keeps the entry.
-    assert_eq!(s.replicated.replay_journal().await, 1);
+    assert_eq!(settle(&s.replicated).await, 1);
     s.backends[2].set(UP);
     tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
-    assert_eq!(s.replicated.replay_journal().await, 0);
+    assert_eq!(settle(&s.replicated).await, 0);
     assert_eq!(
         version_on(&s.backends[2], "k").await,
         version_on(&s.backends[0], "k").await
@@ -357,7 +371,7 @@ async fn delete_while_down_is_not_undone_by_repair() {
     for b in &s.backends {
         assert_eq!(version_on(b, "gone").await, None, "{}", b.name());
     }
-    s.replicated.replay_journal().await;
+    settle(&s.replicated).await;
     assert!(s.replicated.journal().is_empty());
 }
 
@@ -382,13 +396,8 @@ async fn journal_survives_a_restart() {
             )
             .await
             .unwrap();
-        // A replica still finishing when the quorum was met is journaled until it does.
-        for _ in 0..20 {
-            if first.journal().len() == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // A replica still finishing when the quorum was met is journaled until checked.
+        settle(&first).await;
         let pending: Vec<String> = first
             .journal()
             .pending()
@@ -457,13 +466,10 @@ async fn stale_replica_found_by_a_read_is_repaired() {
         )
         .await
         .unwrap();
-    // Let the replicas still finishing when the quorum was met finish.
-    for _ in 0..20 {
-        if s.replicated.journal().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Let the replicas still finishing when the quorum was met finish and be checked.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle(&s.replicated).await;
+    assert!(s.replicated.journal().is_empty());
     // Write the new version behind the proxy's back on two replicas only.
     let newer = s.backends[0]
         .inner
@@ -489,7 +495,7 @@ async fn stale_replica_found_by_a_read_is_repaired() {
     }
     assert_eq!(read(&s.replicated, "s").await.unwrap(), "new");
     assert_eq!(s.replicated.journal().len(), 1);
-    s.replicated.replay_journal().await;
+    settle(&s.replicated).await;
     assert_eq!(read(&*s.backends[0].inner, "s").await.unwrap(), "new");
 }
 
@@ -509,7 +515,7 @@ async fn concurrent_writers_converge() {
         })
     });
     futures::future::join_all(writers).await;
-    s.replicated.replay_journal().await;
+    settle(&s.replicated).await;
     let versions: Vec<_> =
         futures::future::join_all(s.backends.iter().map(|b| version_on(b, "hot"))).await;
     assert!(versions[0].is_some());

@@ -395,6 +395,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail API returns its own large error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use std::io::Write;

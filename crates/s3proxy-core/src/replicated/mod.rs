@@ -190,6 +190,8 @@ struct Shared {
     clock: Hlc,
     journal: Arc<Journal>,
     wake_repair: tokio::sync::Notify,
+    /// Writes in flight per (bucket, key), and whether two ever overlapped.
+    inflight: std::sync::Mutex<std::collections::HashMap<(String, String), (usize, bool)>>,
 }
 
 /// Several backends behaving as one; see the [module documentation](self).
@@ -258,6 +260,7 @@ impl Replicated {
                 clock,
                 journal,
                 wake_repair: tokio::sync::Notify::new(),
+                inflight: Default::default(),
             }),
         })
     }
@@ -563,6 +566,7 @@ impl Replicated {
             .map(|r| r.timeout)
             .max()
             .unwrap_or(Duration::from_secs(30));
+        let guard = InflightWrite::start(self, bucket, key);
         let (bodies, pump) = tee::tee(body, available.len(), stall);
         let mut tasks = futures::stream::FuturesUnordered::new();
         for (index, body) in available.iter().copied().zip(bodies) {
@@ -574,12 +578,12 @@ impl Replicated {
             });
             tasks.push(async move { (index, handle.await) });
         }
-        let mut outcomes: Vec<Option<Outcome<T>>> = (0..n).map(|_| None).collect();
-        for i in 0..n {
-            if !available.contains(&i) {
-                outcomes[i] = Some(Err(Error::ServiceUnavailable("circuit open".into())));
-            }
-        }
+        let mut outcomes: Vec<Option<Outcome<T>>> = (0..n)
+            .map(|i| {
+                (!available.contains(&i))
+                    .then(|| Err(Error::ServiceUnavailable("circuit open".into())))
+            })
+            .collect();
         let mut successes = 0;
         let mut pump = Some(pump);
         let mut client_error = None;
@@ -622,6 +626,8 @@ impl Replicated {
                     let (b, k, s) = (bucket.clone(), key.clone(), stamp.to_string());
                     let op = op.to_string();
                     tokio::spawn(async move {
+                        // The write counts as in flight until its stragglers are done.
+                        let _guard = guard;
                         while let Some((index, joined)) = tasks.next().await {
                             let ok = matches!(joined, Ok((Ok(_), _)));
                             let name = this.replicas()[index].backend.name().to_string();
@@ -633,17 +639,11 @@ impl Replicated {
                                     "failed; left for repair"
                                 }
                             );
-                            if ok {
-                                let done = Entry {
-                                    bucket: b.to_string(),
-                                    key: k.to_string(),
-                                    backend: name,
-                                    stamp: s.clone(),
-                                    tombstone: None,
-                                    force: false,
-                                };
-                                let _ = this.shared.journal.remove(&done);
-                            }
+                            // The entry stays: the repair pass checks the replica
+                            // really holds the newest version (an older write to the same
+                            // key may have landed after a newer one) before clearing it.
+                            let _ = (ok, &s);
+                            this.shared.wake_repair.notify_one();
                         }
                     });
                     for i in stragglers {
@@ -693,10 +693,9 @@ impl Replicated {
                 && outcomes
                     .iter()
                     .all(|o| matches!(o, Err(e) if !e.is_transient()))
+                && let Some(Err(e)) = outcomes.into_iter().next()
             {
-                if let Some(Err(e)) = outcomes.into_iter().next() {
-                    return Err(e);
-                }
+                return Err(e);
             }
             return Err(Error::ServiceUnavailable(format!(
                 "write quorum not met: {successes} of {n} backends acknowledged, {required} required"
@@ -815,6 +814,10 @@ impl Replicated {
             return Ok(true);
         };
         if !self.replicas()[target].health.is_available() {
+            return Ok(false);
+        }
+        if self.write_in_flight(&entry.bucket, &entry.key) {
+            // Decide once the writes settle; an older one may still land.
             return Ok(false);
         }
         let bucket = BucketName::new(entry.bucket.clone())?;
@@ -941,6 +944,23 @@ impl Replicated {
             Err(e) => Err(e),
             Ok(_) => Ok(true),
         }
+    }
+
+    /// Keys with writes in flight (stragglers included).
+    pub fn writes_in_flight(&self) -> usize {
+        self.shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    fn write_in_flight(&self, bucket: &str, key: &str) -> bool {
+        self.shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&(bucket.to_string(), key.to_string()))
     }
 
     /// Probe every backend whose circuit is open and due a probe; a success closes it.
@@ -1147,6 +1167,69 @@ impl Replicated {
             }
         }
         Ok(summary)
+    }
+}
+
+/// Marks a write to a key as in flight. When writes to one key overlapped, the last to
+/// finish journals every replica for a check: a slower, older write may have landed on a
+/// replica after a newer one, and only comparing version stamps tells.
+struct InflightWrite {
+    this: Replicated,
+    id: (String, String),
+}
+
+impl InflightWrite {
+    fn start(this: &Replicated, bucket: &BucketName, key: &ObjectKey) -> Self {
+        let id = (bucket.to_string(), key.to_string());
+        let mut map = this
+            .shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let slot = map.entry(id.clone()).or_insert((0, false));
+        slot.0 += 1;
+        if slot.0 > 1 {
+            slot.1 = true;
+        }
+        InflightWrite {
+            this: this.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for InflightWrite {
+    fn drop(&mut self) {
+        let contended = {
+            let mut map = self
+                .this
+                .shared
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let Some(slot) = map.get_mut(&self.id) else {
+                return;
+            };
+            slot.0 -= 1;
+            if slot.0 > 0 {
+                return;
+            }
+            let contended = slot.1;
+            map.remove(&self.id);
+            contended
+        };
+        if contended
+            && let (Ok(bucket), Ok(key)) = (
+                BucketName::new(self.id.0.clone()),
+                ObjectKey::new(self.id.1.clone()),
+            )
+        {
+            let stamp = self.this.shared.clock.next();
+            for i in 0..self.this.replicas().len() {
+                self.this
+                    .journal_missed(&bucket, &key, i, &stamp, false, false);
+            }
+        }
     }
 }
 
