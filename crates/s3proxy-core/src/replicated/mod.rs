@@ -1618,9 +1618,14 @@ impl Backend for Replicated {
         let source_version = version_of(&holders[0].info.metadata)
             .unwrap_or("")
             .to_string();
+        // Each replica copies its own copy of the source: only if it is the version
+        // located, or concurrent writes could give replicas different data under one stamp.
         let inner = CopyOptions {
             directive: MetadataDirective::Replace(metadata),
-            source_conditions: Conditions::default(),
+            source_conditions: Conditions {
+                if_match: Some(holders[0].info.etag.clone()),
+                ..Default::default()
+            },
         };
         let outcomes = self
             .fan_out(
@@ -1644,9 +1649,10 @@ impl Backend for Replicated {
             .into_iter()
             .enumerate()
             .map(|(i, o)| match o {
-                Ok(r) if holders.iter().any(|h| h.index == i) => Ok(r),
-                Ok(_) => Err(Error::ServiceUnavailable(format!(
-                    "source version {source_version} not on this replica"
+                // Same source bytes (If-Match held), whatever its stamp said.
+                Ok(r) => Ok(r),
+                Err(Error::PreconditionFailed) => Err(Error::ServiceUnavailable(format!(
+                    "source version {source_version} not on replica {i}"
                 ))),
                 Err(Error::NoSuchKey) if !holders.is_empty() => Err(Error::ServiceUnavailable(
                     "source missing on this replica".into(),
@@ -1848,6 +1854,10 @@ impl Backend for Replicated {
         src.conditions.check(&source, true)?;
         let inner_src = GetOptions {
             range: src.range,
+            conditions: Conditions {
+                if_match: Some(holders[0].info.etag.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
