@@ -715,18 +715,18 @@ impl Replicated {
     }
 
     /// Decide the fan-out result of a call that must reach the quorum (bucket operations,
-    /// deletes, copies), journaling the backends that missed it.
+    /// deletes, copies): the first success, a client error every backend agreed on, or 503.
+    /// Callers journal the backends that missed it.
     fn quorum_result<T>(
         &self,
         outcomes: Vec<Outcome<T>>,
         ok_errors: impl Fn(&Error) -> bool,
-    ) -> Result<(Option<T>, Vec<usize>)> {
+    ) -> Result<Option<T>> {
         let n = outcomes.len();
         let mut first_ok = None;
         let mut acked = 0;
-        let mut missed = vec![];
         let mut client_errors = vec![];
-        for (i, o) in outcomes.into_iter().enumerate() {
+        for o in outcomes {
             match o {
                 Ok(v) => {
                     acked += 1;
@@ -734,7 +734,7 @@ impl Replicated {
                 }
                 Err(e) if ok_errors(&e) => acked += 1,
                 Err(e) if !e.is_transient() => client_errors.push(e),
-                Err(_) => missed.push(i),
+                Err(_) => {}
             }
         }
         if acked == 0 && !client_errors.is_empty() {
@@ -746,14 +746,15 @@ impl Replicated {
                 self.required()
             )));
         }
-        Ok((first_ok, missed))
+        Ok(first_ok)
     }
 
-    fn sign_upload(&self, payload: &str) -> String {
+    /// The MAC over an upload id's payload (hex of its first 12 bytes is appended).
+    fn upload_mac(&self, payload: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.shared.opts.upload_id_key)
             .expect("any key length");
         mac.update(payload.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..12])
+        mac
     }
 
     /// The client's upload id: each backend's own id, with the version stamp, authenticated.
@@ -766,15 +767,21 @@ impl Replicated {
                 payload.push_str(&b64.encode(id.as_str()));
             }
         }
-        let mac = self.sign_upload(&payload);
+        let mac = hex::encode(&self.upload_mac(&payload).finalize().into_bytes()[..12]);
         UploadId::new(format!("{payload}.{mac}"))
     }
 
     fn decode_upload(&self, id: &UploadId) -> Result<(String, Vec<Option<UploadId>>)> {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let (payload, mac) = id.as_str().rsplit_once('.').ok_or(Error::NoSuchUpload)?;
-        let expected = self.sign_upload(payload);
-        if !constant_eq(expected.as_bytes(), mac.as_bytes()) {
+        // hmac's own verification compares in constant time.
+        let mac = hex::decode(mac).map_err(|_| Error::NoSuchUpload)?;
+        if mac.len() != 12
+            || self
+                .upload_mac(payload)
+                .verify_truncated_left(&mac)
+                .is_err()
+        {
             return Err(Error::NoSuchUpload);
         }
         let mut parts = payload.split('.');
@@ -1246,10 +1253,6 @@ pub struct RepairSummary {
     pub failed: u64,
 }
 
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// A GET body that continues from another replica when its replica fails or stalls.
 struct Failover {
     this: Replicated,
@@ -1665,7 +1668,7 @@ impl Backend for Replicated {
                 self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
             }
         }
-        let (first, _) = self.quorum_result(outcomes, |_| false)?;
+        let first = self.quorum_result(outcomes, |_| false)?;
         let first = first.ok_or_else(|| Error::Internal("no successful copy".into()))?;
         Ok(PutResult {
             etag: source.etag,
@@ -1796,7 +1799,7 @@ impl Backend for Replicated {
             .await;
         let ids: Vec<Option<UploadId>> =
             outcomes.iter().map(|o| o.as_ref().ok().cloned()).collect();
-        let (_, _) = self.quorum_result(outcomes, |_| false)?;
+        self.quorum_result(outcomes, |_| false)?;
         self.encode_upload(&stamp, &ids)
     }
 
@@ -1896,7 +1899,7 @@ impl Backend for Replicated {
             &format!("{bucket}/{key}#{part_number}"),
             &outcomes,
         );
-        let (first, _) = self.quorum_result(outcomes, |_| false)?;
+        let first = self.quorum_result(outcomes, |_| false)?;
         first.ok_or_else(|| Error::Internal("no successful part copy".into()))
     }
 
@@ -1942,7 +1945,7 @@ impl Backend for Replicated {
                 self.journal_missed(bucket, key, i, &stamp, false, false);
             }
         }
-        let (first, _) = self.quorum_result(outcomes, |_| false)?;
+        let first = self.quorum_result(outcomes, |_| false)?;
         let first = first.ok_or_else(|| Error::Internal("no successful completion".into()))?;
         Ok(PutResult {
             etag: first.etag,
