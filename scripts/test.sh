@@ -18,6 +18,7 @@ install_deps() {
     command -v setfattr >/dev/null || need_apt+=(attr)
     command -v rsync >/dev/null || need_apt+=(rsync)
     command -v curl >/dev/null || need_apt+=(curl)
+    command -v s3cmd >/dev/null || need_apt+=(s3cmd)
     if [ ${#need_apt[@]} -gt 0 ]; then
         step "apt-get install ${need_apt[*]}"
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
