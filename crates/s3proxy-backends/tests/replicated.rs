@@ -9,7 +9,7 @@ use s3proxy_backends::{Memory, conformance};
 use s3proxy_core::replicated::*;
 use s3proxy_core::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 const UP: u8 = 0;
@@ -21,6 +21,8 @@ const STALL_BODIES: u8 = 2;
 struct Faulty {
     inner: Arc<Memory>,
     mode: AtomicU8,
+    /// PUTs wait this long before they store (a write that lands late).
+    slow_puts: AtomicBool,
 }
 
 impl Faulty {
@@ -28,6 +30,7 @@ impl Faulty {
         Arc::new(Faulty {
             inner: Arc::new(Memory::new(name)),
             mode: AtomicU8::new(UP),
+            slow_puts: AtomicBool::new(false),
         })
     }
     fn set(&self, mode: u8) {
@@ -74,6 +77,9 @@ impl Backend for Faulty {
         o: PutOptions,
     ) -> Result<PutResult> {
         self.check()?;
+        if self.slow_puts.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
         self.inner.put_object(b, k, body, o).await
     }
     async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
@@ -551,4 +557,100 @@ async fn forged_upload_ids_are_refused() {
         )
         .await;
     assert!(matches!(r, Err(Error::NoSuchUpload)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_key_with_a_backend_down_is_404_unless_a_reachable_replica_missed_it() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].set(DOWN);
+    // s3fs looks up every new name before creating it: one backend down must not turn
+    // those lookups into errors.
+    assert!(matches!(
+        s.replicated
+            .head_object(&bucket(), &key("new-name"), GetOptions::default())
+            .await,
+        Err(Error::NoSuchKey)
+    ));
+    assert!(matches!(
+        read(&s.replicated, "new-name").await,
+        Err(Error::NoSuchKey)
+    ));
+    // But when the journal says a replica that answered missed a write of the key, the
+    // only copy may be on the one that is down: that is not a 404.
+    s.replicated
+        .journal()
+        .record(Entry {
+            bucket: "rep".into(),
+            key: "written-while-r1-was-down".into(),
+            backend: "r1".into(),
+            stamp: "01".into(),
+            tombstone: None,
+            force: false,
+        })
+        .unwrap();
+    assert!(matches!(
+        s.replicated
+            .head_object(
+                &bucket(),
+                &key("written-while-r1-was-down"),
+                GetOptions::default()
+            )
+            .await,
+        Err(Error::ServiceUnavailable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_during_a_repair_is_not_undone_by_it() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].set(DOWN);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from("old").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    settle(&s.replicated).await;
+    s.backends[2].set(UP);
+    s.backends[2].slow_puts.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    // The repair reads the old version, then its write to r3 lands late; the client's
+    // delete runs in between.
+    let repair = {
+        let r = s.replicated.clone();
+        tokio::spawn(async move { r.replay_journal().await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.replicated
+        .delete_object(&bucket(), &key("k"))
+        .await
+        .unwrap();
+    repair.await.unwrap();
+    s.backends[2].slow_puts.store(false, Ordering::SeqCst);
+    // The late copy is hidden at once, and the next repair pass deletes it.
+    assert!(matches!(
+        read(&s.replicated, "k").await,
+        Err(Error::NoSuchKey)
+    ));
+    let listed = s
+        .replicated
+        .list_objects(
+            &bucket(),
+            ListOptions {
+                max_keys: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(listed.objects.is_empty(), "{:?}", listed.objects);
+    assert_eq!(settle(&s.replicated).await, 0);
+    for b in &s.backends {
+        assert_eq!(version_on(b, "k").await, None, "{}", b.name());
+    }
 }

@@ -166,6 +166,17 @@ impl Journal {
         all
     }
 
+    /// The backends journaled as having missed a write of a key (not a delete): they may
+    /// lack a version that only other replicas hold.
+    pub fn behind(&self, bucket: &str, key: &str) -> Vec<String> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .values()
+            .filter(|e| e.bucket == bucket && e.key == key && e.tombstone.is_none())
+            .map(|e| e.backend.clone())
+            .collect()
+    }
+
     /// The newest tombstone recorded for a key, if any: versions older than it are deleted.
     pub fn tombstone(&self, bucket: &str, key: &str) -> Option<String> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

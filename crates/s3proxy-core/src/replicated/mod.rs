@@ -190,8 +190,8 @@ struct Shared {
     clock: Hlc,
     journal: Arc<Journal>,
     wake_repair: tokio::sync::Notify,
-    /// Writes in flight per (bucket, key), and whether two ever overlapped.
-    inflight: std::sync::Mutex<std::collections::HashMap<(String, String), (usize, bool)>>,
+    /// Writes, deletes and repairs in flight per (bucket, key).
+    inflight: std::sync::Mutex<std::collections::HashMap<(String, String), InflightSlot>>,
 }
 
 /// Several backends behaving as one; see the [module documentation](self).
@@ -492,9 +492,21 @@ impl Replicated {
         let tombstone = self.shared.journal.tombstone(bucket.as_str(), key.as_str());
         let Some(newest) = newest else {
             if let Some(e) = first_error {
-                return Err(e);
+                // Some replicas could not answer. The key is missing all the same unless
+                // the journal says a replica that answered missed a write of it: then the
+                // only copy may be on one that did not answer. Without this, one backend
+                // down would turn every HEAD of a new name (s3fs makes many) into a 503.
+                let behind = self.shared.journal.behind(bucket.as_str(), key.as_str());
+                let answered_behind = missing.iter().any(|i| {
+                    behind
+                        .iter()
+                        .any(|b| b == self.replicas()[*i].backend.name())
+                });
+                if missing.is_empty() || answered_behind {
+                    return Err(e);
+                }
             }
-            if no_bucket == self.replicas().len() {
+            if no_bucket == missing.len() {
                 return Err(Error::NoSuchBucket);
             }
             return Err(Error::NoSuchKey);
@@ -566,7 +578,7 @@ impl Replicated {
             .map(|r| r.timeout)
             .max()
             .unwrap_or(Duration::from_secs(30));
-        let guard = InflightWrite::start(self, bucket, key);
+        let guard = InflightWrite::start(self, bucket, key, None);
         let (bodies, pump) = tee::tee(body, available.len(), stall);
         let mut tasks = futures::stream::FuturesUnordered::new();
         for (index, body) in available.iter().copied().zip(bodies) {
@@ -829,6 +841,9 @@ impl Replicated {
         }
         let bucket = BucketName::new(entry.bucket.clone())?;
         let key = ObjectKey::new(entry.key.clone())?;
+        // A repair writes too: a client write or delete that overlaps it must not be undone
+        // by an older version the repair read before it (see InflightWrite).
+        let _guard = InflightWrite::start(self, &bucket, &key, None);
         // Every replica's view, the target's included.
         let views = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let (bucket, key) = (bucket.clone(), key.clone());
@@ -1177,37 +1192,66 @@ impl Replicated {
     }
 }
 
-/// Marks a write to a key as in flight. When writes to one key overlapped, the last to
-/// finish journals every replica for a check: a slower, older write may have landed on a
-/// replica after a newer one, and only comparing version stamps tells.
+/// What is in flight on one key: how many writes, deletes and repairs, whether two ever
+/// overlapped, and the newest delete among them.
+#[derive(Default)]
+struct InflightSlot {
+    count: usize,
+    contended: bool,
+    tombstone: Option<String>,
+}
+
+/// Marks a write, delete or repair of a key as in flight. When operations on one key
+/// overlapped, the last to finish journals every replica for a check: a slower, older write
+/// (or a repair that read an older version) may have landed on a replica after a newer one,
+/// and only comparing version stamps tells. The check carries the newest overlapping
+/// delete's tombstone, so it deletes what an older write brought back instead of spreading it.
 struct InflightWrite {
     this: Replicated,
     id: (String, String),
 }
 
 impl InflightWrite {
-    fn start(this: &Replicated, bucket: &BucketName, key: &ObjectKey) -> Self {
+    /// `tombstone`: the stamp of the delete this is, if it is one.
+    fn start(
+        this: &Replicated,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        tombstone: Option<String>,
+    ) -> Self {
         let id = (bucket.to_string(), key.to_string());
         let mut map = this
             .shared
             .inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let slot = map.entry(id.clone()).or_insert((0, false));
-        slot.0 += 1;
-        if slot.0 > 1 {
-            slot.1 = true;
+        let slot = map.entry(id.clone()).or_default();
+        slot.count += 1;
+        if slot.count > 1 {
+            slot.contended = true;
         }
+        slot.tombstone = slot.tombstone.take().max(tombstone);
         InflightWrite {
             this: this.clone(),
             id,
         }
     }
+
+    /// Whether another operation on the key overlapped this one so far.
+    fn overlapped(&self) -> bool {
+        self.this
+            .shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.id)
+            .is_some_and(|slot| slot.contended)
+    }
 }
 
 impl Drop for InflightWrite {
     fn drop(&mut self) {
-        let contended = {
+        let (contended, tombstone) = {
             let mut map = self
                 .this
                 .shared
@@ -1217,13 +1261,12 @@ impl Drop for InflightWrite {
             let Some(slot) = map.get_mut(&self.id) else {
                 return;
             };
-            slot.0 -= 1;
-            if slot.0 > 0 {
+            slot.count -= 1;
+            if slot.count > 0 {
                 return;
             }
-            let contended = slot.1;
-            map.remove(&self.id);
-            contended
+            let slot = map.remove(&self.id).unwrap_or_default();
+            (slot.contended, slot.tombstone)
         };
         if contended
             && let (Ok(bucket), Ok(key)) = (
@@ -1232,10 +1275,20 @@ impl Drop for InflightWrite {
             )
         {
             let stamp = self.this.shared.clock.next();
-            for i in 0..self.this.replicas().len() {
-                self.this
-                    .journal_missed(&bucket, &key, i, &stamp, false, false);
+            for replica in self.this.replicas() {
+                let entry = Entry {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    backend: replica.backend.name().to_string(),
+                    stamp: stamp.clone(),
+                    tombstone: tombstone.clone(),
+                    force: false,
+                };
+                if let Err(e) = self.this.shared.journal.record(entry) {
+                    log::error!("cannot record a check of {bucket}/{key}: {e}");
+                }
             }
+            self.this.shared.wake_repair.notify_one();
         }
     }
 }
@@ -1555,6 +1608,7 @@ impl Backend for Replicated {
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
         let stamp = self.shared.clock.next();
+        let guard = InflightWrite::start(self, bucket, key, Some(stamp.clone()));
         let outcomes = self
             .fan_out("DeleteObject", &format!("{bucket}/{key}"), |b| {
                 let (bucket, key) = (bucket.clone(), key.clone());
@@ -1572,6 +1626,15 @@ impl Backend for Replicated {
         for i in &skipped {
             self.journal_missed(bucket, key, *i, &stamp, true, false);
         }
+        if guard.overlapped() {
+            // Another write or a repair of this key ran meanwhile and may land an older
+            // version after this delete: the tombstone, journaled before the answer, hides
+            // it from reads and lists and has repair delete it.
+            for i in 0..self.replicas().len() {
+                self.journal_missed(bucket, key, i, &stamp, true, false);
+            }
+        }
+        drop(guard);
         self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchKey))
             .map(|_| ())
     }
