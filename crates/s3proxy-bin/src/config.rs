@@ -38,6 +38,55 @@ pub struct Config {
     /// directory on first run.
     #[serde(default)]
     pub encryption: Option<s3proxy_crypto::EncryptionConfig>,
+    /// `[limits]`: what a client may send and how slowly.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: protection against oversized, slow and stale requests.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Milliseconds a client may take to send its request headers (also how long an idle
+    /// keep-alive connection is kept).
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a request body may stall, or a response wait for the client to read.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Largest request header section in bytes.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Largest accepted difference, in seconds, between a request's signing time and ours.
+    #[serde(default = "default_max_clock_skew_secs")]
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout_ms: default_header_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_header_bytes: default_max_header_bytes(),
+            max_clock_skew_secs: default_max_clock_skew_secs(),
+        }
+    }
+}
+
+fn default_header_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_header_bytes() -> usize {
+    s3proxy_http::DEFAULT_MAX_HEADER_BYTES
+}
+
+fn default_max_clock_skew_secs() -> u64 {
+    900
 }
 
 /// `[replication]`: quorum and reads across several backends.
@@ -186,6 +235,7 @@ const CONFIG_KEYS: &[&str] = &[
     "virtual_host_domains",
     "replication",
     "encryption",
+    "limits",
 ];
 
 fn default_listen() -> String {
@@ -276,6 +326,19 @@ impl Config {
             return err(
                 "listen",
                 &format!("{:?} is not an address like 127.0.0.1:9000", self.listen),
+            );
+        }
+        let l = &self.limits;
+        if l.header_timeout_ms == 0 {
+            return err("limits.header_timeout_ms", "must be positive");
+        }
+        if l.idle_timeout_ms == 0 {
+            return err("limits.idle_timeout_ms", "must be positive");
+        }
+        if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+            return err(
+                "limits.max_header_bytes",
+                "must be between 1024 and 1048576",
             );
         }
         let mut keys = HashSet::new();

@@ -292,6 +292,13 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     );
     server_config.region = config.region.clone();
     server_config.virtual_host_domains = config.virtual_host_domains.clone();
+    server_config.header_timeout =
+        std::time::Duration::from_millis(config.limits.header_timeout_ms);
+    server_config.body_idle_timeout =
+        std::time::Duration::from_millis(config.limits.idle_timeout_ms);
+    server_config.max_header_bytes = config.limits.max_header_bytes;
+    server_config.max_clock_skew =
+        std::time::Duration::from_secs(config.limits.max_clock_skew_secs);
     let server = S3Server::new(backend, server_config);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| (1, e.to_string()))?;

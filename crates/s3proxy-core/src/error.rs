@@ -90,6 +90,12 @@ pub enum Error {
         "The XML you provided was not well-formed or did not validate against our published schema."
     )]
     MalformedXml,
+    /// The request's header section is larger than the server accepts.
+    #[error("Your request header section exceeds the maximum allowed size.")]
+    RequestHeaderSectionTooLarge,
+    /// A request document (XML body) larger than the server accepts.
+    #[error("Your request was too big.")]
+    MaxMessageLengthExceeded,
     /// Access denied (no or bad credentials).
     #[error("{0}")]
     AccessDenied(String),
@@ -170,6 +176,8 @@ impl Error {
             Error::InvalidPartOrder => "InvalidPartOrder",
             Error::MetadataTooLarge => "MetadataTooLarge",
             Error::MalformedXml => "MalformedXML",
+            Error::RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
+            Error::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
             Error::AccessDenied(_) => "AccessDenied",
             Error::InvalidAccessKeyId => "InvalidAccessKeyId",
             Error::SignatureDoesNotMatch => "SignatureDoesNotMatch",
@@ -204,6 +212,8 @@ impl Error {
             | Error::InvalidPartOrder
             | Error::MetadataTooLarge
             | Error::MalformedXml
+            | Error::RequestHeaderSectionTooLarge
+            | Error::MaxMessageLengthExceeded
             | Error::ContentSha256Mismatch
             | Error::AuthorizationMalformed(_)
             | Error::RequestTimeout => 400,

@@ -97,13 +97,17 @@ pub(crate) async fn upload_part_copy(
         None => None,
     };
     if let Some(ByteRange::FromTo(first, last)) = range {
-        // S3 refuses a copy range that runs past the end rather than clamping it.
+        // S3 refuses a copy range that runs past the end rather than clamping it, and
+        // says so with InvalidArgument (not the InvalidRange of a GET).
         let info = ctx
             .backend
             .head_object(&src_bucket, &src_key, GetOptions::default())
             .await?;
         if last >= info.size || first > last {
-            return Err(Error::InvalidRange);
+            return Err(Error::InvalidArgument(format!(
+                "Range specified is not valid for source object of size: {}",
+                info.size
+            )));
         }
     }
     let opts = GetOptions {

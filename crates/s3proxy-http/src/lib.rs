@@ -21,6 +21,7 @@
 pub mod auth;
 mod bucket;
 pub mod checksum;
+mod conn;
 mod copy;
 mod error;
 mod list;
@@ -73,10 +74,16 @@ pub struct ServerConfig {
     pub region: String,
     /// Largest accepted difference between a request's signing time and ours.
     pub max_clock_skew: Duration,
-    /// How long a request may take to send its headers.
+    /// How long a request may take to send its headers, and how long an idle keep-alive
+    /// connection stays open. A client that stalls within its headers gets RequestTimeout.
     pub header_timeout: Duration,
-    /// How long a request body may pause between bytes.
+    /// How long a request body may pause between bytes (the client then gets
+    /// RequestTimeout), and how long a response may wait for the client to read before the
+    /// connection is dropped.
     pub body_idle_timeout: Duration,
+    /// Largest accepted header section (the sum of `name: value` lines), as S3's 8 KB.
+    /// Larger requests get RequestHeaderSectionTooLarge.
+    pub max_header_bytes: usize,
     /// How long a copy or a multipart completion may work before the 200 response starts
     /// and keeps the connection alive with whitespace (see `xml_keepalive`).
     pub keepalive_after: Duration,
@@ -94,6 +101,7 @@ impl ServerConfig {
             max_clock_skew: Duration::from_secs(15 * 60),
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             keepalive_after: Duration::from_secs(10),
             keepalive_every: Duration::from_secs(10),
         }
@@ -128,8 +136,12 @@ pub struct S3Server {
     auth: Arc<AuthConfig>,
 }
 
-/// Request body size limit for XML documents.
-pub(crate) const MAX_XML_BODY: usize = 2 << 20;
+/// Request body size limit for XML documents (a CompleteMultipartUpload of 10,000 parts
+/// with checksums fits).
+pub const MAX_XML_BODY: usize = 2 << 20;
+
+/// S3's limit on the request header section.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 
 impl S3Server {
     /// A server for `backend`.
@@ -159,19 +171,33 @@ impl S3Server {
             };
             let _ = stream.set_nodelay(true);
             let server = self.clone();
-            let header_timeout = self.config.header_timeout;
+            let config = self.config.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
                 });
+                let (io, handle) = conn::ClientIo::new(stream, config.body_idle_timeout);
+                // hyper answers a header section above its buffer with a bare 431; the
+                // buffer leaves room for S3's limit, which `handle` enforces with the S3 error.
+                let buffer = (config.max_header_bytes + 16 * 1024).max(64 * 1024);
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                if let Err(e) = conn.await {
-                    log::debug!("connection from {peer}: {e}");
+                    .header_read_timeout(config.header_timeout)
+                    .max_buf_size(buffer)
+                    .max_headers((config.max_header_bytes / 16).max(100))
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+                match conn.await {
+                    Ok(()) => {}
+                    Err(e) if e.is_timeout() && handle.request_started() => {
+                        // hyper drops a connection whose headers stall; tell the client why.
+                        log::info!("connection from {peer}: request headers timed out");
+                        let response = timeout_response();
+                        handle
+                            .send_and_close(&response, Duration::from_secs(5))
+                            .await;
+                    }
+                    Err(e) => log::debug!("connection from {peer}: {e}"),
                 }
             });
         }
@@ -231,6 +257,14 @@ impl S3Server {
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
+        let header_bytes: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_bytes > self.config.max_header_bytes {
+            return ("Request", Err(Error::RequestHeaderSectionTooLarge));
+        }
         let raw_path = parts.uri.path();
         let raw_query = parts.uri.query().unwrap_or("");
         let query = Query::parse(raw_query);
@@ -430,10 +464,41 @@ pub(crate) fn empty_response(status: StatusCode) -> Result<Response<ResponseBody
         .map_err(|e| Error::Internal(format!("building response: {e}")))
 }
 
-/// Read a small request body (an XML document) whole.
-pub(crate) async fn read_xml_body(req: S3Request) -> Result<String> {
+/// The complete response sent to a client whose request headers stalled.
+fn timeout_response() -> Vec<u8> {
+    let request_id = hex::encode(rand::random::<[u8; 8]>()).to_uppercase();
+    let body = error::error_document(&Error::RequestTimeout, "", &request_id);
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nx-amz-request-id: {request_id}\r\nconnection: close\r\nserver: s3proxy\r\ndate: {}\r\n\r\n{body}",
+        body.len(),
+        time::http_date(SystemTime::now()),
+    )
+    .into_bytes()
+}
+
+/// Read a small request body (an XML document) whole, up to [`MAX_XML_BODY`] bytes.
+pub(crate) async fn read_xml_body(mut req: S3Request) -> Result<String> {
     let expected = request::content_md5(&req.headers)?;
-    let body = s3proxy_core::collect_body(req.body, MAX_XML_BODY).await?;
+    let declared = if req.chunked {
+        "x-amz-decoded-content-length"
+    } else {
+        "content-length"
+    };
+    // Refuse a declared size at once rather than after reading it.
+    if request::header(&req.headers, declared)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_XML_BODY as u64)
+    {
+        return Err(Error::MaxMessageLengthExceeded);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = req.body.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > MAX_XML_BODY {
+            return Err(Error::MaxMessageLengthExceeded);
+        }
+        body.extend_from_slice(&chunk);
+    }
     if let Some(want) = expected {
         use md5::Digest;
         if md5::Md5::digest(&body).as_slice() != want {
