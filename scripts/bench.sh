@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# Benchmark s3proxy against its peers in one session (issue #8; docs/bench/README.md).
+#
+# Setups, each measured over two backends (s3s-fs on disk, then an in-memory s3proxy
+# without encryption, which is fast enough not to hide the proxies' own cost):
+#   direct       the backend itself
+#   nginx        nginx as a plain streaming reverse proxy in front of it
+#   s3s-proxy    s3s-proxy 0.14.1 in front of it
+#   plain        s3proxy, no encryption, one backend
+#   enc          s3proxy, encrypted, one backend
+#   enc3-w1      s3proxy, encrypted, three backends, write quorum 1
+#   enc3-wmaj    s3proxy, encrypted, three backends, write quorum majority
+# Workloads: 4 KiB PUT/GET/HEAD at concurrency 32, HEAD at concurrency 1 (latency), LIST,
+# DELETE; PUT and GET of 1 MiB, 64 MiB and 512 MiB; ranged 1 MiB GETs of a 64 MiB object.
+# Then the raw AEAD against the crypto layer (cargo bench -p s3proxy-crypto), and the
+# peak RSS of s3proxy (encrypted) while a 5 GiB object streams through it each way.
+#
+# Writes docs/bench/results.jsonl (one line per run), results.md and the plots.
+#
+# Environment:
+#   BENCH_SECONDS   seconds per run (default 4)
+#   BENCH_SIZES     large object sizes (default "1MiB 64MiB 512MiB")
+#   BENCH_BACKENDS  which rounds (default "s3s-fs memory")
+#   BENCH_SETUPS    which setups (default all of the above)
+#   BENCH_RSS_SIZE  size of the RSS measurement (default 5GiB; "0" skips it)
+#   BENCH_AEAD      0 skips the AEAD/crypto-layer measurement
+#   BENCH_OUT       output directory (default docs/bench)
+#   CARGO           cargo command (default cargo)
+# Loopback only; every process started here is stopped by its PID on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CARGO=${CARGO:-cargo}
+SECONDS_PER_RUN=${BENCH_SECONDS:-4}
+SIZES=${BENCH_SIZES:-"1MiB 64MiB 512MiB"}
+BACKENDS=${BENCH_BACKENDS:-"s3s-fs memory"}
+SETUPS=${BENCH_SETUPS:-"direct nginx s3s-proxy plain enc enc3-w1 enc3-wmaj"}
+RSS_SIZE=${BENCH_RSS_SIZE:-5GiB}
+OUT=${BENCH_OUT:-$ROOT/docs/bench}
+export AWS_ACCESS_KEY_ID=BENCHACCESSKEY AWS_SECRET_ACCESS_KEY=benchsecretkey0123456789
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+PORT_BASE=${BENCH_PORT_BASE:-19300}
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------- installs
+need_apt=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+[ -x /usr/bin/time ] || need_apt+=(time)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    log "installing ${need_apt[*]}"
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null \
+        || { [[ " ${need_apt[*]} " == *" nginx-light "* ]] && apt-get install -y -qq nginx >/dev/null; }
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v s3s-fs >/dev/null || { log "installing s3s-fs"; $CARGO install s3s-fs@0.14.1 --features binary --locked; }
+command -v s3s-proxy >/dev/null || { log "installing s3s-proxy"; $CARGO install s3s-proxy@0.14.1 --locked; }
+python3 -c 'import matplotlib' 2>/dev/null || { log "installing matplotlib"; python3 -m pip install -q matplotlib; }
+
+log "building s3proxy and s3proxy-bench (release)"
+$CARGO build --release -q -p s3proxy-bin
+S3PROXY=$ROOT/target/release/s3proxy
+BENCH=$ROOT/target/release/s3proxy-bench
+
+# ---------------------------------------------------------------- processes
+WORK=$(mktemp -d /tmp/s3proxy-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {
+    local port=$1 i
+    for i in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    log "nothing listens on port $port"; return 1
+}
+
+# stop PID...: stop processes this script started
+stop() {
+    local pid
+    for pid in "$@"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ " $* " == *" $p "* ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# start_s3sfs PORT DIR -> pid in $STARTED
+start_s3sfs() {
+    mkdir -p "$2"
+    s3s-fs --host 127.0.0.1 --port "$1" --access-key "$AWS_ACCESS_KEY_ID" \
+        --secret-key "$AWS_SECRET_ACCESS_KEY" "$2" >"$WORK/s3s-fs-$1.log" 2>&1 &
+    STARTED=$!; PIDS+=("$STARTED"); wait_port "$1"
+}
+
+# start_s3proxy PORT NAME ENCRYPT(on|off) QUORUM BACKEND_SPEC...
+# BACKEND_SPEC: "memory" or "s3:PORT"
+start_s3proxy() {
+    local port=$1 name=$2 enc=$3 quorum=$4; shift 4
+    local dir=$WORK/$name conf i=0
+    mkdir -p "$dir"
+    conf=$dir/s3proxy.toml
+    {
+        echo "listen = \"127.0.0.1:$port\""
+        echo "state_dir = \"$dir/state\""
+        echo "[[credentials]]"
+        echo "access_key = \"$AWS_ACCESS_KEY_ID\""
+        echo "secret_key = \"$AWS_SECRET_ACCESS_KEY\""
+        for spec in "$@"; do
+            i=$((i + 1))
+            echo "[[backends]]"
+            echo "name = \"b$i\""
+            if [ "$spec" = memory ]; then
+                echo 'kind = "memory"'
+            else
+                echo 'kind = "s3"'
+                echo "endpoint = \"http://127.0.0.1:${spec#s3:}\""
+                echo "access_key = \"$AWS_ACCESS_KEY_ID\""
+                echo "secret_key = \"$AWS_SECRET_ACCESS_KEY\""
+                echo 'region = "us-east-1"'
+                echo 'timeout_ms = 120000'
+            fi
+        done
+        if [ $# -gt 1 ]; then
+            echo "[replication]"
+            case $quorum in
+                majority) echo 'write_quorum = "majority"' ;;
+                *) echo "write_quorum = $quorum" ;;
+            esac
+        fi
+        echo "[encryption]"
+        if [ "$enc" = on ]; then
+            "$S3PROXY" keygen "$dir/master.key" >/dev/null
+            echo "key_file = \"$dir/master.key\""
+        else
+            echo "enabled = false"
+        fi
+    } >"$conf"
+    RUST_LOG=${BENCH_PROXY_LOG:-warn} "$S3PROXY" --config "$conf" >"$dir/out.log" 2>&1 &
+    STARTED=$!; PIDS+=("$STARTED"); wait_port "$port"
+}
+
+start_nginx() {
+    local port=$1 upstream=$2 dir=$WORK/nginx-$1
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<EOF
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes auto;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    upstream backend { server 127.0.0.1:$upstream; keepalive 64; }
+    server {
+        listen 127.0.0.1:$port;
+        client_max_body_size 0;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            # Stream both ways, as the proxies do, with reads of up to 256 KiB.
+            proxy_request_buffering off;
+            proxy_buffering off;
+            client_body_buffer_size 256k;
+            proxy_buffer_size 256k;
+            proxy_read_timeout 600s;
+            proxy_send_timeout 600s;
+        }
+    }
+}
+EOF
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" &
+    STARTED=$!; PIDS+=("$STARTED"); wait_port "$port"
+}
+
+start_s3s_proxy() {
+    s3s-proxy --host 127.0.0.1 --port "$1" --endpoint-url "http://127.0.0.1:$2" \
+        >"$WORK/s3s-proxy-$1.log" 2>&1 &
+    STARTED=$!; PIDS+=("$STARTED"); wait_port "$1"
+}
+
+# ---------------------------------------------------------------- workloads
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+run() { # LABEL PORT ARGS...
+    local label=$1 port=$2; shift 2
+    "$BENCH" --endpoint "http://127.0.0.1:$port" --bucket bench --label "$label" \
+        --json-out "$RESULTS" "$@" || { log "FAILED: $label $*"; return 1; }
+}
+
+workloads() { # LABEL PORT
+    local label=$1 port=$2 d=$SECONDS_PER_RUN size c
+    run "$label" "$port" --create-bucket --op put --size 4KiB -c 32 --keys 256 -d "$d"
+    run "$label" "$port" --op get --size 4KiB -c 32 --keys 256 -d "$d"
+    run "$label" "$port" --op head --size 4KiB -c 32 --keys 256 -d "$d"
+    run "$label" "$port" --op head --size 4KiB -c 1 --keys 256 -d "$d"
+    run "$label" "$port" --op list --size 4KiB -c 4 --keys 256 -d "$d"
+    run "$label" "$port" --op delete --size 4KiB -c 32 --keys 256 -n 256
+    for size in $SIZES; do
+        case $size in
+            *KiB|1MiB|2MiB|4MiB) c=4 ;;
+            *GiB|512MiB|256MiB) c=1 ;;
+            *) c=2 ;;
+        esac
+        run "$label" "$port" --op put --size "$size" -c "$c" -d "$d"
+        run "$label" "$port" --op get --size "$size" -c "$c" -d "$d" --prepare false
+        if [ "$size" = 64MiB ]; then
+            run "$label" "$port" --op get --size 64MiB --range-size 1MiB -c 4 -d "$d" --keys 2
+        fi
+        run "$label" "$port" --op delete --size "$size" -c 1 --keys "$c" -n "$c"
+    done
+}
+
+# backends ROUND -> BACKEND_PORTS (three), each "s3:PORT" for s3proxy configs
+start_backends() {
+    local round=$1 i port
+    BACKEND_PORTS=()
+    BACKEND_PIDS=()
+    for i in 0 1 2; do
+        port=$((PORT_BASE + 10 * i + $([ "$round" = memory ] && echo 1 || echo 0)))
+        if [ "$round" = memory ]; then
+            start_s3proxy "$port" "mem-backend-$i" off 1 memory
+        else
+            start_s3sfs "$port" "$WORK/s3s-fs-data-$i"
+        fi
+        BACKEND_PORTS+=("$port")
+        BACKEND_PIDS+=("$STARTED")
+    done
+}
+
+P=$((PORT_BASE + 50))
+for round in $BACKENDS; do
+    log "round $round: starting three backends"
+    start_backends "$round"
+    b1=${BACKEND_PORTS[0]}
+    for setup in $SETUPS; do
+        P=$((P + 1))
+        log "round $round: $setup"
+        case $setup in
+            direct) port=$b1; pid= ;;
+            nginx) start_nginx "$P" "$b1"; port=$P; pid=$STARTED ;;
+            s3s-proxy) start_s3s_proxy "$P" "$b1"; port=$P; pid=$STARTED ;;
+            plain) start_s3proxy "$P" "$round-plain" off 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            enc) start_s3proxy "$P" "$round-enc" on 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            enc3-w1 | enc3-wmaj)
+                q=1; [ "$setup" = enc3-wmaj ] && q=majority
+                start_s3proxy "$P" "$round-$setup" on "$q" \
+                    "s3:${BACKEND_PORTS[0]}" "s3:${BACKEND_PORTS[1]}" "s3:${BACKEND_PORTS[2]}"
+                port=$P; pid=$STARTED ;;
+            *) log "unknown setup $setup"; exit 2 ;;
+        esac
+        workloads "$round/$setup" "$port"
+        [ -n "$pid" ] && stop "$pid"
+    done
+    stop "${BACKEND_PIDS[@]}"
+    rm -rf "$WORK"/s3s-fs-data-*
+done
+
+# ---------------------------------------------------------------- AEAD and RSS
+if [ "${BENCH_AEAD:-1}" = 1 ]; then
+    log "raw AEAD against the crypto layer (cargo bench -p s3proxy-crypto)"
+    $CARGO bench -q -p s3proxy-crypto --bench throughput 2>/dev/null | tee "$OUT/crypto-bench.txt"
+fi
+
+if [ "$RSS_SIZE" != 0 ]; then
+    log "peak RSS of s3proxy (encrypted, s3s-fs backend) streaming $RSS_SIZE each way"
+    start_s3sfs $((PORT_BASE + 90)) "$WORK/rss-data"
+    backend_pid=$STARTED
+    for setup in plain enc; do
+        enc=off; [ $setup = enc ] && enc=on
+        start_s3proxy $((PORT_BASE + 91)) "rss-$setup" "$enc" 1 "s3:$((PORT_BASE + 90))"
+        pid=$STARTED
+        run "rss/$setup" $((PORT_BASE + 91)) --create-bucket --op put --size "$RSS_SIZE" -n 1
+        run "rss/$setup" $((PORT_BASE + 91)) --op get --size "$RSS_SIZE" -n 1 --prepare false
+        hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+        echo "{\"label\":\"rss/$setup\",\"op\":\"rss\",\"size_label\":\"$RSS_SIZE\",\"peak_rss_kib\":$hwm}" >>"$RESULTS"
+        log "s3proxy ($setup) peak RSS after PUT and GET of $RSS_SIZE: $((hwm / 1024)) MiB"
+        run "rss/$setup" $((PORT_BASE + 91)) --op delete --size "$RSS_SIZE" -n 1 --keys 1
+        stop "$pid"
+    done
+    stop "$backend_pid"
+fi
+
+log "writing $OUT/results.md and plots"
+python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT/crypto-bench.txt" "$OUT"
+log "done"

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Turn scripts/bench.sh's results into docs/bench/results.md and throughput plots.
+
+usage: bench_report.py RESULTS.jsonl CRYPTO_BENCH.txt OUT_DIR
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+SETUP_ORDER = ["direct", "nginx", "s3s-proxy", "plain", "enc", "enc3-w1", "enc3-wmaj"]
+SETUP_NAMES = {
+    "direct": "backend directly",
+    "nginx": "nginx (reverse proxy)",
+    "s3s-proxy": "s3s-proxy 0.14.1",
+    "plain": "s3proxy, no encryption",
+    "enc": "s3proxy, encrypted",
+    "enc3-w1": "s3proxy, encrypted, 3 backends W=1",
+    "enc3-wmaj": "s3proxy, encrypted, 3 backends W=majority",
+}
+ROUND_NAMES = {
+    "s3s-fs": "s3s-fs (filesystem) backend",
+    "memory": "in-memory backend (s3proxy, memory, no encryption)",
+}
+
+
+def size_label(n):
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+def load(path):
+    runs = {}
+    rss = {}
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        label = r["label"]
+        if r["op"] == "rss":
+            rss[label.split("/", 1)[1]] = (r["peak_rss_kib"], r.get("size_label", ""))
+            continue
+        if "/" not in label:
+            continue
+        rnd, setup = label.split("/", 1)
+        key = (r["op"], r["size"], r["concurrency"], r.get("range_size"))
+        runs.setdefault(rnd, {}).setdefault(setup, {})[key] = r
+    return runs, rss
+
+
+def crypto(path):
+    out = {}
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return out
+    m = re.search(r"raw XChaCha20-Poly1305 seal.*?([\d.]+) MiB/s", text)
+    if m:
+        out["raw_xchacha"] = float(m.group(1))
+    m = re.search(r"raw XChaCha20-Poly1305 open.*?([\d.]+) MiB/s", text)
+    if m:
+        out["raw_xchacha_open"] = float(m.group(1))
+    m = re.search(r"PUT \(encrypt\)\s+([\d.]+) MiB/s, GET \(decrypt\)\s+([\d.]+) MiB/s", text)
+    if m:
+        out["layer_encrypt"], out["layer_decrypt"] = float(m.group(1)), float(m.group(2))
+    return out
+
+
+def find(setup_runs, op, size=None, conc=None, rng=None):
+    for (o, s, c, r), run in setup_runs.items():
+        if o == op and (size is None or s == size) and (conc is None or c == conc) and r == rng:
+            return run
+    return None
+
+
+def fmt(x, digits=1):
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def tables(rnd, setups):
+    order = [s for s in SETUP_ORDER if s in setups]
+    lines = [f"### {ROUND_NAMES.get(rnd, rnd)}", ""]
+    small = [
+        ("PUT 4 KiB ops/s (c=32)", "put", 4096, 32, None, "ops_per_sec"),
+        ("GET 4 KiB ops/s (c=32)", "get", 4096, 32, None, "ops_per_sec"),
+        ("HEAD ops/s (c=32)", "head", 4096, 32, None, "ops_per_sec"),
+        ("HEAD p50 ms (c=1)", "head", 4096, 1, None, "p50"),
+        ("HEAD p99 ms (c=1)", "head", 4096, 1, None, "p99"),
+        ("LIST 256 keys ops/s (c=4)", "list", 4096, 4, None, "ops_per_sec"),
+        ("DELETE ops/s (c=32)", "delete", 4096, 32, None, "ops_per_sec"),
+    ]
+    lines.append("| setup | " + " | ".join(c[0] for c in small) + " |")
+    lines.append("|---" * (len(small) + 1) + "|")
+    for s in order:
+        cells = []
+        for _, op, size, conc, rng, field in small:
+            r = find(setups[s], op, size, conc, rng)
+            if r is None:
+                cells.append("–")
+            elif field in ("p50", "p99"):
+                cells.append(fmt(r["latency_ms"][field], 3))
+            else:
+                cells.append(fmt(r[field], 0))
+        lines.append(f"| {SETUP_NAMES.get(s, s)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    sizes = sorted(
+        {k[1] for st in setups.values() for k in st if k[0] in ("put", "get") and k[1] > 4096}
+    )
+    cols = []
+    for size in sizes:
+        cols.append((f"PUT {size_label(size)}", "put", size, None))
+        cols.append((f"GET {size_label(size)}", "get", size, None))
+        if any(find(st, "get", size, None, 1 << 20) for st in setups.values()):
+            cols.append((f"GET 1 MiB ranges of {size_label(size)}", "get", size, 1 << 20))
+    lines.append("Throughput, MiB/s:")
+    lines.append("")
+    lines.append("| setup | " + " | ".join(c[0] for c in cols) + " |")
+    lines.append("|---" * (len(cols) + 1) + "|")
+    for s in order:
+        cells = []
+        for _, op, size, rng in cols:
+            r = find(setups[s], op, size, None, rng)
+            cells.append("–" if r is None else fmt(r["mib_per_sec"]))
+        lines.append(f"| {SETUP_NAMES.get(s, s)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def verdict(value, bar, higher=True):
+    if value is None:
+        return "not measured"
+    ok = value >= bar if higher else value < bar
+    return "**met**" if ok else "**not met**"
+
+
+def bar_lines(runs, rss, cr):
+    lines = ["## The bar", ""]
+    lines.append("| round | criterion | measured | bar | verdict |")
+    lines.append("|---|---|---|---|---|")
+
+    def mib(st, op, size, rng=None):
+        r = find(st, op, size, None, rng) if st else None
+        return r["mib_per_sec"] if r else None
+
+    for rnd, setups in runs.items():
+        big = max(
+            (k[1] for st in setups.values() for k in st if k[0] in ("put", "get")), default=None
+        )
+        if big is None:
+            continue
+        g = lambda s: setups.get(s)  # noqa: E731
+        for op in ("get", "put"):
+            v = ratio(mib(g("plain"), op, big), mib(g("nginx"), op, big))
+            lines.append(
+                f"| {rnd} | {op.upper()} {size_label(big)}: s3proxy (no encryption) / nginx "
+                f"| {fmt(v, 2)} | ≥ 0.90 | {verdict(v, 0.9)} |"
+            )
+        for op in ("get", "put"):
+            v = ratio(mib(g("enc"), op, big), mib(g("plain"), op, big))
+            lines.append(
+                f"| {rnd} | {op.upper()} {size_label(big)}: encrypted / unencrypted s3proxy "
+                f"| {fmt(v, 2)} | ≥ 0.70 | {verdict(v, 0.7)} |"
+            )
+        v = ratio(mib(g("enc3-w1"), "put", big), mib(g("enc"), "put", big))
+        lines.append(
+            f"| {rnd} | PUT {size_label(big)}: 3 backends W=1 / 1 backend (encrypted) "
+            f"| {fmt(v, 2)} | ≥ 0.80 | {verdict(v, 0.8)} |"
+        )
+        for s in ("plain", "enc"):
+            for op in ("put", "get", "head"):
+                a = find(g(s), op, 4096, 32) if g(s) else None
+                b = find(g("s3s-proxy"), op, 4096, 32) if g("s3s-proxy") else None
+                v = ratio(a and a["ops_per_sec"], b and b["ops_per_sec"])
+                lines.append(
+                    f"| {rnd} | {op.upper()} 4 KiB c=32 ops/s: s3proxy ({SETUP_NAMES[s].split(', ')[1]}) "
+                    f"/ s3s-proxy | {fmt(v, 2)} | ≥ 1.00 | {verdict(v, 1.0)} |"
+                )
+        for s in ("plain", "enc"):
+            a = find(g(s), "head", 4096, 1) if g(s) else None
+            b = find(g("direct"), "head", 4096, 1) if g("direct") else None
+            v = (a["latency_ms"]["p50"] - b["latency_ms"]["p50"]) if a and b else None
+            lines.append(
+                f"| {rnd} | HEAD p50 added over the backend, s3proxy ({SETUP_NAMES[s].split(', ')[1]}) "
+                f"| {fmt(v, 3)} ms | < 0.5 ms | {verdict(v, 0.5, higher=False)} |"
+            )
+    if "raw_xchacha" in cr:
+        for what, key in (("encrypt (PUT)", "layer_encrypt"), ("decrypt (GET)", "layer_decrypt")):
+            v = ratio(cr.get(key), cr["raw_xchacha"])
+            lines.append(
+                f"| crypto | layer {what} / raw XChaCha20-Poly1305 ({fmt(cr.get(key))} / "
+                f"{fmt(cr['raw_xchacha'])} MiB/s) | {fmt(v, 2)} | ≥ 0.80 | {verdict(v, 0.8)} |"
+            )
+    for s, (kib, size) in sorted(rss.items()):
+        mibs = kib / 1024
+        lines.append(
+            f"| rss | peak RSS of s3proxy ({s}) streaming {size} in and out | {mibs:.1f} MiB "
+            f"| < 64 MiB | {verdict(mibs, 64, higher=False)} |"
+        )
+    lines.append("")
+    return lines
+
+
+def plot(rnd, setups, out):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot", file=sys.stderr)
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=False)
+    for ax, op in zip(axes, ("put", "get")):
+        for s in [s for s in SETUP_ORDER if s in setups]:
+            pts = sorted(
+                (k[1], r["mib_per_sec"] if k[1] > 4096 else r["ops_per_sec"] * k[1] / (1 << 20))
+                for k, r in setups[s].items()
+                if k[0] == op and k[3] is None and (k[1] > 4096 or k[2] == 32)
+            )
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=SETUP_NAMES[s])
+        ax.set_xscale("log", base=2)
+        sizes = sorted({k[1] for st in setups.values() for k in st if k[0] == op})
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([size_label(x) for x in sizes])
+        ax.set_xlabel("object size")
+        ax.set_ylabel("MiB/s")
+        ax.set_title(f"{op.upper()} throughput, {ROUND_NAMES.get(rnd, rnd)}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    name = f"throughput-{rnd}.png"
+    fig.savefig(Path(out) / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def main():
+    results, crypto_txt, out = sys.argv[1:4]
+    runs, rss = load(results)
+    cr = crypto(crypto_txt)
+    lines = ["# Benchmark results", ""]
+    lines.append(
+        "Produced by `scripts/bench.sh` (see README.md here for the method); every number "
+        "below comes from one session on one machine. Compare ratios, not absolute figures."
+    )
+    lines.append("")
+    lines += bar_lines(runs, rss, cr)
+    lines.append("## Results")
+    lines.append("")
+    for rnd, setups in runs.items():
+        if rnd in ("rss",):
+            continue
+        lines += tables(rnd, setups)
+        name = plot(rnd, setups, out)
+        if name:
+            lines.append(f"![{rnd} throughput]({name})")
+            lines.append("")
+    if cr:
+        lines.append("## Crypto layer (`cargo bench -p s3proxy-crypto`, same session)")
+        lines.append("")
+        lines.append("```")
+        lines.append(Path(crypto_txt).read_text().strip())
+        lines.append("```")
+        lines.append("")
+    Path(out, "results.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
