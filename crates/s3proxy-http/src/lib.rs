@@ -484,18 +484,16 @@ pub(crate) async fn read_xml_body(mut req: S3Request) -> Result<String> {
     } else {
         "content-length"
     };
-    // Refuse a declared size at once rather than after reading it.
-    if request::header(&req.headers, declared)
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_XML_BODY as u64)
-    {
-        return Err(Error::MaxMessageLengthExceeded);
+    let declared =
+        request::header(&req.headers, declared).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_XML_BODY as u64) {
+        return Err(too_big(req.body, declared).await);
     }
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = req.body.next().await {
         let chunk = chunk?;
         if body.len() + chunk.len() > MAX_XML_BODY {
-            return Err(Error::MaxMessageLengthExceeded);
+            return Err(too_big(req.body, declared).await);
         }
         body.extend_from_slice(&chunk);
     }
@@ -506,6 +504,25 @@ pub(crate) async fn read_xml_body(mut req: S3Request) -> Result<String> {
         }
     }
     String::from_utf8(body.to_vec()).map_err(|_| Error::MalformedXml)
+}
+
+/// Bodies up to this size are read to their end before a too-big document is refused, so
+/// the client, still sending, sees the error instead of a reset connection; bigger ones are
+/// refused at once and the connection closed.
+const MAX_DRAIN: u64 = 16 << 20;
+
+/// MaxMessageLengthExceeded, after draining what remains of a body of moderate size.
+async fn too_big(mut rest: ByteStream, declared: Option<u64>) -> Error {
+    if declared.is_some_and(|n| n <= MAX_DRAIN) {
+        let mut drained = 0u64;
+        while let Some(Ok(chunk)) = rest.next().await {
+            drained += chunk.len() as u64;
+            if drained > MAX_DRAIN {
+                break;
+            }
+        }
+    }
+    Error::MaxMessageLengthExceeded
 }
 
 /// The owner shown in listings.
