@@ -136,6 +136,77 @@ pub fn seal_segment(
     out.freeze()
 }
 
+/// [`seal_segment`] without copying: `buf` holds the nonce followed by the plaintext, and
+/// is sealed in place into the stored segment (the tag is appended).
+///
+/// ```
+/// use s3proxy_crypto::format::*;
+/// let cipher = data_cipher(&[7; 32]);
+/// let mut buf = bytes::BytesMut::from(&[1u8; 24][..]);
+/// buf.extend_from_slice(b"hello");
+/// seal_segment_in_place(&cipher, 3, 1, false, &mut buf);
+/// assert_eq!(buf, seal_segment(&cipher, &[1; 24], 3, 1, false, b"hello"));
+/// ```
+pub fn seal_segment_in_place(
+    cipher: &XChaCha20Poly1305,
+    part: u32,
+    index: u32,
+    last: bool,
+    buf: &mut BytesMut,
+) {
+    assert!(buf.len() >= NONCE_LEN as usize, "the nonce comes first");
+    let (nonce, plain) = buf.split_at_mut(NONCE_LEN as usize);
+    let tag = cipher
+        .encrypt_in_place_detached(
+            XNonce::from_slice(nonce),
+            &segment_aad(part, index, last),
+            plain,
+        )
+        .expect("a segment is far below the AEAD's length limit");
+    buf.extend_from_slice(&tag);
+}
+
+/// [`open_segment`] without copying: decrypts the stored segment in its own buffer and
+/// returns the plaintext as a view of it.
+///
+/// ```
+/// use s3proxy_crypto::format::*;
+/// let cipher = data_cipher(&[7; 32]);
+/// let stored = seal_segment(&cipher, &[1; 24], 0, 2, true, b"hello");
+/// let plain = open_segment_owned(&cipher, 0, 2, true, stored[..].into()).unwrap();
+/// assert_eq!(&plain[..], b"hello");
+/// assert!(open_segment_owned(&cipher, 0, 1, true, stored[..].into()).is_err());
+/// ```
+pub fn open_segment_owned(
+    cipher: &XChaCha20Poly1305,
+    part: u32,
+    index: u32,
+    last: bool,
+    mut stored: BytesMut,
+) -> Result<Bytes> {
+    if (stored.len() as u64) < SEGMENT_OVERHEAD {
+        return Err(Error::Corrupt(
+            "segment shorter than its nonce and tag".into(),
+        ));
+    }
+    let tag_at = stored.len() - TAG_LEN as usize;
+    let (nonce, rest) = stored.split_at_mut(NONCE_LEN as usize);
+    let (ct, tag) = rest.split_at_mut(tag_at - NONCE_LEN as usize);
+    cipher
+        .decrypt_in_place_detached(
+            XNonce::from_slice(nonce),
+            &segment_aad(part, index, last),
+            ct,
+            (&*tag).into(),
+        )
+        .map_err(|_| {
+            Error::Corrupt(format!(
+                "segment {index} of part {part} failed authentication"
+            ))
+        })?;
+    Ok(stored.freeze().slice(NONCE_LEN as usize..tag_at))
+}
+
 /// Open one stored segment; [`Error::Corrupt`] when it fails authentication.
 pub fn open_segment(
     cipher: &XChaCha20Poly1305,

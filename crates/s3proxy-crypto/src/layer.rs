@@ -14,6 +14,15 @@ use std::sync::{Arc, Mutex};
 /// a client lists and ListParts can show them. Bounded; losing it only weakens those two.
 const PART_CACHE_LIMIT: usize = 100_000;
 
+/// PUT bodies up to this size (without Content-MD5) are read into memory and hashed before
+/// they are written, so their info record goes out with the object.
+const INLINE_PUT_LIMIT: u64 = 1 << 20;
+
+/// Segments decrypted ahead of the one being served, on blocking threads.
+const DECRYPT_AHEAD: usize = 4;
+/// Segments smaller than this are decrypted inline: a thread hop would cost more.
+const INLINE_DECRYPT: u64 = 16 << 10;
+
 /// A [`Backend`] that stores everything in its inner backend encrypted and authenticated
 /// (format: docs/FORMAT.md) while showing plaintext sizes, ETags and data to its callers.
 ///
@@ -200,6 +209,8 @@ impl Encrypted {
             stream,
             buf: BytesMut::new(),
             served_by,
+            queue: std::collections::VecDeque::with_capacity(DECRYPT_AHEAD),
+            pending: None,
         };
         Box::pin(futures::stream::unfold(reader, |mut r| async move {
             r.next_chunk().await.map(|item| (item, r))
@@ -425,67 +436,181 @@ fn with_key_context(e: Error, key: &ObjectKey) -> Error {
     }
 }
 
-/// Streams the plaintext of a stored body as sealed segments.
-struct Sealer {
-    input: Md5Stream,
-    buf: BytesMut,
-    cipher: XChaCha20Poly1305,
-    part: u32,
-    index: u64,
-    count: u64,
-    content_md5: Option<[u8; 16]>,
-    digest: Arc<Mutex<Option<[u8; 16]>>>,
-    done: bool,
+/// Full segments sealed by one blocking task.
+const SEAL_BATCH: usize = 4;
+/// Batches being sealed at once: with the hashing thread and the I/O tasks, enough to keep
+/// every core busy on a PUT, and bounded (a few hundred KiB per request).
+const SEAL_IN_FLIGHT: usize = 2;
+/// Plaintext chunks queued for the MD5 thread.
+const HASH_QUEUE: usize = 32;
+
+type DigestSlot = Arc<Mutex<Option<[u8; 16]>>>;
+
+/// A segment buffer: the fresh random nonce, then room for the plaintext and the tag.
+fn segment_buffer() -> BytesMut {
+    let mut buf = BytesMut::with_capacity(STORED_SEGMENT as usize);
+    buf.extend_from_slice(&rand::random::<[u8; 24]>());
+    buf
 }
 
-impl Sealer {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
-        if self.done {
-            return None;
-        }
-        loop {
-            // Hold the last segment back until the body has ended with the promised
-            // length, so a short or long body never yields a complete-looking object.
-            if self.index + 1 < self.count && self.buf.len() as u64 >= SEGMENT_SIZE {
-                let plain = self.buf.split_to(SEGMENT_SIZE as usize);
-                let nonce: [u8; 24] = rand::random();
-                let out = seal_segment(
-                    &self.cipher,
-                    &nonce,
-                    self.part,
-                    self.index as u32,
-                    false,
-                    &plain,
-                );
-                self.index += 1;
-                return Some(Ok(out));
+/// How a PUT's plaintext digest is obtained.
+#[derive(Clone, Copy)]
+enum PlainDigest {
+    /// Hash the body as it streams (on its own thread); compare with the client's
+    /// Content-MD5 when there is one.
+    Hash(Option<[u8; 16]>),
+    /// Already known (the body was hashed while it was collected).
+    Known([u8; 16]),
+}
+
+/// Seals a plaintext body into stored segments as a pipeline: this task reads the body
+/// and assembles segments, one blocking thread computes the plaintext MD5, and batches
+/// of segments are sealed on blocking threads, so hashing, sealing and the network I/O
+/// on either side overlap instead of running in series on one task.
+struct SealPump {
+    length: u64,
+    cipher: XChaCha20Poly1305,
+    part: u32,
+    digest: PlainDigest,
+    slot: DigestSlot,
+    out: tokio::sync::mpsc::Sender<Result<Bytes>>,
+}
+
+/// The stored body's reader went away: stop quietly.
+struct Gone;
+
+impl SealPump {
+    async fn run(self, input: ByteStream) {
+        let out = self.out.clone();
+        match self.pump(input).await {
+            Ok(Ok(())) | Ok(Err(Gone)) => {}
+            Err(e) => {
+                let _ = out.send(Err(e)).await;
             }
-            match self.input.next().await {
-                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Some(Err(e));
+        }
+    }
+
+    async fn send_sealed(
+        &self,
+        in_flight: &mut std::collections::VecDeque<tokio::task::JoinHandle<Vec<Bytes>>>,
+        keep: usize,
+    ) -> Result<std::result::Result<(), Gone>> {
+        while in_flight.len() > keep {
+            let sealed = in_flight
+                .pop_front()
+                .expect("non-empty")
+                .await
+                .map_err(|e| Error::Internal(format!("sealing segments: {e}")))?;
+            for segment in sealed {
+                if self.out.send(Ok(segment)).await.is_err() {
+                    return Ok(Err(Gone));
                 }
-                None => {
-                    self.done = true;
-                    let digest = self.input.digest();
-                    if self.content_md5.is_some_and(|want| want != digest) {
-                        return Some(Err(Error::BadDigest));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn pump(&self, mut input: ByteStream) -> Result<std::result::Result<(), Gone>> {
+        let count = segment_count(self.length);
+        let (hash_tx, hasher) = match self.digest {
+            PlainDigest::Hash(_) => {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+                let hasher = tokio::task::spawn_blocking(move || {
+                    use md5::{Digest, Md5};
+                    let mut md5 = Md5::new();
+                    while let Some(chunk) = rx.blocking_recv() {
+                        md5.update(&chunk);
                     }
-                    *self.digest.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
-                    let nonce: [u8; 24] = rand::random();
-                    let out = seal_segment(
-                        &self.cipher,
-                        &nonce,
-                        self.part,
-                        self.index as u32,
-                        true,
-                        &self.buf,
-                    );
-                    return Some(Ok(out));
+                    <[u8; 16]>::from(md5.finalize())
+                });
+                (Some(tx), Some(hasher))
+            }
+            PlainDigest::Known(_) => (None, None),
+        };
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut batch: Vec<(BytesMut, u32)> = Vec::with_capacity(SEAL_BATCH);
+        let mut segment = segment_buffer();
+        let (mut seen, mut index) = (0u64, 0u64);
+        let full = (NONCE_LEN + SEGMENT_SIZE) as usize;
+        while let Some(chunk) = input.next().await {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > self.length {
+                return Err(Error::InvalidRequest(
+                    "the body is longer than its declared Content-Length".into(),
+                ));
+            }
+            if let Some(tx) = &hash_tx
+                && tx.send(chunk.clone()).await.is_err()
+            {
+                return Err(Error::Internal("the MD5 thread stopped".into()));
+            }
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let n = (full - segment.len()).min(rest.len());
+                segment.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                // The last segment is held back until the body has ended with the
+                // promised length (and digest), so a short, long or corrupted body never
+                // yields a complete-looking object.
+                if segment.len() == full && index + 1 < count {
+                    batch.push((
+                        std::mem::replace(&mut segment, segment_buffer()),
+                        index as u32,
+                    ));
+                    index += 1;
+                    if batch.len() == SEAL_BATCH {
+                        in_flight.push_back(self.seal_batch(std::mem::take(&mut batch)));
+                        if let Err(gone) = self.send_sealed(&mut in_flight, SEAL_IN_FLIGHT).await? {
+                            return Ok(Err(gone));
+                        }
+                    }
                 }
             }
         }
+        if seen != self.length {
+            return Err(Error::IncompleteBody);
+        }
+        if !batch.is_empty() {
+            in_flight.push_back(self.seal_batch(batch));
+        }
+        if let Err(gone) = self.send_sealed(&mut in_flight, 0).await? {
+            return Ok(Err(gone));
+        }
+        let digest = match (self.digest, hasher) {
+            (PlainDigest::Known(d), _) => d,
+            (PlainDigest::Hash(_), Some(hasher)) => {
+                drop(hash_tx);
+                hasher
+                    .await
+                    .map_err(|e| Error::Internal(format!("hashing the body: {e}")))?
+            }
+            (PlainDigest::Hash(_), None) => unreachable!("a hasher is started for Hash"),
+        };
+        if let PlainDigest::Hash(Some(want)) = self.digest
+            && want != digest
+        {
+            return Err(Error::BadDigest);
+        }
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
+        seal_segment_in_place(&self.cipher, self.part, index as u32, true, &mut segment);
+        if self.out.send(Ok(segment.freeze())).await.is_err() {
+            return Ok(Err(Gone));
+        }
+        Ok(Ok(()))
+    }
+
+    fn seal_batch(&self, batch: Vec<(BytesMut, u32)>) -> tokio::task::JoinHandle<Vec<Bytes>> {
+        let (cipher, part) = (self.cipher.clone(), self.part);
+        tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|(mut buf, index)| {
+                    seal_segment_in_place(&cipher, part, index, false, &mut buf);
+                    buf.freeze()
+                })
+                .collect()
+        })
     }
 }
 
@@ -494,30 +619,28 @@ fn seal_body(
     body: Body,
     data_key: &[u8; 32],
     part: u32,
-    content_md5: Option<[u8; 16]>,
-) -> (Body, Arc<Mutex<Option<[u8; 16]>>>) {
-    let digest = Arc::new(Mutex::new(None));
-    let length = body.length;
-    let sealer = Sealer {
-        input: Md5Stream::new(body.stream, length),
-        buf: BytesMut::new(),
+    digest: PlainDigest,
+) -> (Body, DigestSlot) {
+    let slot = DigestSlot::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(SEAL_BATCH * (SEAL_IN_FLIGHT + 1));
+    let pump = SealPump {
+        length: body.length,
         cipher: data_cipher(data_key),
         part,
-        index: 0,
-        count: segment_count(length),
-        content_md5,
-        digest: digest.clone(),
-        done: false,
+        digest,
+        slot: slot.clone(),
+        out: tx,
     };
-    let stream = futures::stream::unfold(sealer, |mut s| async move {
-        s.next_chunk().await.map(|item| (item, s))
+    tokio::spawn(pump.run(body.stream));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     });
     (
         Body {
             stream: Box::pin(stream),
-            length: stored_size(length),
+            length: stored_size(body.length),
         },
-        digest,
+        slot,
     )
 }
 
@@ -548,6 +671,16 @@ struct Reader {
     stream: ByteStream,
     buf: BytesMut,
     served_by: Option<String>,
+    /// Segments read and being decrypted, in order.
+    queue: std::collections::VecDeque<(SegmentRef, SegmentPos, Decrypting)>,
+    /// A segment that could not be read from this replica, to fail over from once the
+    /// segments before it have been served.
+    pending: Option<(SegmentRef, SegmentPos, Error)>,
+}
+
+enum Decrypting {
+    Done(Result<Bytes>),
+    Running(tokio::task::JoinHandle<Result<Bytes>>),
 }
 
 enum Fill {
@@ -558,27 +691,89 @@ enum Fill {
 impl Reader {
     async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
         loop {
-            let pos = self.pos?;
-            let seg = self.layout.segment(pos);
-            let plain = match self.read_segment(&seg).await {
-                Ok(plain) => plain,
-                Err(e) => {
-                    self.pos = None;
-                    return Some(Err(e));
+            // Keep the next segments decrypting (in parallel) while this one is served.
+            while self.queue.len() < DECRYPT_AHEAD && self.pending.is_none() {
+                let Some(pos) = self.pos else { break };
+                let seg = self.layout.segment(pos);
+                let len = seg.stored_len() as usize;
+                match self.fill(len).await {
+                    Ok(()) => {
+                        let stored = self.buf.split_to(len);
+                        let cipher = self.cipher.clone();
+                        let open = move || {
+                            open_segment_owned(&cipher, seg.part, seg.index, seg.last, stored)
+                        };
+                        let job = if seg.plain_len < INLINE_DECRYPT {
+                            Decrypting::Done(open())
+                        } else {
+                            Decrypting::Running(tokio::task::spawn_blocking(open))
+                        };
+                        self.queue.push_back((seg, pos, job));
+                        self.pos = if pos == self.last {
+                            None
+                        } else {
+                            self.layout.next(pos)
+                        };
+                    }
+                    Err(Fill::Short) => {
+                        let problem = Error::Corrupt(format!(
+                            "segment {} of part {}: the stored object ended early",
+                            seg.index, seg.part
+                        ));
+                        self.pending = Some((seg, pos, problem));
+                    }
+                    Err(Fill::Failed(e)) => {
+                        self.stop();
+                        return Some(Err(e));
+                    }
                 }
-            };
-            self.pos = if pos == self.last {
-                None
-            } else {
-                self.layout.next(pos)
-            };
-            let from = self.want.0.max(seg.plain_start);
-            let to = self.want.1.min(seg.plain_start + seg.plain_len);
-            if from < to {
-                let at = (from - seg.plain_start) as usize;
-                return Some(Ok(plain.slice(at..at + (to - from) as usize)));
             }
+            let (seg, pos, problem) = match self.queue.pop_front() {
+                Some((seg, pos, job)) => {
+                    let opened = match job {
+                        Decrypting::Done(r) => r,
+                        Decrypting::Running(handle) => handle.await.unwrap_or_else(|e| {
+                            Err(Error::Internal(format!("decrypting a segment: {e}")))
+                        }),
+                    };
+                    match opened {
+                        Ok(plain) => {
+                            let from = self.want.0.max(seg.plain_start);
+                            let to = self.want.1.min(seg.plain_start + seg.plain_len);
+                            if from < to {
+                                let at = (from - seg.plain_start) as usize;
+                                return Some(Ok(plain.slice(at..at + (to - from) as usize)));
+                            }
+                            continue;
+                        }
+                        Err(e @ Error::Corrupt(_)) => (seg, pos, e),
+                        Err(e) => {
+                            self.stop();
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                None => match self.pending.take() {
+                    Some(p) => p,
+                    None => return None,
+                },
+            };
+            // Everything read after the failed segment came from the same replica: read
+            // again from that segment on another one.
+            self.queue.clear();
+            self.pending = None;
+            if let Err(e) = self.fail_over(&seg, problem).await {
+                self.stop();
+                return Some(Err(e));
+            }
+            self.pos = Some(pos);
         }
+    }
+
+    fn stop(&mut self) {
+        self.pos = None;
+        self.queue.clear();
+        self.pending = None;
     }
 
     async fn fill(&mut self, n: usize) -> std::result::Result<(), Fill> {
@@ -590,27 +785,6 @@ impl Reader {
             }
         }
         Ok(())
-    }
-
-    async fn read_segment(&mut self, seg: &SegmentRef) -> Result<Bytes> {
-        let len = seg.stored_len() as usize;
-        loop {
-            let problem = match self.fill(len).await {
-                Ok(()) => {
-                    let stored = self.buf.split_to(len);
-                    match open_segment(&self.cipher, seg.part, seg.index, seg.last, &stored) {
-                        Ok(plain) => return Ok(plain),
-                        Err(e) => e,
-                    }
-                }
-                Err(Fill::Short) => Error::Corrupt(format!(
-                    "segment {} of part {}: the stored object ended early",
-                    seg.index, seg.part
-                )),
-                Err(Fill::Failed(e)) => return Err(e),
-            };
-            self.fail_over(seg, problem).await?;
-        }
     }
 
     /// Report the replica that served `problem`, and continue from `seg` on another one.
@@ -707,12 +881,30 @@ impl Backend for Encrypted {
             parts: None,
             meta: meta_hash.clone(),
         };
-        // With Content-MD5 the ETag is known before the body: one write suffices.
-        if let Some(md5) = opts.content_md5 {
+        // A small body is read (and hashed) first, so that, as with Content-MD5, the ETag
+        // is known before the write and one write suffices: no second request to attach
+        // the info record, which would make the backend copy the object.
+        let (body, plain_digest) = match opts.content_md5 {
+            None if body.length <= INLINE_PUT_LIMIT => {
+                let mut stream = Md5Stream::new(body.stream, body.length);
+                let mut buf = BytesMut::with_capacity(body.length as usize);
+                while let Some(chunk) = stream.next().await {
+                    buf.extend_from_slice(&chunk?);
+                }
+                let md5 = stream.digest();
+                (Body::from(buf.freeze()), PlainDigest::Known(md5))
+            }
+            md5 => (body, PlainDigest::Hash(md5)),
+        };
+        let etag_known = match plain_digest {
+            PlainDigest::Known(md5) | PlainDigest::Hash(Some(md5)) => Some(md5),
+            PlainDigest::Hash(None) => None,
+        };
+        if let Some(md5) = etag_known {
             let sealed = seal_info(&data_key, &info(hex::encode(md5)));
             metadata.internal.insert(INFO_META.into(), sealed);
         }
-        let (stored, digest) = seal_body(body, &data_key, 0, opts.content_md5);
+        let (stored, digest) = seal_body(body, &data_key, 0, plain_digest);
         let put = self
             .inner
             .put_object(
@@ -727,7 +919,7 @@ impl Backend for Encrypted {
             .await?;
         let etag = take_digest(&digest)?;
         let mut last_modified = put.last_modified;
-        if opts.content_md5.is_none() {
+        if etag_known.is_none() {
             let sealed = seal_info(&data_key, &info(etag.clone()));
             metadata.internal.insert(INFO_META.into(), sealed);
             match self.attach_info(bucket, key, &put.etag, metadata).await {
@@ -918,7 +1110,12 @@ impl Backend for Encrypted {
         opts: PartOptions,
     ) -> Result<String> {
         let (inner_id, data_key) = self.open_upload(bucket, key, upload_id)?;
-        let (stored, digest) = seal_body(body, &data_key, part_number, opts.content_md5);
+        let (stored, digest) = seal_body(
+            body,
+            &data_key,
+            part_number,
+            PlainDigest::Hash(opts.content_md5),
+        );
         let stored_etag = self
             .inner
             .upload_part(
