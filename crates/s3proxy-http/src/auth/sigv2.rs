@@ -139,11 +139,16 @@ pub fn string_to_sign(
 }
 
 /// The paths a client may have signed: as sent, and in the normalised encoding SDKs use.
-fn candidate_paths(raw_path: &str) -> Vec<String> {
+/// A bucket-level path-style request (`/bucket`) may also be signed as `/bucket/`, the
+/// form AWS's examples give and botocore signs.
+fn candidate_paths(raw_path: &str, vhost: bool) -> Vec<String> {
     let mut paths = vec![raw_path.to_string()];
     let normalised = super::sigv4::canonical_uri(raw_path);
     if normalised != raw_path {
         paths.push(normalised);
+    }
+    if !vhost && raw_path.len() > 1 && !raw_path[1..].contains('/') {
+        paths.push(format!("{raw_path}/"));
     }
     paths
 }
@@ -198,7 +203,7 @@ pub(crate) fn authenticate_header(
         Error::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into())
     })?;
     let mut strings = vec![];
-    for path in candidate_paths(req.raw_path) {
+    for path in candidate_paths(req.raw_path, req.vhost_bucket.is_some()) {
         let resource = canonical_resource(req.vhost_bucket, &path, req.raw_query);
         let sts = |date: &str, skip: Option<&str>| {
             string_to_sign(
@@ -248,7 +253,7 @@ pub(crate) fn authenticate_presigned(
         .map_err(|_| Error::AccessDenied("Invalid date (should be seconds since epoch)".into()))?;
     let secret = config.keyring.secret(access_key)?;
     let h = |name: &str| header(req.headers, name).unwrap_or("");
-    let strings: Vec<String> = candidate_paths(req.raw_path)
+    let strings: Vec<String> = candidate_paths(req.raw_path, req.vhost_bucket.is_some())
         .iter()
         .map(|path| {
             string_to_sign(
@@ -529,6 +534,54 @@ mod tests {
             ),
             Err(Error::AccessDenied(_))
         ));
+    }
+
+    #[test]
+    fn bucket_level_path_style_is_signed_with_a_trailing_slash() {
+        // AWS's list example ("/johnsmith/"), sent path-style as botocore does: `/johnsmith`.
+        let mut h = HeaderMap::new();
+        h.insert("date", "Tue, 27 Mar 2007 19:42:41 +0000".parse().unwrap());
+        h.insert(
+            "authorization",
+            "AWS AKIAIOSFODNN7EXAMPLE:htDYFYduRNen8P9ZfE/s9SuKy0U="
+                .parse()
+                .unwrap(),
+        );
+        let query = "prefix=photos&max-keys=50&marker=puppy";
+        let then = at("Tue, 27 Mar 2007 19:42:41 GMT");
+        for path in ["/johnsmith", "/johnsmith/"] {
+            assert!(authenticate(&parts("GET", path, query, None, &h), &config(), then).is_ok());
+        }
+        // Only for the bucket itself: a key's signature never covers the key plus a slash.
+        let mut k = h.clone();
+        k.insert(
+            "authorization",
+            format!(
+                "AWS AKIAIOSFODNN7EXAMPLE:{}",
+                sign(
+                    SECRET,
+                    "GET\n\n\nTue, 27 Mar 2007 19:42:41 +0000\n/johnsmith/key/"
+                )
+            )
+            .parse()
+            .unwrap(),
+        );
+        assert!(matches!(
+            authenticate(
+                &parts("GET", "/johnsmith/key", "", None, &k),
+                &config(),
+                then
+            ),
+            Err(Error::SignatureDoesNotMatch)
+        ));
+        assert!(
+            authenticate(
+                &parts("GET", "/johnsmith/key/", "", None, &k),
+                &config(),
+                then
+            )
+            .is_ok()
+        );
     }
 
     #[test]
