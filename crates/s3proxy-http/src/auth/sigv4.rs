@@ -171,6 +171,71 @@ mod tests {
             .collect()
     }
 
+    /// Cases of AWS's generic "aws-sig-v4-test-suite" (service `service`, 2015-08-30) whose
+    /// rules S3 shares: key derivation, query ordering, UTF-8 paths, empty POST bodies.
+    #[test]
+    fn aws_sig_v4_test_suite() {
+        let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let key = signing_key(secret, "20150830", "us-east-1", "service");
+        assert_eq!(
+            hex::encode(key),
+            "938127b5336810ddb6a5d6af445fcac9e371f9ed418ed386b022aed82901be75"
+        );
+        let scope = "20150830/us-east-1/service/aws4_request";
+        let date = "20150830T123600Z";
+        let headers = h(&[("host", "example.amazonaws.com"), ("x-amz-date", date)]);
+        for (name, method, path, query, signature) in [
+            (
+                "get-vanilla",
+                "GET",
+                "/",
+                "",
+                "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+            ),
+            (
+                "get-vanilla-query-order-key-case",
+                "GET",
+                "/",
+                "Param2=value2&Param1=value1",
+                "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+            ),
+            (
+                "get-utf8",
+                "GET",
+                "/%E1%88%B4",
+                "",
+                "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85",
+            ),
+            (
+                "post-vanilla",
+                "POST",
+                "/",
+                "",
+                "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+            ),
+        ] {
+            let creq = canonical_request(
+                method,
+                &canonical_uri(path),
+                &canonical_query(query),
+                &headers,
+                "host;x-amz-date",
+                EMPTY_SHA256,
+            );
+            assert_eq!(
+                sign(&key, &string_to_sign(date, scope, &creq)),
+                signature,
+                "{name}"
+            );
+        }
+        // The published intermediate of get-vanilla: the hash of its canonical request.
+        let creq = canonical_request("GET", "/", "", &headers, "host;x-amz-date", EMPTY_SHA256);
+        assert!(
+            string_to_sign(date, scope, &creq)
+                .ends_with("bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63")
+        );
+    }
+
     #[test]
     fn get_object_with_range() {
         let creq = canonical_request(
