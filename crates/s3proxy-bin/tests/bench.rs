@@ -107,6 +107,33 @@ fn every_operation_against_s3proxy() {
         assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
         assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
     }
+    // Multipart: 12 MiB objects in parts of 5 MiB, read back whole and in ranges.
+    for run in [
+        &["--op", "put", "--part-size", "5MiB", "-n", "2"][..],
+        &["--op", "get", "--prepare", "false", "-n", "2"][..],
+        &[
+            "--op",
+            "get",
+            "--range-size",
+            "3MiB",
+            "--prepare",
+            "false",
+            "-n",
+            "4",
+        ][..],
+    ] {
+        let mut args = vec!["--size", "12MiB", "--keys", "2", "-c", "2", "--verify"];
+        args.extend_from_slice(run);
+        let (ok, report, stderr) = bench(&proxy, "benchsecret", &args);
+        assert!(ok, "{args:?} failed: {stderr}");
+        assert_eq!(report["errors"], 0, "{args:?}: {report}");
+        let (n, each) = if run.contains(&"--range-size") {
+            (4, 3)
+        } else {
+            (2, 12)
+        };
+        assert_eq!(report["bytes"], n * each << 20, "{args:?}: {report}");
+    }
     // The deletes removed every key: a HEAD run without preparing finds nothing.
     let (ok, report, _) = bench(
         &proxy,

@@ -32,9 +32,14 @@ pub struct PatternBody {
 
 impl PatternBody {
     pub fn new(pattern: Bytes, len: u64) -> Self {
+        Self::at(pattern, 0, len)
+    }
+
+    /// The object's bytes from `offset` on (a multipart part).
+    pub fn at(pattern: Bytes, offset: u64, len: u64) -> Self {
         PatternBody {
             pattern,
-            offset: 0,
+            offset,
             remaining: len,
         }
     }
