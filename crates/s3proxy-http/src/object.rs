@@ -113,22 +113,33 @@ pub(crate) async fn get_object(
     req: S3Request,
     with_body: bool,
 ) -> Result<Response<ResponseBody>> {
-    let range = match header(&req.headers, "range") {
+    let range_header = match header(&req.headers, "range") {
         Some(v) => ByteRange::parse(&v)?,
         None => None,
     };
     let opts = GetOptions {
-        range,
+        range: range_header,
         conditions: request::conditions(&req.headers, ""),
         ..Default::default()
     };
-    let (info, range, body) = if with_body {
-        let got = ctx.backend.get_object(bucket, key, opts).await?;
-        (got.info, got.range, Some(got.body))
+    let got = if with_body {
+        ctx.backend
+            .get_object(bucket, key, opts)
+            .await
+            .map(|got| (got.info, Some(got.range), Some(got.body)))
     } else {
-        let info = ctx.backend.head_object(bucket, key, opts).await?;
-        let range = range.map(|r| r.resolve(info.size)).transpose()?;
-        (info, range, None)
+        ctx.backend
+            .head_object(bucket, key, opts)
+            .await
+            .map(|info| (info, None, None))
+    };
+    let (info, range, body) = match got {
+        Err(Error::NotModified) => return not_modified(ctx, bucket, key).await,
+        other => other?,
+    };
+    let range = match range {
+        Some(resolved) => resolved,
+        None => range_header.map(|r| r.resolve(info.size)).transpose()?,
     };
     let mut b = Response::builder();
     b = object_headers(b, &info, &req.query)?;
@@ -147,6 +158,26 @@ pub(crate) async fn get_object(
         None => crate::empty_body(),
     };
     b.body(body)
+        .map_err(|e| Error::Internal(format!("building response: {e}")))
+}
+
+/// 304 Not Modified with the validators of the current object, as S3 and RFC 9110 send
+/// them, so a cache can refresh what it holds.
+async fn not_modified(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    key: &ObjectKey,
+) -> Result<Response<ResponseBody>> {
+    let info = ctx
+        .backend
+        .head_object(bucket, key, GetOptions::default())
+        .await
+        .map_err(|_| Error::NotModified)?;
+    Response::builder()
+        .status(StatusCode::NOT_MODIFIED)
+        .header("etag", quoted(&info.etag)?)
+        .header("last-modified", time::http_date(info.last_modified))
+        .body(crate::empty_body())
         .map_err(|e| Error::Internal(format!("building response: {e}")))
 }
 
