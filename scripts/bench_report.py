@@ -151,6 +151,8 @@ def bar_lines(runs, rss, cr):
         return r["mib_per_sec"] if r else None
 
     for rnd, setups in runs.items():
+        if rnd == "rss":
+            continue
         big = max(
             (k[1] for st in setups.values() for k in st if k[0] in ("put", "get")), default=None
         )
@@ -200,6 +202,11 @@ def bar_lines(runs, rss, cr):
             )
     for s, (kib, size) in sorted(rss.items()):
         mibs = kib / 1024
+        for op in ("put", "get"):
+            r = find(runs.get("rss", {}).get(s, {}), op)
+            if r:
+                size = f"{size} ({op.upper()} {r['mib_per_sec']:.0f} MiB/s"
+                size += ", multipart)" if op == "put" else ")"
         lines.append(
             f"| rss | peak RSS of s3proxy ({s}) streaming {size} in and out | {mibs:.1f} MiB "
             f"| < 64 MiB | {verdict(mibs, 64, higher=False)} |"
