@@ -316,6 +316,9 @@ impl S3 {
                     304 => Error::NotModified,
                     412 => Error::PreconditionFailed,
                     416 => Error::InvalidRange,
+                    500 => {
+                        Error::Internal(format!("backend {}: {op}: HTTP 500 (no code)", self.name))
+                    }
                     _ => self.unavailable(op, DisplayErrorContext(&err)),
                 }
             }
@@ -382,6 +385,14 @@ impl S3 {
                 412 => Error::PreconditionFailed,
                 416 => Error::InvalidRange,
                 503 => Error::SlowDown,
+                // The server is up and answered: this request failed there (s3s-fs answers
+                // 500 to keys its file layout cannot hold). Retried, but not a sign the
+                // backend is down; 502 and 504 (a gateway without its server) are.
+                500 => Error::Internal(format!(
+                    "backend {}: {op}: HTTP 500 {}: {message}",
+                    self.name,
+                    code.unwrap_or("(no code)")
+                )),
                 s if s >= 500 => self.unavailable(
                     op,
                     format!("HTTP {s} {}: {message}", code.unwrap_or("(no code)")),

@@ -166,13 +166,14 @@ impl Journal {
         all
     }
 
-    /// The backends journaled as having missed a write of a key (not a delete): they may
-    /// lack a version that only other replicas hold.
-    pub fn behind(&self, bucket: &str, key: &str) -> Vec<String> {
+    /// The backends journaled as having missed a write of a key (not a delete) stamped
+    /// after `since`: they may lack a version that only other replicas hold.
+    pub fn behind(&self, bucket: &str, key: &str, since: &str) -> Vec<String> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .values()
             .filter(|e| e.bucket == bucket && e.key == key && e.tombstone.is_none())
+            .filter(|e| e.stamp.as_str() > since)
             .map(|e| e.backend.clone())
             .collect()
     }

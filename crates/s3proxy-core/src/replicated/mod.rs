@@ -206,10 +206,19 @@ type Outcome<T> = Result<T>;
 fn describe<T>(outcome: &Outcome<T>) -> String {
     match outcome {
         Ok(_) => "ok".into(),
+        Err(e) if is_straggler(e) => "still writing".into(),
         Err(e) if e.status() < 500 => e.code().to_string(),
         Err(e) => format!("failed ({e})"),
     }
 }
+
+/// The outcome given to a replica still writing when the quorum was met: not a failure;
+/// it finishes in the background and is checked by the repair pass.
+fn is_straggler(e: &Error) -> bool {
+    matches!(e, Error::ServiceUnavailable(m) if m == STILL_WRITING)
+}
+
+const STILL_WRITING: &str = "still writing";
 
 fn version_of(meta: &ObjectMetadata) -> Option<&str> {
     meta.internal.get(VERSION_KEY).map(String::as_str)
@@ -331,6 +340,10 @@ impl Replicated {
                 Err(e) if e.is_transient() => {
                     let opened = if timed_out {
                         r.health.unresponsive()
+                    } else if matches!(e, Error::Internal(_)) {
+                        // The backend answered, with a failure of this request only (a key
+                        // it cannot hold, say): that is no reason to stop sending it others.
+                        false
                     } else {
                         r.health.failure()
                     };
@@ -390,7 +403,7 @@ impl Replicated {
             .join(" ");
         if outcomes
             .iter()
-            .any(|o| matches!(o, Err(e) if e.status() >= 500))
+            .any(|o| matches!(o, Err(e) if e.status() >= 500 && !is_straggler(e)))
         {
             log::warn!("{op} {target}: {line}");
         } else {
@@ -496,7 +509,12 @@ impl Replicated {
                 // the journal says a replica that answered missed a write of it: then the
                 // only copy may be on one that did not answer. Without this, one backend
                 // down would turn every HEAD of a new name (s3fs makes many) into a 503.
-                let behind = self.shared.journal.behind(bucket.as_str(), key.as_str());
+                // (Entries older than a journaled delete of the key do not count.)
+                let behind = self.shared.journal.behind(
+                    bucket.as_str(),
+                    key.as_str(),
+                    tombstone.as_deref().unwrap_or(""),
+                );
                 let answered_behind = missing.iter().any(|i| {
                     behind
                         .iter()
@@ -637,9 +655,10 @@ impl Replicated {
                     let this = self.clone();
                     let (b, k, s) = (bucket.clone(), key.clone(), stamp.to_string());
                     let op = op.to_string();
+                    guard.add_stragglers(1);
                     tokio::spawn(async move {
                         // The write counts as in flight until its stragglers are done.
-                        let _guard = guard;
+                        let guard = guard;
                         while let Some((index, joined)) = tasks.next().await {
                             let ok = matches!(joined, Ok((Ok(_), _)));
                             let name = this.replicas()[index].backend.name().to_string();
@@ -657,9 +676,10 @@ impl Replicated {
                             let _ = (ok, &s);
                             this.shared.wake_repair.notify_one();
                         }
+                        guard.add_stragglers(-1);
                     });
                     for i in stragglers {
-                        outcomes[i] = Some(Err(Error::ServiceUnavailable("still writing".into())));
+                        outcomes[i] = Some(Err(Error::ServiceUnavailable(STILL_WRITING.into())));
                     }
                 }
                 break;
@@ -715,7 +735,7 @@ impl Replicated {
         }
         for (i, o) in outcomes.iter().enumerate() {
             if let Err(e) = o
-                && !matches!(e, Error::ServiceUnavailable(m) if m == "still writing")
+                && !is_straggler(e)
             {
                 self.journal_missed(bucket, key, i, stamp, false, false);
             }
@@ -886,10 +906,15 @@ impl Replicated {
             _ => false,
         };
         if deleted {
-            if newest.is_none() && tombstone.is_none() && unreachable {
-                // The only copies may be on replicas we cannot reach: wait for them.
+            if newest.is_none() && tombstone.is_none() && unreachable && target_version.is_some() {
+                // The target's copy may be the only one but for replicas we cannot reach:
+                // wait for them before deciding it was deleted.
                 return Ok(false);
             }
+            // Otherwise the delete holds for the target. (When the target holds nothing and
+            // nothing reachable does, a copy on an unreachable replica is not lost: the read
+            // that finds it journals the others. Waiting for it instead would let one
+            // flapping backend hold up every repair of deleted keys.)
             if target_version
                 .as_deref()
                 .is_some_and(|v| tombstone.as_deref().is_none_or(|t| v <= t))
@@ -985,6 +1010,80 @@ impl Replicated {
             .contains_key(&(bucket.to_string(), key.to_string()))
     }
 
+    /// Wait (at most the longest replica timeout) until no acknowledged write to the key
+    /// has replicas still writing. A multipart upload acknowledges a part once the quorum
+    /// holds it; listing or completing the upload right after must see every replica's
+    /// copy of every part, or the slower replicas would fail the completion.
+    async fn settle_stragglers(&self, bucket: &BucketName, key: &ObjectKey) {
+        let id = (bucket.to_string(), key.to_string());
+        let limit = self
+            .replicas()
+            .iter()
+            .map(|r| r.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let deadline = Instant::now() + limit;
+        loop {
+            let pending = self
+                .shared
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .is_some_and(|slot| slot.stragglers > 0);
+            if !pending || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Before a bucket goes: wait (bounded) for writes to it still in flight, then apply the
+    /// journal's pending entries for it, so replicas hold no leftovers the proxy hides.
+    async fn settle_bucket(&self, bucket: &BucketName) {
+        let limit = self
+            .replicas()
+            .iter()
+            .map(|r| r.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline
+            && self
+                .shared
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .any(|(b, _)| b == bucket.as_str())
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for entry in self.shared.journal.pending() {
+            if entry.bucket == bucket.as_str() {
+                self.repair_and_clear(&entry).await;
+            }
+        }
+    }
+
+    /// Repair one journal entry; clear it when done, log why when it failed.
+    async fn repair_and_clear(&self, entry: &Entry) {
+        match self.repair_entry(entry).await {
+            Ok(true) => {
+                if let Err(e) = self.shared.journal.remove(entry) {
+                    log::warn!("cannot clear a repaired journal entry: {e}");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!(
+                "repair {}/{} on {}: {e}",
+                entry.bucket,
+                entry.key,
+                entry.backend
+            ),
+        }
+    }
+
     /// Probe every backend whose circuit is open and due a probe; a success closes it.
     pub async fn probe_open_circuits(&self) {
         for (i, r) in self.replicas().iter().enumerate() {
@@ -1007,20 +1106,7 @@ impl Replicated {
             log::warn!("cannot reload the repair journal: {e}");
         }
         for entry in self.shared.journal.pending() {
-            match self.repair_entry(&entry).await {
-                Ok(true) => {
-                    if let Err(e) = self.shared.journal.remove(&entry) {
-                        log::warn!("cannot clear a repaired journal entry: {e}");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => log::warn!(
-                    "repair {}/{} on {}: {e}",
-                    entry.bucket,
-                    entry.key,
-                    entry.backend
-                ),
-            }
+            self.repair_and_clear(&entry).await;
         }
         self.shared.journal.len()
     }
@@ -1199,6 +1285,8 @@ struct InflightSlot {
     count: usize,
     contended: bool,
     tombstone: Option<String>,
+    /// Writes acknowledged to the client whose slower replicas are still writing.
+    stragglers: usize,
 }
 
 /// Marks a write, delete or repair of a key as in flight. When operations on one key
@@ -1234,6 +1322,20 @@ impl InflightWrite {
         InflightWrite {
             this: this.clone(),
             id,
+        }
+    }
+
+    /// Count this write's background replicas (+1 when it leaves them behind, -1 when
+    /// they are done).
+    fn add_stragglers(&self, delta: isize) {
+        let mut map = self
+            .this
+            .shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = map.get_mut(&self.id) {
+            slot.stragglers = slot.stragglers.saturating_add_signed(delta);
         }
     }
 
@@ -1425,9 +1527,15 @@ impl Backend for Replicated {
                 async move { b.create_bucket(&bucket).await }
             })
             .await;
-        let all_existed = outcomes
+        // Every backend that answered already has it (one that is down does not change
+        // what the client is told).
+        let answered = outcomes
             .iter()
-            .all(|o| matches!(o, Err(Error::BucketAlreadyOwnedByYou)));
+            .filter(|o| !matches!(o, Err(e) if e.is_transient()));
+        let all_existed = answered.clone().count() > 0
+            && answered
+                .into_iter()
+                .all(|o| matches!(o, Err(Error::BucketAlreadyOwnedByYou)));
         if all_existed {
             return Err(Error::BucketAlreadyOwnedByYou);
         }
@@ -1437,6 +1545,23 @@ impl Backend for Replicated {
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        // Decide on what the client sees, before any backend deletes anything: a bucket
+        // that lists objects is not empty, whatever one replica would say.
+        let listed = self
+            .list_objects(
+                bucket,
+                ListOptions {
+                    max_keys: 1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if !listed.objects.is_empty() || !listed.common_prefixes.is_empty() {
+            return Err(Error::BucketNotEmpty);
+        }
+        // It lists empty; replicas may still hold what that view hides: writes still
+        // landing, deletes journaled for them. Let those finish and apply first.
+        self.settle_bucket(bucket).await;
         let outcomes = self
             .fan_out("DeleteBucket", bucket.as_str(), |b| {
                 let bucket = bucket.clone();
@@ -1974,6 +2099,7 @@ impl Backend for Replicated {
         parts: Vec<CompletedPart>,
     ) -> Result<PutResult> {
         let (stamp, ids) = self.decode_upload(upload_id)?;
+        self.settle_stragglers(bucket, key).await;
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let id = ids[i].clone();
             let parts = parts.clone();
@@ -2003,8 +2129,11 @@ impl Backend for Replicated {
             &format!("{bucket}/{key}"),
             &outcomes,
         );
+        // A replica that failed while another completed lacks the object: journal it
+        // whatever its error was (a part it never got gives InvalidPart there).
+        let any_ok = outcomes.iter().any(|o| o.is_ok());
         for (i, o) in outcomes.iter().enumerate() {
-            if matches!(o, Err(e) if e.is_transient()) {
+            if matches!(o, Err(e) if e.is_transient() || any_ok) {
                 self.journal_missed(bucket, key, i, &stamp, false, false);
             }
         }
@@ -2059,6 +2188,7 @@ impl Backend for Replicated {
         opts: ListPartsOptions,
     ) -> Result<ListPartsResult> {
         let (_, ids) = self.decode_upload(upload_id)?;
+        self.settle_stragglers(bucket, key).await;
         let mut last_error = Error::NoSuchUpload;
         for i in self.read_order(&[]) {
             let Some(id) = ids[i].clone() else { continue };
