@@ -34,8 +34,8 @@ if [ "${MODES[*]}" = "all" ]; then read -r -a MODES <<<"$ALL_MODES"; fi
 for m in "${MODES[@]}"; do
     case " $ALL_MODES " in *" $m "*) ;; *) echo "unknown mode '$m' (want: $ALL_MODES all)" >&2; exit 2 ;; esac
 done
-for tool in s3fs curl python3 rsync timeout; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install s3fs fuse3 attr rsync curl)" >&2; exit 2; }
+for tool in s3fs curl python3 rsync timeout moto_server; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install s3fs fuse3 attr rsync curl; pip install 'moto[server]')" >&2; exit 2; }
 done
 [ -x "$BIN" ] || { echo "no s3proxy binary at $BIN (cargo build -p s3proxy-bin, or set S3PROXY_BIN)" >&2; exit 2; }
 
@@ -67,44 +67,112 @@ cleanup() {
         [ -e "$f" ] || continue
         unmount_one "$(sed -n 2p "$f")" "$f"
     done
-    if [ -f "$PIDS/proxy" ]; then
-        local pid; pid=$(cat "$PIDS/proxy")
+    for f in proxy replica moto; do
+        [ -f "$PIDS/$f" ] || continue
+        local pid; pid=$(cat "$PIDS/$f")
         kill "$pid" 2>/dev/null
         for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null
-        rm -f "$PIDS/proxy"
-    fi
+        rm -f "$PIDS/$f"
+    done
     if [ "${S3FS_KEEP:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- the proxy ---------------------------------------------------------------------------
+# --- the stack ---------------------------------------------------------------------------
+# The proxy encrypts (a key made by `s3proxy keygen`) and replicates to three backends of
+# mixed kinds under write quorum 1: its own filesystem backend, moto_server, and another
+# s3proxy (filesystem, no encryption) reached over S3. That last one is the replica the
+# resilience case kills and brings back: its data lives on disk, so a restart keeps it.
 AK=AKS3FSINTEGRATION
 SK=s3fs-integration-secret-key
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BAK=AKS3FSREPLICA        # credentials of the backend s3proxy
+BSK=s3fs-replica-secret
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # port pidfile what
+    local i
+    for i in $(seq 1 400); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$(cat "$2")" 2>/dev/null || { echo "$3 exited" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "$3 did not listen on $1" >&2; return 1
+}
+PORT=$(free_port)
+MOTO_PORT=$(free_port)
+REPLICA_PORT=$(free_port)
 ENDPOINT="http://127.0.0.1:$PORT"
+REPLICA_ENDPOINT="http://127.0.0.1:$REPLICA_PORT"
+MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+STATE="$WORK/state"
+"$BIN" keygen "$WORK/master.key" >/dev/null || { echo "s3proxy keygen failed" >&2; exit 1; }
 cat >"$WORK/s3proxy.toml" <<EOF
-state_dir = "$WORK/state"
+state_dir = "$STATE"
 [[credentials]]
 access_key = "$AK"
 secret_key = "$SK"
+[encryption]
+key_file = "$WORK/master.key"
+[replication]
+write_quorum = 1
+repair_interval_secs = 1
 [[backends]]
 name = "local"
 kind = "fs"
 path = "$WORK/data"
+[[backends]]
+name = "moto"
+kind = "s3"
+endpoint = "$MOTO_ENDPOINT"
+access_key = "moto"
+secret_key = "moto"
+timeout_ms = 30000
+[[backends]]
+name = "replica"
+kind = "s3"
+endpoint = "$REPLICA_ENDPOINT"
+access_key = "$BAK"
+secret_key = "$BSK"
+timeout_ms = 30000
+EOF
+cat >"$WORK/replica.toml" <<EOF
+state_dir = "$WORK/replica-state"
+[[credentials]]
+access_key = "$BAK"
+secret_key = "$BSK"
+[encryption]
+enabled = false
+[[backends]]
+name = "disk"
+kind = "fs"
+path = "$WORK/replica-data"
 EOF
 printf '%s:%s\n' "$AK" "$SK" >"$WORK/passwd"
 chmod 600 "$WORK/passwd"
 PROXY_LOG="$WORK/proxy.log"
+
+start_replica() {
+    RUST_LOG=warn "$BIN" --config "$WORK/replica.toml" --listen "127.0.0.1:$REPLICA_PORT" \
+        >>"$WORK/replica.out" 2>>"$WORK/replica.log" &
+    echo $! >"$PIDS/replica"
+    disown $!   # killed on purpose later: no "Killed" notice from this shell
+    wait_port "$REPLICA_PORT" "$PIDS/replica" "the replica s3proxy"
+}
+kill_replica() { # SIGKILL: a crash, nothing flushed
+    local pid; pid=$(cat "$PIDS/replica" 2>/dev/null) || return 0
+    kill -9 "$pid" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    rm -f "$PIDS/replica"
+}
+moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+echo $! >"$PIDS/moto"
+wait_port "$MOTO_PORT" "$PIDS/moto" moto_server || exit 1
+start_replica || exit 1
 RUST_LOG=${RUST_LOG:-info} "$BIN" --config "$WORK/s3proxy.toml" --listen "127.0.0.1:$PORT" \
     >"$WORK/proxy.out" 2>"$PROXY_LOG" &
 echo $! >"$PIDS/proxy"
-for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    kill -0 "$(cat "$PIDS/proxy")" 2>/dev/null || { echo "s3proxy exited:"; cat "$PROXY_LOG"; exit 1; }
-    sleep 0.05
-done
+wait_port "$PORT" "$PIDS/proxy" s3proxy || { cat "$PROXY_LOG"; exit 1; }
 
 # Raw S3 requests for set-up and for looking behind the mount. curl's own SigV4 does not
 # add x-amz-content-sha256 (S3 requires it) and does not encode '/' in the query, so
@@ -176,8 +244,9 @@ ranged_reads() { # mounted local count
             || fail "range $off+$len differs"
     done
 }
-export AK SK ENDPOINT
-export -f fail eq near_now md5 size expect_md5 randfile ranged_reads s3curl
+MARKER="s3proxy-plaintext-marker-$RANDOM$RANDOM"
+export AK SK ENDPOINT BAK BSK MOTO_ENDPOINT REPLICA_ENDPOINT STATE PIDS WORK MARKER
+export -f fail eq near_now md5 size expect_md5 randfile ranged_reads s3curl kill_replica
 
 CASES=()   # name|timeout|function, filled per mode
 add() { CASES+=("$1|$2|$3"); }
@@ -612,13 +681,99 @@ t_rsync_a() {
     eq "" "$changes" "changes on a second rsync"
 }
 
-# --- resilience (hook) ---
-t_resilience() {
-    # HOOK: needs replication (s3proxy-core) and a multi-backend config. When it lands:
-    # start the proxy with three backends (W=1), kill one backend's process while a
-    # write-heavy case runs, check that every following case passes, restart the backend,
-    # wait for repair, then compare the raw backend contents (ciphertext only).
-    return 3
+# --- resilience: the replica s3proxy is killed mid-write and later brought back ---
+t_replica_killed_mid_write() {
+    # A 40 MB write is under way (multipart, outside nomultipart) when one replica's process
+    # is SIGKILLed; the write, and every case after this one, must still succeed.
+    randfile "$L/killed.bin" 40000000
+    cp "$L/killed.bin" killed-mid-write.bin &
+    local cp_pid=$!
+    sleep 0.8
+    kill_replica
+    wait "$cp_pid" || fail "cp failed while a replica was killed"
+    eq 40000000 "$(size killed-mid-write.bin)" "size"
+    cmp "$L/killed.bin" killed-mid-write.bin
+    expect_md5 killed-mid-write.bin
+    # Known plaintext written while the replica is down: it must reach it only encrypted.
+    printf 'resilience marker %s %s\n' "$MODE" "$MARKER" >resilience-marker.txt
+    expect_md5 resilience-marker.txt
+}
+# Two S3 replicas of a bucket hold the same objects: the same keys and sizes, the same
+# metadata (the proxy's version stamp and wrapped key included) and the same bytes. Backend
+# ETags are compared as a shortcut only: a multipart upload's ETag and a repair's single PUT
+# differ for the same bytes, so where they differ the bytes are compared.
+compare_replicas() { # bucket endpoint-a key-a secret-a endpoint-b key-b secret-b
+    python3 - "$@" <<'PY'
+import hashlib, sys, boto3, botocore.config
+bucket = sys.argv[1]
+def client(ep, ak, sk):
+    return boto3.client("s3", endpoint_url=ep, aws_access_key_id=ak, aws_secret_access_key=sk,
+                        region_name="us-east-1",
+                        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+a, b = client(*sys.argv[2:5]), client(*sys.argv[5:8])
+def listing(s3):
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for o in page.get("Contents", []):
+            out[o["Key"]] = (o["Size"], o["ETag"])
+    return out
+def digest(s3, key):
+    h = hashlib.md5()
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+la, lb = listing(a), listing(b)
+problems = []
+for key in sorted(set(la) | set(lb)):
+    if key not in la or key not in lb:
+        problems.append(f"{key!r}: only on {'the first' if key in la else 'the second'}")
+        continue
+    if la[key][0] != lb[key][0]:
+        problems.append(f"{key!r}: sizes {la[key][0]} and {lb[key][0]}")
+        continue
+    # s3proxy-etag: a repaired copy records the ETag its source backend gave the object,
+    # which a replica written directly has no need of.
+    ma = {k: v for k, v in a.head_object(Bucket=bucket, Key=key)["Metadata"].items() if k != "s3proxy-etag"}
+    mb = {k: v for k, v in b.head_object(Bucket=bucket, Key=key)["Metadata"].items() if k != "s3proxy-etag"}
+    if ma != mb:
+        problems.append(f"{key!r}: metadata differs: {sorted(set(ma.items()) ^ set(mb.items()))[:4]}")
+    elif la[key][1] != lb[key][1] and digest(a, key) != digest(b, key):
+        problems.append(f"{key!r}: bytes differ")
+print(f"{len(la)} objects compared")
+for p in problems:
+    print(p)
+sys.exit(1 if problems or len(la) < 50 else 0)
+PY
+}
+backend_get() { # endpoint access-key secret-key bucket key: the stored bytes to stdout
+    python3 - "$@" <<'PY'
+import sys, boto3, botocore.config
+ep, ak, sk, bucket, key = sys.argv[1:6]
+s3 = boto3.client("s3", endpoint_url=ep, aws_access_key_id=ak, aws_secret_access_key=sk,
+                  region_name="us-east-1", config=botocore.config.Config(s3={"addressing_style": "path"}))
+sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+PY
+}
+t_replica_converged() {
+    # After the replica is back, the repair journal drains and the replica holds exactly
+    # what the other S3 replica holds (same keys, sizes, metadata and ciphertext), and no
+    # backend holds the plaintext written while it was down.
+    local i n
+    for i in $(seq 1 240); do
+        n=$(find "$STATE/journal" -name '*.json' 2>/dev/null | wc -l)
+        [ "$n" -eq 0 ] && break
+        sleep 1
+    done
+    [ "$n" -eq 0 ] || fail "repair journal still holds $n entries after 240 s: $(ls "$STATE/journal" | head -5)"
+    compare_replicas "$BUCKET" "$MOTO_ENDPOINT" moto moto "$REPLICA_ENDPOINT" "$BAK" "$BSK" >&2 \
+        || fail "the repaired replica differs from moto (above)"
+    if grep -rqF "$MARKER" "$WORK/replica-data" "$WORK/data"; then fail "plaintext marker found in a backend's files"; fi
+    backend_get "$REPLICA_ENDPOINT" "$BAK" "$BSK" "$BUCKET" resilience-marker.txt >"$L/marker.replica"
+    backend_get "$MOTO_ENDPOINT" moto moto "$BUCKET" resilience-marker.txt >"$L/marker.moto"
+    if grep -qF "$MARKER" "$L/marker.replica" "$L/marker.moto"; then fail "plaintext marker served by a backend"; fi
+    cmp "$L/marker.replica" "$L/marker.moto" || fail "the marker's ciphertext differs between replicas"
+    eq "resilience marker $MODE $MARKER" "$(cat resilience-marker.txt)" "marker read through the mount"
 }
 
 # ==== the run ============================================================================
@@ -661,6 +816,7 @@ run_mode() {
     add "meta: rename a directory" 60 t_rename_dir
     add "meta: symlinks" 60 t_symlink
     add "meta: hard link refused" 60 t_hardlink_refused
+    add "resilience: a replica killed mid-write" 300 t_replica_killed_mid_write
     add "name: spaces" 60 t_name_spaces
     add "name: unicode" 60 t_name_unicode
     add "name: percent" 60 t_name_percent
@@ -684,6 +840,13 @@ run_mode() {
         IFS='|' read -r name tmo fn <<<"$c"
         run_case "$name" "$tmo" "$fn"
     done
+
+    # The killed replica returns; repair must bring it level with the others.
+    if start_replica; then
+        run_case "resilience: replica repaired, ciphertext only" 300 t_replica_converged
+    else
+        FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/replica restart"); echo "FAIL  $MODE replica restart"
+    fi
 
     # Everything again from the server, with nothing cached by this s3fs process.
     umount_s3fs "$MODE"
@@ -709,8 +872,6 @@ run_mode() {
     else
         FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/remount"); echo "FAIL  $MODE remount"
     fi
-    skip_case "resilience: backend killed mid-run" \
-        "skipped: needs replication across backends (not in s3proxy yet); hook is t_resilience"
     umount_s3fs "$MODE"
 }
 
@@ -731,7 +892,7 @@ check_proxy_log() {
 }
 
 # shellcheck disable=SC2046 # one word per function name
-export -f $(declare -F | awk '$3 ~ /^t_/ {print $3}')
+export -f $(declare -F | awk '$3 ~ /^t_/ {print $3}') compare_replicas backend_get
 echo "s3proxy $BIN on $ENDPOINT; s3fs $(s3fs --version 2>/dev/null | head -1 | grep -oE 'V[0-9.]+'); work dir $WORK"
 for mode in "${MODES[@]}"; do run_mode "$mode"; done
 check_proxy_log

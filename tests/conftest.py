@@ -104,17 +104,183 @@ path = "{data_dir}"
 """
 
 
+def find_tool(name):
+    """A server the test command installs: on PATH, or in cargo's bin directory."""
+    found = shutil.which(name) or shutil.which(name, path=os.path.expanduser("~/.cargo/bin"))
+    if not found:
+        raise RuntimeError(f"{name} is not installed (./scripts/test.sh installs it)")
+    return found
+
+
+class Server:
+    """An S3 server process used as a backend (moto_server, s3s-fs), on a loopback port."""
+
+    def __init__(self, name, cmd, workdir, port):
+        self.name, self.port = name, port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.log_file = open(self.log_path, "a")
+        self.proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                     stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(port, self.proc)
+        except RuntimeError as e:
+            raise RuntimeError(f"{name}: {e}; log: {open(self.log_path).read()[-2000:]}") from None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+
+
+def start_moto(workdir):
+    port = free_port()
+    return Server("moto", [find_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], workdir, port)
+
+
+S3S_KEY, S3S_SECRET = "AKS3SFS", "s3s-fs-secret"
+
+
+def start_s3s_fs(workdir):
+    port = free_port()
+    data = os.path.join(workdir, "s3s-data")
+    os.makedirs(data, exist_ok=True)
+    cmd = [find_tool("s3s-fs"), "--host", "127.0.0.1", "--port", str(port),
+           "--access-key", S3S_KEY, "--secret-key", S3S_SECRET, data]
+    return Server("s3s-fs", cmd, workdir, port)
+
+
+def replicated_config(workdir, moto, s3s):
+    """Three replicas of mixed kinds behind the encrypting proxy (encryption is on by
+    default, with a key generated under state_dir), write quorum 1."""
+    return f"""
+state_dir = "{workdir}/state"
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+[replication]
+write_quorum = 1
+repair_interval_secs = 1
+[[backends]]
+name = "disk"
+kind = "fs"
+path = "{workdir}/data"
+[[backends]]
+name = "moto"
+kind = "s3"
+endpoint = "{moto.endpoint}"
+access_key = "moto"
+secret_key = "moto"
+[[backends]]
+name = "s3s-fs"
+kind = "s3"
+endpoint = "{s3s.endpoint}"
+access_key = "{S3S_KEY}"
+secret_key = "{S3S_SECRET}"
+"""
+
+
+# The stacks an end-to-end module can run against. A module opts into more than the plain
+# filesystem one with `pytestmark = pytest.mark.stacks("fs", "replicated")`.
+STACKS = ("fs", "replicated")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "stacks(*names): run the module's tests against these stacks")
+
+
+def pytest_generate_tests(metafunc):
+    if "proxy" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("stacks")
+    names = marker.args if marker else ("fs",)
+    wanted = os.environ.get("S3PROXY_E2E_STACKS")
+    if wanted:
+        names = [n for n in names if n in wanted.split(",")] or names[:1]
+    metafunc.parametrize("proxy", names, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def proxy():
-    workdir = tempfile.mkdtemp(prefix="s3proxy-e2e-")
-    p = Proxy(workdir, fs_config(os.path.join(workdir, "data")))
+def proxy(request):
+    stack = getattr(request, "param", "fs")
+    assert stack in STACKS, stack
+    workdir = tempfile.mkdtemp(prefix=f"s3proxy-e2e-{stack}-")
+    servers = []
+    try:
+        if stack == "fs":
+            p = Proxy(workdir, fs_config(os.path.join(workdir, "data")))
+        else:
+            servers = [start_moto(workdir), start_s3s_fs(workdir)]
+            p = Proxy(workdir, replicated_config(workdir, *servers))
+        p.stack = stack
+        p.servers = servers
+    except Exception:
+        for s in servers:
+            s.stop()
+        raise
     yield p
     alive = p.proc.poll() is None
+    pending = []
+    if servers and alive:
+        unstorable = lambda backend, bucket, key: backend == "s3s-fs" and s3s_fs_cannot_hold(
+            os.path.join(workdir, "s3s-data"), bucket, key)
+        pending = wait_journal_drained(os.path.join(workdir, "state", "journal"), unstorable)
     p.stop()
+    for s in servers:
+        s.stop()
     log = p.log()
-    shutil.rmtree(workdir, ignore_errors=True)
+    if os.environ.get("S3PROXY_E2E_KEEP"):
+        print(f"\nwork dir of the {stack} stack kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     assert alive, "s3proxy died during the tests"
     assert "panicked" not in log, "s3proxy panicked:\n" + log[-3000:]
+    # Every replica got every write: nothing is left for repair once the tests are done.
+    assert not pending, f"replicas still behind after the tests: {pending[:10]}"
+
+
+def wait_journal_drained(journal_dir, excused, timeout=60):
+    """The repair journal's entries still pending after `timeout` seconds, as
+    (backend, bucket/key) pairs, but for those `excused(backend, bucket, key)`; empty when
+    every replica caught up."""
+    import json
+
+    deadline = time.time() + timeout
+    while True:
+        entries = []
+        for name in os.listdir(journal_dir) if os.path.isdir(journal_dir) else []:
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(journal_dir, name)) as f:
+                        e = json.load(f)
+                except (OSError, ValueError):
+                    continue
+                if not excused(e["backend"], e["bucket"], e["key"]):
+                    entries.append((e["backend"], f"{e['bucket']}/{e['key']}"))
+        if not entries or time.time() > deadline:
+            return sorted(entries)
+        time.sleep(0.5)
+
+
+def s3s_fs_cannot_hold(data_dir, bucket, key):
+    """s3s-fs stores an object as the file <data>/<bucket>/<key>, so it cannot hold a key
+    ending in '/' (the proxy's encrypted directory markers are never empty), with an empty,
+    '.' or '..' segment or one over 255 bytes, or a key whose path another key already
+    occupies ('a' beside 'a/b'). Those stay in the journal for s3s-fs, by design."""
+    segments = key.split("/")
+    if key.endswith("/") or any(s in ("", ".", "..") or len(s.encode()) > 255 for s in segments):
+        return True
+    path = os.path.join(data_dir, bucket)
+    for s in segments[:-1]:
+        path = os.path.join(path, s)
+        if os.path.isfile(path):
+            return True
+    return os.path.isdir(os.path.join(path, segments[-1]))
 
 
 def make_client(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, **cfg):

@@ -1,9 +1,14 @@
-"""The aws cli (s3 and s3api) through s3proxy on the filesystem backend."""
+"""The aws cli (s3 and s3api) through s3proxy: on its filesystem backend, and through three
+replicas of mixed kinds (fs, moto, s3s-fs) behind the encrypting proxy."""
 
 import hashlib
 import json
 import os
 import filecmp
+import pytest
+
+# Also through three replicas of mixed kinds (fs, moto, s3s-fs) behind the encrypting proxy.
+pytestmark = pytest.mark.stacks("fs", "replicated")
 
 
 def write_random(path, size):

@@ -7,6 +7,9 @@ import boto3.s3.transfer
 import pytest
 from botocore.exceptions import ClientError
 
+# Also through three replicas of mixed kinds (fs, moto, s3s-fs) behind the encrypting proxy.
+pytestmark = pytest.mark.stacks("fs", "replicated")
+
 
 def code(exc_info):
     return exc_info.value.response["Error"]["Code"]
