@@ -654,3 +654,39 @@ async fn delete_during_a_repair_is_not_undone_by_it() {
         assert_eq!(version_on(b, "k").await, None, "{}", b.name());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_listing_objects_is_refused_before_any_replica_deletes_it() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    // One replica alone holds an object (the others missed its write): the bucket lists
+    // it, so it is not empty, although two replicas would delete theirs.
+    s.backends[0]
+        .inner
+        .put_object(
+            &bucket(),
+            &key("only-here"),
+            Bytes::from("x").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.replicated.delete_bucket(&bucket()).await,
+        Err(Error::BucketNotEmpty)
+    ));
+    for b in &s.backends {
+        b.inner.head_bucket(&bucket()).await.expect(b.name());
+    }
+    s.replicated
+        .delete_object(&bucket(), &key("only-here"))
+        .await
+        .unwrap();
+    s.replicated.delete_bucket(&bucket()).await.unwrap();
+    for b in &s.backends {
+        assert!(matches!(
+            b.inner.head_bucket(&bucket()).await,
+            Err(Error::NoSuchBucket)
+        ));
+    }
+}
