@@ -54,8 +54,8 @@ step "end-to-end tests (pytest)"
 (cd tests && S3PROXY_BIN="$ROOT/target/release/s3proxy" python3 -m pytest -q -p no:cacheprovider "$@") 2>&1 | tee "$LOGS/pytest.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("pytest")
 
-step "s3fs mounts (scripts/test_s3fs_integration.sh, every mode)"
-S3PROXY_BIN="$ROOT/target/release/s3proxy" timeout 1800 scripts/test_s3fs_integration.sh all 2>&1 | tee "$LOGS/s3fs.log"
+step "s3fs mounts (scripts/test_s3fs_integration.sh, every mode; the 1.1 GB file in the default one)"
+S3PROXY_BIN="$ROOT/target/release/s3proxy" S3FS_TEST_HUGE=1 timeout 1800 scripts/test_s3fs_integration.sh all 2>&1 | tee "$LOGS/s3fs.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("s3fs")
 
 sum() { grep -oE "[0-9]+ $1" "$2" | awk '{s+=$1} END {print s+0}'; }
