@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # s3fs-fuse mounts through s3proxy: every file operation must behave as on a local disk.
 #
-# Starts s3proxy (its own temp dir, a free loopback port, fixed credentials, an fs backend),
-# mounts one bucket per mode with Debian's s3fs and runs the cases, one line each, ending
-# with exactly "N passed, N failed". Exit code 0 only when nothing failed.
+# Starts the full stack on free loopback ports in its own temp dir: s3proxy encrypting and
+# replicating at write quorum 1 to three backends of mixed kinds (its filesystem backend,
+# moto_server, and a second s3proxy serving a filesystem over S3). Mounts one bucket per
+# mode with Debian's s3fs and runs the cases, one line each, ending with exactly
+# "N passed, N failed". Exit code 0 only when nothing failed. In every mode the second
+# s3proxy is SIGKILLed during a write halfway through the cases and restarted before the
+# remount; the run then checks it was repaired to hold what moto holds, ciphertext only.
 #
 # Usage: scripts/test_s3fs_integration.sh [MODE...]
 #   MODE: default | nomultipart | nocopyapi | sigv2 | all (default: $S3FS_MODES or all)
@@ -13,7 +17,8 @@
 #   S3FS_TEST_HUGE=1   also run the 1 GB+ case (multipart copy on rename above 512 MB)
 #   S3FS_KEEP=1        keep the work dir (logs) after the run
 #   RUST_LOG           proxy log level (default info: one line per request)
-# Needs: s3fs, fuse3 (or fuse), attr, rsync, curl, python3; root or a user allowed to mount.
+# Needs: s3fs, fuse3 (or fuse), attr, rsync, curl, python3 with boto3, moto_server; root or a
+# user allowed to mount.
 # The cases check what ls itself shows, so ls | grep is the point:
 # shellcheck disable=SC2010,SC2012
 set -uo pipefail
