@@ -590,12 +590,7 @@ impl Replicated {
                 available.len()
             )));
         }
-        let stall = self
-            .replicas()
-            .iter()
-            .map(|r| r.timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30));
+        let stall = self.longest_timeout();
         let guard = InflightWrite::start(self, bucket, key, None);
         let (bodies, pump) = tee::tee(body, available.len(), stall);
         let mut tasks = futures::stream::FuturesUnordered::new();
@@ -1010,27 +1005,26 @@ impl Replicated {
             .contains_key(&(bucket.to_string(), key.to_string()))
     }
 
-    /// Wait (at most the longest replica timeout) until no acknowledged write to the key
-    /// has replicas still writing. A multipart upload acknowledges a part once the quorum
-    /// holds it; listing or completing the upload right after must see every replica's
-    /// copy of every part, or the slower replicas would fail the completion.
-    async fn settle_stragglers(&self, bucket: &BucketName, key: &ObjectKey) {
-        let id = (bucket.to_string(), key.to_string());
-        let limit = self
-            .replicas()
+    /// The longest timeout of any replica: how long a write may stall there.
+    fn longest_timeout(&self) -> Duration {
+        self.replicas()
             .iter()
             .map(|r| r.timeout)
             .max()
-            .unwrap_or(Duration::from_secs(30));
-        let deadline = Instant::now() + limit;
+            .unwrap_or(Duration::from_secs(30))
+    }
+
+    /// Wait, at most [`Self::longest_timeout`], until no in-flight slot is `busy`.
+    async fn wait_inflight(&self, busy: impl Fn(&(String, String), &InflightSlot) -> bool) {
+        let deadline = Instant::now() + self.longest_timeout();
         loop {
             let pending = self
                 .shared
                 .inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .is_some_and(|slot| slot.stragglers > 0);
+                .iter()
+                .any(|(id, slot)| busy(id, slot));
             if !pending || Instant::now() >= deadline {
                 return;
             }
@@ -1038,27 +1032,21 @@ impl Replicated {
         }
     }
 
-    /// Before a bucket goes: wait (bounded) for writes to it still in flight, then apply the
+    /// Wait until no acknowledged write to the key has replicas still writing. A multipart
+    /// upload acknowledges a part once the quorum holds it; listing or completing the
+    /// upload right after must see every replica's copy of every part, or the slower
+    /// replicas would fail the completion.
+    async fn settle_stragglers(&self, bucket: &BucketName, key: &ObjectKey) {
+        self.wait_inflight(|(b, k), slot| {
+            b == bucket.as_str() && k == key.as_str() && slot.stragglers > 0
+        })
+        .await;
+    }
+
+    /// Before a bucket goes: wait for writes to it still in flight, then apply the
     /// journal's pending entries for it, so replicas hold no leftovers the proxy hides.
     async fn settle_bucket(&self, bucket: &BucketName) {
-        let limit = self
-            .replicas()
-            .iter()
-            .map(|r| r.timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30));
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline
-            && self
-                .shared
-                .inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .any(|(b, _)| b == bucket.as_str())
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.wait_inflight(|(b, _), _| b == bucket.as_str()).await;
         for entry in self.shared.journal.pending() {
             if entry.bucket == bucket.as_str() {
                 self.repair_and_clear(&entry).await;
