@@ -180,6 +180,8 @@ http {
             proxy_buffering off;
             client_body_buffer_size 256k;
             proxy_buffer_size 256k;
+            proxy_buffers 4 256k;
+            proxy_busy_buffers_size 256k;
             proxy_read_timeout 600s;
             proxy_send_timeout 600s;
         }

@@ -132,7 +132,7 @@ fn every_operation_against_s3proxy() {
         } else {
             (2, 12)
         };
-        assert_eq!(report["bytes"], n * each << 20, "{args:?}: {report}");
+        assert_eq!(report["bytes"], (n * each) << 20, "{args:?}: {report}");
     }
     // The deletes removed every key: a HEAD run without preparing finds nothing.
     let (ok, report, _) = bench(

@@ -454,6 +454,11 @@ impl Bench {
 
     async fn create_bucket(&self) -> Result<(), String> {
         let path = format!("/{}", self.args.bucket);
+        // Servers differ in how they refuse to create an existing bucket: look first.
+        let req = self.request(Method::HEAD, &path, "", sign_empty(), Self::empty());
+        if self.send(req).await?.status() == StatusCode::OK {
+            return Ok(());
+        }
         let req = self.request(Method::PUT, &path, "", sign_empty(), Self::empty());
         let resp = self.send(req).await?;
         let status = resp.status();
