@@ -1340,7 +1340,7 @@ impl Backend for S3 {
             // moto answers a part for an aborted or completed upload with a bare 500
             // (an unhandled KeyError) instead of NoSuchUpload. Ask whether the upload
             // still exists before calling it a server failure; only on this error path.
-            Err(err @ Error::ServiceUnavailable(_)) => {
+            Err(err @ (Error::ServiceUnavailable(_) | Error::Internal(_))) => {
                 let probe = ListPartsOptions {
                     max_parts: 1,
                     ..Default::default()
