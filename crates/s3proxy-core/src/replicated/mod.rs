@@ -192,6 +192,11 @@ struct Shared {
     wake_repair: tokio::sync::Notify,
     /// Writes, deletes and repairs in flight per (bucket, key).
     inflight: std::sync::Mutex<std::collections::HashMap<(String, String), InflightSlot>>,
+    /// Journal entries whose repair failed: (failures so far, not before). Keeps one key a
+    /// backend cannot take from being retried on every pass, which would keep tripping
+    /// that backend's circuit and starve the repair of every other key.
+    repair_backoff:
+        std::sync::Mutex<std::collections::HashMap<(String, String, String), (u32, Instant)>>,
 }
 
 /// Several backends behaving as one; see the [module documentation](self).
@@ -211,6 +216,9 @@ fn describe<T>(outcome: &Outcome<T>) -> String {
         Err(e) => format!("failed ({e})"),
     }
 }
+
+/// The longest a journal entry whose repair keeps failing waits between attempts.
+const MAX_REPAIR_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The outcome given to a replica still writing when the quorum was met: not a failure;
 /// it finishes in the background and is checked by the repair pass.
@@ -270,6 +278,7 @@ impl Replicated {
                 journal,
                 wake_repair: tokio::sync::Notify::new(),
                 inflight: Default::default(),
+                repair_backoff: Default::default(),
             }),
         })
     }
@@ -612,30 +621,55 @@ impl Replicated {
         let mut successes = 0;
         let mut pump = Some(pump);
         let mut client_error = None;
-        while let Some((index, joined)) = tasks.next().await {
-            let (result, elapsed) = match joined {
-                Ok(r) => r,
-                Err(e) => (
-                    Err(Error::Internal(format!("write task failed: {e}"))),
-                    Duration::ZERO,
-                ),
+        // Once the quorum is met, the other replicas get a short grace to finish (a
+        // quarter of the write's time so far, between 2 and 50 ms): those that do are not
+        // stragglers, and spare the journal a record, its fsyncs and a repair check, which
+        // with equally fast backends would otherwise follow almost every W=1 write.
+        let mut grace_until: Option<tokio::time::Instant> = None;
+        let started = tokio::time::Instant::now();
+        loop {
+            let next = match grace_until {
+                Some(until) => match tokio::time::timeout_at(until, tasks.next()).await {
+                    Ok(next) => next,
+                    Err(_) => None,
+                },
+                None => tasks.next().await,
             };
-            let health = &self.replicas()[index].health;
-            match &result {
-                Ok(_) => {
-                    health.success(elapsed);
-                    successes += 1;
+            let grace_over = match next {
+                None if grace_until.is_some() && !tasks.is_empty() => true,
+                None => break,
+                Some(_) => false,
+            };
+            if let Some((index, joined)) = next {
+                let (result, elapsed) = match joined {
+                    Ok(r) => r,
+                    Err(e) => (
+                        Err(Error::Internal(format!("write task failed: {e}"))),
+                        Duration::ZERO,
+                    ),
+                };
+                let health = &self.replicas()[index].health;
+                match &result {
+                    Ok(_) => {
+                        health.success(elapsed);
+                        successes += 1;
+                    }
+                    Err(e) if e.is_transient() => {
+                        health.failure();
+                    }
+                    Err(_) => {}
                 }
-                Err(e) if e.is_transient() => {
-                    health.failure();
+                outcomes[index] = Some(result);
+                if successes >= required && tasks.is_empty() {
+                    break;
                 }
-                Err(_) => {}
+                if successes >= required && grace_until.is_none() {
+                    let grace = (started.elapsed() / 4)
+                        .clamp(Duration::from_millis(2), Duration::from_millis(50));
+                    grace_until = Some(tokio::time::Instant::now() + grace);
+                }
             }
-            outcomes[index] = Some(result);
-            if successes >= required && tasks.is_empty() {
-                break;
-            }
-            if successes >= required {
+            if grace_over {
                 // Quorum met: the body has been read whole (a backend cannot finish before
                 // it). Stragglers are recorded now and cleared if they finish.
                 if let Some(p) = pump.take() {
@@ -889,7 +923,7 @@ impl Replicated {
                     }
                 }
                 Err(Error::NoSuchKey | Error::NoSuchBucket) => {}
-                Err(_) if i == target => return Ok(false),
+                Err(e) if i == target => return Err(e),
                 Err(_) => unreachable = true,
             }
         }
@@ -1055,20 +1089,46 @@ impl Replicated {
     }
 
     /// Repair one journal entry; clear it when done, log why when it failed.
+    /// An entry that failed waits 1 s, 2 s, 4 s… (at most [`MAX_REPAIR_BACKOFF`]) before
+    /// its next attempt.
     async fn repair_and_clear(&self, entry: &Entry) {
+        let id = (
+            entry.bucket.clone(),
+            entry.key.clone(),
+            entry.backend.clone(),
+        );
+        let backoff = || {
+            self.shared
+                .repair_backoff
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if backoff()
+            .get(&id)
+            .is_some_and(|(_, not_before)| Instant::now() < *not_before)
+        {
+            return;
+        }
         match self.repair_entry(entry).await {
             Ok(true) => {
+                backoff().remove(&id);
                 if let Err(e) = self.shared.journal.remove(entry) {
                     log::warn!("cannot clear a repaired journal entry: {e}");
                 }
             }
             Ok(false) => {}
-            Err(e) => log::warn!(
-                "repair {}/{} on {}: {e}",
-                entry.bucket,
-                entry.key,
-                entry.backend
-            ),
+            Err(e) => {
+                let mut map = backoff();
+                let failures = map.get(&id).map_or(0, |(n, _)| *n) + 1;
+                let wait = Duration::from_secs(1 << failures.min(16)).min(MAX_REPAIR_BACKOFF);
+                map.insert(id, (failures, Instant::now() + wait));
+                log::warn!(
+                    "repair {}/{} on {} failed ({failures} times; next try in {wait:?}): {e}",
+                    entry.bucket,
+                    entry.key,
+                    entry.backend
+                );
+            }
         }
     }
 
