@@ -165,6 +165,9 @@ pub struct S3 {
     region: String,
     bucket_prefix: String,
     buckets: BTreeMap<String, String>,
+    /// Set once the server was seen listing raw names although it was asked for
+    /// `encoding-type=url` (s3s-fs 0.14 does): its names are then taken as they come.
+    lists_raw: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for S3 {
@@ -261,6 +264,7 @@ impl S3 {
             region: options.region,
             bucket_prefix: options.bucket_prefix.unwrap_or_default(),
             buckets: options.buckets,
+            lists_raw: Default::default(),
         })
     }
 
@@ -582,6 +586,14 @@ fn copy_source(bucket: &str, key: &ObjectKey) -> String {
         "{bucket}/{}",
         percent_encoding::utf8_percent_encode(key.as_str(), SET)
     )
+}
+
+/// Whether a name can be one a server encoded for `encoding-type=url`: encoding leaves
+/// only ASCII letters, digits, `-_.~*'()!/`, `+` (a space) and `%` escapes. A name with
+/// anything else (a space, non-ASCII, a quote...) was sent raw.
+fn could_be_url_encoded(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.~*'()!/+%".contains(&b))
 }
 
 /// Decode a name from a listing requested with `encoding-type=url`: S3 encodes a space as
@@ -1228,10 +1240,28 @@ impl Backend for S3 {
             Object(ObjectSummary),
             Prefix(String),
         }
+        let names = out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .chain(out.common_prefixes().iter().filter_map(|p| p.prefix()));
+        if !self.lists_raw.load(std::sync::atomic::Ordering::Relaxed)
+            && names.clone().any(|n| !could_be_url_encoded(n))
+        {
+            log::warn!(
+                "backend {}: lists names raw although asked to URL-encode them; \
+                 taking its names as they come from now on",
+                self.name
+            );
+            self.lists_raw
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let raw = self.lists_raw.load(std::sync::atomic::Ordering::Relaxed);
+        let decode = |s: &str| if raw { s.to_string() } else { url_decode(s) };
         let start_after = opts.start_after.as_deref().unwrap_or("");
         let mut entries: Vec<(String, Entry)> = Vec::new();
         for o in out.contents() {
-            let key = url_decode(o.key().unwrap_or(""));
+            let key = decode(o.key().unwrap_or(""));
             if key.as_str() <= start_after {
                 continue;
             }
@@ -1247,7 +1277,7 @@ impl Backend for S3 {
             ));
         }
         for p in out.common_prefixes() {
-            let prefix = url_decode(p.prefix().unwrap_or(""));
+            let prefix = decode(p.prefix().unwrap_or(""));
             if prefix == start_after {
                 continue;
             }
@@ -1636,6 +1666,9 @@ mod tests {
     #[test]
     fn listing_names_decode() {
         assert_eq!(url_decode("a+b%2Bc%0A%C3%A9"), "a b+c\né");
+        assert!(could_be_url_encoded("a+b%2Bc%0A%C3%A9/x.y~z"));
+        assert!(!could_be_url_encoded("a b"));
+        assert!(!could_be_url_encoded("ünïcödé"));
         assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 9, 100)));
     }
 

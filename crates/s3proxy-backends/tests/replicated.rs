@@ -690,3 +690,59 @@ async fn delete_bucket_listing_objects_is_refused_before_any_replica_deletes_it(
         ));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_deleted_while_a_backend_is_down_stays_deleted() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from("v").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.replicated
+        .delete_object(&bucket(), &key("k"))
+        .await
+        .unwrap();
+    s.backends[2].set(DOWN);
+    s.replicated.delete_bucket(&bucket()).await.unwrap();
+    // r3 still has the bucket, but the client never sees it again.
+    s.backends[2].set(UP);
+    let names: Vec<String> = s
+        .replicated
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    assert!(matches!(
+        s.replicated.head_bucket(&bucket()).await,
+        Err(Error::NoSuchBucket)
+    ));
+    assert!(matches!(
+        s.replicated
+            .put_object(
+                &bucket(),
+                &key("k2"),
+                Bytes::from("v").into(),
+                PutOptions::default()
+            )
+            .await,
+        Err(Error::NoSuchBucket)
+    ));
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    assert_eq!(settle(&s.replicated).await, 0);
+    assert!(matches!(
+        s.backends[2].inner.head_bucket(&bucket()).await,
+        Err(Error::NoSuchBucket)
+    ));
+    // And it can be created again.
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated.head_bucket(&bucket()).await.unwrap();
+}

@@ -178,6 +178,28 @@ impl Journal {
             .collect()
     }
 
+    /// Whether the bucket was deleted through the proxy while some backend still holds it
+    /// (an entry with an empty key and a tombstone stands for the bucket itself).
+    pub fn bucket_deleted(&self, bucket: &str) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .values()
+            .any(|e| e.bucket == bucket && e.key.is_empty() && e.tombstone.is_some())
+    }
+
+    /// Forget the bucket's deletion (it was created again).
+    pub fn clear_bucket_deleted(&self, bucket: &str) -> Result<()> {
+        let stale: Vec<Entry> = {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries
+                .values()
+                .filter(|e| e.bucket == bucket && e.key.is_empty())
+                .cloned()
+                .collect()
+        };
+        stale.iter().try_for_each(|e| self.remove(e))
+    }
+
     /// The newest tombstone recorded for a key, if any: versions older than it are deleted.
     pub fn tombstone(&self, bucket: &str, key: &str) -> Option<String> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

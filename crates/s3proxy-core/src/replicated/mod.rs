@@ -483,6 +483,7 @@ impl Replicated {
     /// Every available replica's view of a key; the newest version first. Replicas that
     /// are missing it or hold an older version are scheduled for repair.
     async fn locate(&self, bucket: &BucketName, key: &ObjectKey, op: &str) -> Result<Vec<Seen>> {
+        self.check_bucket_not_deleted(bucket)?;
         let target = format!("{bucket}/{key}");
         let outcomes = self
             .fan_out(op, &target, |b| {
@@ -588,6 +589,7 @@ impl Replicated {
         Fut: Future<Output = Result<T>> + Send + 'static,
         T: Clone + Send + 'static,
     {
+        self.check_bucket_not_deleted(bucket)?;
         let n = self.replicas().len();
         let required = self.required();
         let available: Vec<usize> = (0..n)
@@ -888,6 +890,9 @@ impl Replicated {
             // Decide once the writes settle; an older one may still land.
             return Ok(false);
         }
+        if entry.key.is_empty() {
+            return self.repair_bucket_deletion(target, &entry.bucket).await;
+        }
         let bucket = BucketName::new(entry.bucket.clone())?;
         let key = ObjectKey::new(entry.key.clone())?;
         // A repair writes too: a client write or delete that overlaps it must not be undone
@@ -1037,6 +1042,55 @@ impl Replicated {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(&(bucket.to_string(), key.to_string()))
+    }
+
+    /// NoSuchBucket when the bucket was deleted through the proxy and some backend that
+    /// missed the delete still holds it.
+    fn check_bucket_not_deleted(&self, bucket: &BucketName) -> Result<()> {
+        if self.shared.journal.bucket_deleted(bucket.as_str()) {
+            Err(Error::NoSuchBucket)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Delete a bucket on a backend that missed its deletion, with whatever that backend
+    /// still holds in it (the bucket was empty when the client deleted it).
+    async fn repair_bucket_deletion(&self, target: usize, bucket: &str) -> Result<bool> {
+        let backend = self.replicas()[target].backend.clone();
+        let bucket = BucketName::new(bucket.to_string())?;
+        loop {
+            let page = match backend
+                .list_objects(
+                    &bucket,
+                    ListOptions {
+                        max_keys: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Err(Error::NoSuchBucket) => return Ok(true),
+                other => other?,
+            };
+            for o in &page.objects {
+                backend
+                    .delete_object(&bucket, &ObjectKey::new(o.key.clone())?)
+                    .await
+                    .or_else(|e| match e {
+                        Error::NoSuchKey => Ok(()),
+                        e => Err(e),
+                    })?;
+            }
+            if !page.is_truncated || page.objects.is_empty() {
+                break;
+            }
+        }
+        log::info!("repair: deleting bucket {bucket} on {}", backend.name());
+        match backend.delete_bucket(&bucket).await {
+            Ok(()) | Err(Error::NoSuchBucket) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// The longest timeout of any replica: how long a write may stall there.
@@ -1564,11 +1618,20 @@ impl Backend for Replicated {
         }
         match (any, first_error) {
             (false, Some(e)) => Err(e),
-            _ => Ok(merged.into_values().collect()),
+            _ => Ok(merged
+                .into_values()
+                .filter(|b| !self.shared.journal.bucket_deleted(&b.name))
+                .collect()),
         }
     }
 
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        if self.shared.journal.bucket_deleted(bucket.as_str()) {
+            // Created again: a backend that missed the delete keeps its bucket as it is.
+            if let Err(e) = self.shared.journal.clear_bucket_deleted(bucket.as_str()) {
+                log::warn!("cannot clear the journaled deletion of bucket {bucket}: {e}");
+            }
+        }
         let outcomes = self
             .fan_out("CreateBucket", bucket.as_str(), |b| {
                 let bucket = bucket.clone();
@@ -1628,11 +1691,34 @@ impl Backend for Replicated {
         {
             return Err(Error::NoSuchBucket);
         }
-        self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchBucket))
-            .map(|_| ())
+        let missed: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, Err(e) if e.is_transient()))
+            .map(|(i, _)| i)
+            .collect();
+        self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchBucket))?;
+        // Backends that missed the delete keep the bucket: journal its deletion (an entry
+        // with an empty key), which hides it from then on and has repair delete it there.
+        let stamp = self.shared.clock.next();
+        for i in missed {
+            let entry = Entry {
+                bucket: bucket.to_string(),
+                key: String::new(),
+                backend: self.replicas()[i].backend.name().to_string(),
+                stamp: stamp.clone(),
+                tombstone: Some(stamp.clone()),
+                force: false,
+            };
+            if let Err(e) = self.shared.journal.record(entry) {
+                log::error!("cannot record the deletion of bucket {bucket}: {e}");
+            }
+        }
+        Ok(())
     }
 
     async fn head_bucket(&self, bucket: &BucketName) -> Result<()> {
+        self.check_bucket_not_deleted(bucket)?;
         let outcomes = self
             .fan_out("HeadBucket", bucket.as_str(), |b| {
                 let bucket = bucket.clone();
@@ -1913,6 +1999,7 @@ impl Backend for Replicated {
     }
 
     async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
+        self.check_bucket_not_deleted(bucket)?;
         let outcomes = self
             .fan_out("ListObjects", bucket.as_str(), |b| {
                 let (bucket, opts) = (bucket.clone(), opts.clone());
@@ -2023,6 +2110,7 @@ impl Backend for Replicated {
         key: &ObjectKey,
         mut opts: MultipartOptions,
     ) -> Result<UploadId> {
+        self.check_bucket_not_deleted(bucket)?;
         let stamp = self.shared.clock.next();
         opts.metadata
             .internal
