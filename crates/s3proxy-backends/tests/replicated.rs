@@ -676,7 +676,10 @@ async fn delete_bucket_listing_objects_is_refused_before_any_replica_deletes_it(
         Err(Error::BucketNotEmpty)
     ));
     for b in &s.backends {
-        b.inner.head_bucket(&bucket()).await.expect(b.name());
+        b.inner
+            .head_bucket(&bucket())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name()));
     }
     s.replicated
         .delete_object(&bucket(), &key("only-here"))

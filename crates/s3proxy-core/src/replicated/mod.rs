@@ -183,6 +183,9 @@ struct ReplicaState {
     health: Health,
 }
 
+/// A journal entry's identity: bucket, key, backend.
+type EntryId = (String, String, String);
+
 struct Shared {
     name: String,
     replicas: Vec<ReplicaState>,
@@ -195,8 +198,7 @@ struct Shared {
     /// Journal entries whose repair failed: (failures so far, not before). Keeps one key a
     /// backend cannot take from being retried on every pass, which would keep tripping
     /// that backend's circuit and starve the repair of every other key.
-    repair_backoff:
-        std::sync::Mutex<std::collections::HashMap<(String, String, String), (u32, Instant)>>,
+    repair_backoff: std::sync::Mutex<std::collections::HashMap<EntryId, (u32, Instant)>>,
 }
 
 /// Several backends behaving as one; see the [module documentation](self).
@@ -631,10 +633,10 @@ impl Replicated {
         let started = tokio::time::Instant::now();
         loop {
             let next = match grace_until {
-                Some(until) => match tokio::time::timeout_at(until, tasks.next()).await {
-                    Ok(next) => next,
-                    Err(_) => None,
-                },
+                // Past the grace, no outcome: what is still writing is a straggler.
+                Some(until) => tokio::time::timeout_at(until, tasks.next())
+                    .await
+                    .unwrap_or_default(),
                 None => tasks.next().await,
             };
             let grace_over = match next {
