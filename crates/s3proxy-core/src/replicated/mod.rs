@@ -1031,19 +1031,22 @@ impl Replicated {
 
     /// Keys with writes in flight (stragglers included).
     pub fn writes_in_flight(&self) -> usize {
-        self.shared
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inflight().len()
     }
 
     fn write_in_flight(&self, bucket: &str, key: &str) -> bool {
+        self.inflight()
+            .contains_key(&(bucket.to_string(), key.to_string()))
+    }
+
+    /// The in-flight table (a poisoned lock still holds consistent counts).
+    fn inflight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), InflightSlot>> {
         self.shared
             .inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&(bucket.to_string(), key.to_string()))
     }
 
     /// NoSuchBucket when the bucket was deleted through the proxy and some backend that
@@ -1108,13 +1111,7 @@ impl Replicated {
     async fn wait_inflight(&self, busy: impl Fn(&(String, String), &InflightSlot) -> bool) {
         let deadline = Instant::now() + self.longest_timeout();
         loop {
-            let pending = self
-                .shared
-                .inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(|(id, slot)| busy(id, slot));
+            let pending = self.inflight().iter().any(|(id, slot)| busy(id, slot));
             if !pending || Instant::now() >= deadline {
                 return;
             }
@@ -1412,11 +1409,7 @@ impl InflightWrite {
         tombstone: Option<String>,
     ) -> Self {
         let id = (bucket.to_string(), key.to_string());
-        let mut map = this
-            .shared
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut map = this.inflight();
         let slot = map.entry(id.clone()).or_default();
         slot.count += 1;
         if slot.count > 1 {
@@ -1432,12 +1425,7 @@ impl InflightWrite {
     /// Count this write's background replicas (+1 when it leaves them behind, -1 when
     /// they are done).
     fn add_stragglers(&self, delta: isize) {
-        let mut map = self
-            .this
-            .shared
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut map = self.this.inflight();
         if let Some(slot) = map.get_mut(&self.id) {
             slot.stragglers = slot.stragglers.saturating_add_signed(delta);
         }
@@ -1446,10 +1434,7 @@ impl InflightWrite {
     /// Whether another operation on the key overlapped this one so far.
     fn overlapped(&self) -> bool {
         self.this
-            .shared
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .inflight()
             .get(&self.id)
             .is_some_and(|slot| slot.contended)
     }
@@ -1458,12 +1443,7 @@ impl InflightWrite {
 impl Drop for InflightWrite {
     fn drop(&mut self) {
         let (contended, tombstone) = {
-            let mut map = self
-                .this
-                .shared
-                .inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut map = self.this.inflight();
             let Some(slot) = map.get_mut(&self.id) else {
                 return;
             };
