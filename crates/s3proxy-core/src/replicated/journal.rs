@@ -8,7 +8,7 @@
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,15 @@ pub struct Entry {
     pub force: bool,
 }
 
+/// Where an entry sits in the in-memory index: (bucket, key, backend), so that every
+/// entry of one key (and of one bucket) is a contiguous range.
+type EntryId = (String, String, String);
+
 impl Entry {
+    fn id(&self) -> EntryId {
+        (self.bucket.clone(), self.key.clone(), self.backend.clone())
+    }
+
     fn file_name(&self) -> String {
         let mut h = Sha256::new();
         for part in [&self.bucket, &self.key, &self.backend] {
@@ -46,10 +54,24 @@ impl Entry {
     }
 }
 
-/// The durable set of pending repairs, with an in-memory index by (bucket, key).
+/// The durable set of pending repairs, with an in-memory index by (bucket, key): the
+/// queries made on every request (a key's tombstone, a bucket's deletion) are range
+/// lookups, not scans, however many entries a long outage leaves.
 pub struct Journal {
     dir: Option<PathBuf>,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<BTreeMap<EntryId, Entry>>,
+}
+
+/// The entries of one (bucket, key), in backend order.
+fn of_key<'a>(
+    entries: &'a BTreeMap<EntryId, Entry>,
+    bucket: &'a str,
+    key: &'a str,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    entries
+        .range((bucket.to_string(), key.to_string(), String::new())..)
+        .map(|(_, e)| e)
+        .take_while(move |e| e.bucket == bucket && e.key == key)
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -63,7 +85,7 @@ impl Journal {
         fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let journal = Journal {
             dir: Some(dir),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(BTreeMap::new()),
         };
         journal.reload()?;
         Ok(journal)
@@ -73,7 +95,7 @@ impl Journal {
     pub fn in_memory() -> Self {
         Journal {
             dir: None,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -82,7 +104,7 @@ impl Journal {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let mut loaded = HashMap::new();
+        let mut loaded = BTreeMap::new();
         for item in fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
             let path = item.map_err(|e| io("list", dir, e))?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
@@ -93,7 +115,7 @@ impl Journal {
                 .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
             {
                 Some(entry) => {
-                    loaded.insert(entry.file_name(), entry);
+                    loaded.insert(entry.id(), entry);
                 }
                 None => log::warn!("repair journal: skipping unreadable {}", path.display()),
             }
@@ -106,8 +128,9 @@ impl Journal {
     /// this returns.
     pub fn record(&self, mut entry: Entry) -> Result<()> {
         let name = entry.file_name();
+        let id = entry.id();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = entries.get(&name) {
+        if let Some(old) = entries.get(&id) {
             entry.force |= old.force;
             entry.tombstone = entry.tombstone.clone().max(old.tombstone.clone());
             if old.stamp > entry.stamp {
@@ -133,47 +156,54 @@ impl Journal {
                 return Err(io("write", &path, e));
             }
         }
-        entries.insert(name, entry);
+        entries.insert(id, entry);
         Ok(())
     }
 
     /// Remove the entry for (bucket, key, backend) if it is still the generation `stamp`
     /// names (a newer missed operation keeps it).
     pub fn remove(&self, entry: &Entry) -> Result<()> {
-        let name = entry.file_name();
+        let id = entry.id();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get(&name) {
+        match entries.get(&id) {
             Some(current) if current.stamp == entry.stamp && current.force == entry.force => {}
             _ => return Ok(()),
         }
         if let Some(dir) = &self.dir {
-            let path = dir.join(&name);
+            let path = dir.join(entry.file_name());
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("remove", &path, e)),
             }
         }
-        entries.remove(&name);
+        entries.remove(&id);
         Ok(())
     }
 
-    /// All pending entries.
+    /// All pending entries, by bucket, key and backend.
     pub fn pending(&self) -> Vec<Entry> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<Entry> = entries.values().cloned().collect();
-        all.sort_by(|a, b| (&a.bucket, &a.key, &a.backend).cmp(&(&b.bucket, &b.key, &b.backend)));
-        all
+        entries.values().cloned().collect()
+    }
+
+    /// The pending entries of one bucket.
+    pub fn pending_in(&self, bucket: &str) -> Vec<Entry> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .range((bucket.to_string(), String::new(), String::new())..)
+            .map(|(_, e)| e)
+            .take_while(|e| e.bucket == bucket)
+            .cloned()
+            .collect()
     }
 
     /// The backends journaled as having missed a write of a key (not a delete) stamped
     /// after `since`: they may lack a version that only other replicas hold.
     pub fn behind(&self, bucket: &str, key: &str, since: &str) -> Vec<String> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .values()
-            .filter(|e| e.bucket == bucket && e.key == key && e.tombstone.is_none())
-            .filter(|e| e.stamp.as_str() > since)
+        of_key(&entries, bucket, key)
+            .filter(|e| e.tombstone.is_none() && e.stamp.as_str() > since)
             .map(|e| e.backend.clone())
             .collect()
     }
@@ -182,20 +212,14 @@ impl Journal {
     /// (an entry with an empty key and a tombstone stands for the bucket itself).
     pub fn bucket_deleted(&self, bucket: &str) -> bool {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .values()
-            .any(|e| e.bucket == bucket && e.key.is_empty() && e.tombstone.is_some())
+        of_key(&entries, bucket, "").any(|e| e.tombstone.is_some())
     }
 
     /// Forget the bucket's deletion (it was created again).
     pub fn clear_bucket_deleted(&self, bucket: &str) -> Result<()> {
         let stale: Vec<Entry> = {
             let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            entries
-                .values()
-                .filter(|e| e.bucket == bucket && e.key.is_empty())
-                .cloned()
-                .collect()
+            of_key(&entries, bucket, "").cloned().collect()
         };
         stale.iter().try_for_each(|e| self.remove(e))
     }
@@ -203,9 +227,7 @@ impl Journal {
     /// The newest tombstone recorded for a key, if any: versions older than it are deleted.
     pub fn tombstone(&self, bucket: &str, key: &str) -> Option<String> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .values()
-            .filter(|e| e.bucket == bucket && e.key == key)
+        of_key(&entries, bucket, key)
             .filter_map(|e| e.tombstone.clone())
             .max()
     }
@@ -234,6 +256,40 @@ mod tests {
             tombstone: None,
             force: false,
         }
+    }
+
+    #[test]
+    fn queries_see_only_their_own_key_and_bucket() {
+        let j = Journal::in_memory();
+        let at = |bucket: &str, key: &str, backend: &str, tombstone: Option<&str>| Entry {
+            bucket: bucket.into(),
+            key: key.into(),
+            backend: backend.into(),
+            stamp: "005".into(),
+            tombstone: tombstone.map(Into::into),
+            force: false,
+        };
+        for e in [
+            at("b", "", "r1", Some("005")),
+            at("b", "k", "r1", Some("004")),
+            at("b", "k", "r2", None),
+            at("b", "k2", "r1", Some("009")),
+            at("b2", "k", "r1", Some("007")),
+            at("a", "k", "r3", None),
+        ] {
+            j.record(e).unwrap();
+        }
+        assert_eq!(j.tombstone("b", "k").as_deref(), Some("004"));
+        assert_eq!(j.tombstone("b", "k1"), None);
+        assert_eq!(j.behind("b", "k", "000"), ["r2"]);
+        assert!(j.behind("b", "k", "005").is_empty());
+        assert!(j.bucket_deleted("b"));
+        assert!(!j.bucket_deleted("b2") && !j.bucket_deleted("a"));
+        assert_eq!(j.pending_in("b").len(), 4);
+        assert_eq!(j.pending_in("b2").len(), 1);
+        j.clear_bucket_deleted("b").unwrap();
+        assert!(!j.bucket_deleted("b"));
+        assert_eq!(j.len(), 5);
     }
 
     #[test]

@@ -1134,10 +1134,8 @@ impl Replicated {
     /// journal's pending entries for it, so replicas hold no leftovers the proxy hides.
     async fn settle_bucket(&self, bucket: &BucketName) {
         self.wait_inflight(|(b, _), _| b == bucket.as_str()).await;
-        for entry in self.shared.journal.pending() {
-            if entry.bucket == bucket.as_str() {
-                self.repair_and_clear(&entry).await;
-            }
+        for entry in self.shared.journal.pending_in(bucket.as_str()) {
+            self.repair_and_clear(&entry).await;
         }
     }
 
