@@ -269,3 +269,25 @@ async fn one_byte_read_moves_one_segment() {
         .body;
     assert!(body.next().await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn corrupt_segment_inside_a_full_decryption_batch_fails_over() {
+    // GETs decrypt in batches that grow to several segments: a bad segment in the middle
+    // of a full batch must still fail over from that very segment, losing no byte.
+    let (two, enc, bucket, _) = setup_two().await;
+    let plain = data(40 * SEGMENT_SIZE as usize + 77, 3);
+    enc.put_object(
+        &bucket,
+        &k("big"),
+        plain.clone().into(),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    *two.rot_a_at.lock().unwrap() = Some(27 * STORED_SEGMENT + 1000);
+    assert!(read(&enc, &bucket, "big", None).await.unwrap() == plain);
+    assert_eq!(*two.reports.lock().unwrap(), ["a"]);
+    let range = ByteRange::FromTo(20 * SEGMENT_SIZE + 3, 35 * SEGMENT_SIZE);
+    let got = read(&enc, &bucket, "big", Some(range)).await.unwrap();
+    assert!(got == plain[20 * SEGMENT_SIZE as usize + 3..=35 * SEGMENT_SIZE as usize]);
+}
