@@ -19,7 +19,7 @@ const PART_CACHE_LIMIT: usize = 100_000;
 const INLINE_PUT_LIMIT: u64 = 1 << 20;
 
 /// Batches of segments decrypted ahead of the one being served, on blocking threads.
-const DECRYPT_AHEAD: usize = 2;
+const DECRYPT_AHEAD: usize = 3;
 /// Most segments in one decryption batch. A thread hop and its wake-ups cost about as much
 /// CPU as decrypting a few KiB, so a GET hands segments to the blocking pool in batches
 /// (doubling from one segment, so the first bytes are not held back) instead of one by one.
