@@ -202,10 +202,28 @@ start_s3s_proxy() {
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
+# CPU ticks (utime + stime) of the given processes and their children (nginx's workers).
+cpu_ticks() {
+    local p t=0
+    for p in "$@" $(for p in "$@"; do pgrep -P "$p"; done); do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+# The proxy under test (empty for the backend itself) and the backends, for cpu_ticks.
+PROXY_PID=
+BACKEND_PIDS=()
 run() { # LABEL PORT ARGS...
-    local label=$1 port=$2; shift 2
-    "$BENCH" --endpoint "http://127.0.0.1:$port" --bucket bench --label "$label" \
+    local label=$1 port=$2 hz proxy0 backends0 proxy1 backends1 client; shift 2
+    hz=$(getconf CLK_TCK)
+    proxy0=$(cpu_ticks $PROXY_PID); backends0=$(cpu_ticks "${BACKEND_PIDS[@]}")
+    /usr/bin/time -f '%U %S' -o "$WORK/client-cpu" \
+        "$BENCH" --endpoint "http://127.0.0.1:$port" --bucket bench --label "$label" \
         --json-out "$RESULTS" "$@" || { log "FAILED: $label $*"; return 1; }
+    proxy1=$(cpu_ticks $PROXY_PID); backends1=$(cpu_ticks "${BACKEND_PIDS[@]}")
+    client=$(awk '{print $1 + $2}' "$WORK/client-cpu")
+    # CPU seconds each side spent on this run (set-up included), on the run's own line.
+    sed -i '$ s/}$/,"cpu_s":{"proxy":'"$(awk -v t=$((proxy1 - proxy0)) -v hz="$hz" 'BEGIN {print t / hz}')"',"backends":'"$(awk -v t=$((backends1 - backends0)) -v hz="$hz" 'BEGIN {print t / hz}')"',"client":'"$client"'}}/' "$RESULTS"
 }
 
 workloads() { # LABEL PORT
@@ -269,10 +287,13 @@ for round in $BACKENDS; do
                 port=$P; pid=$STARTED ;;
             *) log "unknown setup $setup"; exit 2 ;;
         esac
+        PROXY_PID=$pid
         workloads "$round/$setup" "$port"
+        PROXY_PID=
         [ -n "$pid" ] && stop "$pid"
     done
     stop "${BACKEND_PIDS[@]}"
+    BACKEND_PIDS=()
     rm -rf "$WORK"/s3s-fs-data-*
 done
 
@@ -290,6 +311,7 @@ if [ "$RSS_SIZE" != 0 ]; then
         enc=off; [ $setup = enc ] && enc=on
         start_s3proxy $((PORT_BASE + 91)) "rss-$setup" "$enc" 1 "s3:$((PORT_BASE + 90))"
         pid=$STARTED
+        PROXY_PID=$pid; BACKEND_PIDS=("$backend_pid")
         # Multipart, as clients upload objects this large (a single PUT stops at 5 GiB).
         run "rss/$setup" $((PORT_BASE + 91)) --create-bucket --op put --size "$RSS_SIZE" -n 1 \
             --part-size 64MiB

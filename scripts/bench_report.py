@@ -135,6 +135,42 @@ def tables(rnd, setups):
     return lines
 
 
+def cpu_per_gib(run, who=None):
+    """CPU seconds per GiB moved by a run: one side's (proxy, backends, client) or all."""
+    if not run or "cpu_s" not in run or not run.get("bytes"):
+        return None
+    cpu = run["cpu_s"]
+    spent = sum(cpu.values()) if who is None else cpu.get(who)
+    return None if spent is None else spent / (run["bytes"] / (1 << 30))
+
+
+def cpu_table(rnd, setups):
+    """Where the CPU of the large transfers goes: the proxy, the backends, the client."""
+    order = [s for s in SETUP_ORDER if s in setups]
+    big = max((k[1] for st in setups.values() for k in st if k[0] in ("put", "get")), default=None)
+    if big is None or not any(
+        "cpu_s" in r for st in setups.values() for r in st.values()
+    ):
+        return []
+    lines = [
+        f"CPU seconds per GiB moved, {size_label(big)} objects (proxy + backends + client = "
+        "all; the machine has two cores, so a run needing *all* CPU-seconds per GiB cannot "
+        "exceed 2 / *all* GiB/s):",
+        "",
+        "| setup | PUT proxy | PUT backends | PUT client | PUT all | GET proxy | GET backends "
+        "| GET client | GET all |",
+        "|---" * 9 + "|",
+    ]
+    for s in order:
+        cells = []
+        for op in ("put", "get"):
+            r = find(setups[s], op, big)
+            cells += [fmt(cpu_per_gib(r, w), 2) for w in ("proxy", "backends", "client", None)]
+        lines.append(f"| {SETUP_NAMES.get(s, s)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
@@ -183,6 +219,30 @@ def bar_lines(runs, rss, cr):
             f"| {rnd} | PUT {size_label(big)}: 3 backends W=1 / 1 backend (encrypted) "
             f"| {fmt(v, 2)} | ≥ 0.80 | {verdict(v, 0.8)} |"
         )
+        one = find(g("enc"), "put", big) if g("enc") else None
+        three = find(g("enc3-w1"), "put", big) if g("enc3-w1") else None
+        v = ratio(cpu_per_gib(three, "proxy"), cpu_per_gib(one, "proxy"))
+        if v is not None:
+            lines.append(
+                f"| {rnd} | (for reference) proxy CPU per GiB, 3 backends W=1 / 1 backend: "
+                f"the fan-out sends once per replica, it does not encrypt again | {fmt(v, 2)} | – | – |"
+            )
+        v = ratio(cpu_per_gib(one), cpu_per_gib(three))
+        if v is not None:
+            lines.append(
+                f"| {rnd} | (for reference) ceiling of the line above on a CPU-bound machine: all "
+                f"CPU per GiB, 1 backend / 3 backends W=1 (the backends run on the same two cores) "
+                f"| {fmt(v, 2)} | – | – |"
+            )
+        v = None
+        if g("plain") and g("enc"):
+            plain_get, enc_get = find(g("plain"), "get", big), find(g("enc"), "get", big)
+            v = ratio(cpu_per_gib(plain_get), cpu_per_gib(enc_get))
+        if v is not None:
+            lines.append(
+                f"| {rnd} | (for reference) ceiling of encrypted / unencrypted GET on a CPU-bound "
+                f"machine: all CPU per GiB, unencrypted / encrypted | {fmt(v, 2)} | – | – |"
+            )
         for s in ("plain", "enc"):
             for op in ("put", "get", "head"):
                 a = find(g(s), op, 4096, 32) if g(s) else None
@@ -280,6 +340,7 @@ def main():
         if rnd in ("rss",):
             continue
         lines += tables(rnd, setups)
+        lines += cpu_table(rnd, setups)
         name = plot(rnd, setups, out)
         if name:
             lines.append(f"![{rnd} throughput]({name})")

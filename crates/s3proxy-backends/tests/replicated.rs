@@ -9,7 +9,7 @@ use s3proxy_backends::{Memory, conformance};
 use s3proxy_core::replicated::*;
 use s3proxy_core::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 const UP: u8 = 0;
@@ -23,6 +23,8 @@ struct Faulty {
     mode: AtomicU8,
     /// PUTs wait this long before they store (a write that lands late).
     slow_puts: AtomicBool,
+    /// PutObject calls received (client writes and repairs).
+    puts: AtomicUsize,
 }
 
 impl Faulty {
@@ -31,6 +33,7 @@ impl Faulty {
             inner: Arc::new(Memory::new(name)),
             mode: AtomicU8::new(UP),
             slow_puts: AtomicBool::new(false),
+            puts: AtomicUsize::new(0),
         })
     }
     fn set(&self, mode: u8) {
@@ -77,6 +80,7 @@ impl Backend for Faulty {
         o: PutOptions,
     ) -> Result<PutResult> {
         self.check()?;
+        self.puts.fetch_add(1, Ordering::SeqCst);
         if self.slow_puts.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
@@ -748,4 +752,74 @@ async fn bucket_deleted_while_a_backend_is_down_stays_deleted() {
     // And it can be created again.
     s.replicated.create_bucket(&bucket()).await.unwrap();
     s.replicated.head_bucket(&bucket()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_right_after_a_w1_put_waits_for_the_replica_still_writing() {
+    // The encryption layer attaches its record to a PUT without Content-MD5 by copying the
+    // object onto itself as soon as the PUT is acknowledged: at W=1 the slower replicas are
+    // still writing then. The copy must reach them once their write is done, not fail
+    // there and leave a repair that sends the whole object again.
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].slow_puts.store(true, Ordering::SeqCst);
+    let body = conformance::pattern(10_000, 5);
+    let put = s
+        .replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            body.clone().into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        version_on(&s.backends[2], "k").await,
+        None,
+        "r3 answered the PUT"
+    );
+    let mut metadata = ObjectMetadata::default();
+    metadata.user.insert("attached".into(), "yes".into());
+    s.replicated
+        .copy_object(
+            &bucket(),
+            &key("k"),
+            &bucket(),
+            &key("k"),
+            CopyOptions {
+                directive: MetadataDirective::Replace(metadata),
+                source_conditions: Conditions {
+                    if_match: Some(put.etag.clone()),
+                    ..Default::default()
+                },
+            },
+        )
+        .await
+        .unwrap();
+    settle(&s.replicated).await;
+    assert!(s.replicated.journal().is_empty());
+    let versions: Vec<_> =
+        futures::future::join_all(s.backends.iter().map(|b| version_on(b, "k"))).await;
+    assert!(
+        versions.iter().all(|v| v.is_some() && *v == versions[0]),
+        "{versions:?}"
+    );
+    for b in &s.backends {
+        let info = b
+            .inner
+            .head_object(&bucket(), &key("k"), GetOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            info.metadata.user.get("attached").map(String::as_str),
+            Some("yes")
+        );
+        assert_eq!(read(&*b.inner, "k").await.unwrap(), body);
+    }
+    assert_eq!(
+        s.backends[2].puts.load(Ordering::SeqCst),
+        1,
+        "the slow replica was written again by a repair"
+    );
 }

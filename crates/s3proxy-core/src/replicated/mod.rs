@@ -395,9 +395,30 @@ impl Replicated {
         F: Fn(DynBackend) -> Fut + Clone,
         Fut: Future<Output = Result<T>>,
     {
+        self.fan_out_except(op, target, &[], f).await
+    }
+
+    /// [`Self::fan_out`], except on the replicas in `later`, whose outcome is "still
+    /// writing": the caller runs `f` there once they are ready.
+    async fn fan_out_except<T, F, Fut>(
+        &self,
+        op: &str,
+        target: &str,
+        later: &[usize],
+        f: F,
+    ) -> Vec<Outcome<T>>
+    where
+        F: Fn(DynBackend) -> Fut + Clone,
+        Fut: Future<Output = Result<T>>,
+    {
         let calls = (0..self.replicas().len()).map(|i| {
             let f = f.clone();
-            async move { self.call(i, f).await }
+            async move {
+                if later.contains(&i) {
+                    return Err(Error::ServiceUnavailable(STILL_WRITING.into()));
+                }
+                self.call(i, f).await
+            }
         });
         let outcomes = futures::future::join_all(calls).await;
         self.log_outcomes(op, target, &outcomes);
@@ -689,10 +710,12 @@ impl Replicated {
                     let (b, k, s) = (bucket.clone(), key.clone(), stamp.to_string());
                     let op = op.to_string();
                     guard.add_stragglers(1);
+                    guard.straggling(&stragglers);
                     tokio::spawn(async move {
                         // The write counts as in flight until its stragglers are done.
                         let guard = guard;
                         while let Some((index, joined)) = tasks.next().await {
+                            guard.straggler_done(index);
                             let ok = matches!(joined, Ok((Ok(_), _)));
                             let name = this.replicas()[index].backend.name().to_string();
                             log::info!(
@@ -1119,6 +1142,63 @@ impl Replicated {
         }
     }
 
+    /// The replicas still writing an acknowledged write of the key in the background.
+    fn straggling(&self, bucket: &BucketName, key: &ObjectKey) -> Vec<usize> {
+        let id = (bucket.to_string(), key.to_string());
+        let mut replicas = self
+            .inflight()
+            .get(&id)
+            .map(|slot| slot.straggling.clone())
+            .unwrap_or_default();
+        replicas.sort_unstable();
+        replicas.dedup();
+        replicas
+    }
+
+    /// In the background: on each replica in `later`, once its write of the source is done,
+    /// run the copy. They are journaled already; the repair pass then finds them current,
+    /// or repairs those where the copy failed. `guard` keeps the destination in flight.
+    fn copy_when_written<F, Fut>(
+        &self,
+        guard: InflightWrite,
+        (src_bucket, src_key): (&BucketName, &ObjectKey),
+        later: Vec<usize>,
+        target: String,
+        copy: F,
+    ) where
+        F: Fn(DynBackend) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<PutResult>> + Send + 'static,
+    {
+        let this = self.clone();
+        let (sb, sk) = (src_bucket.to_string(), src_key.to_string());
+        // Not marked as straggling replicas: with the source as destination, the wait
+        // below would wait for itself.
+        guard.add_stragglers(1);
+        tokio::spawn(async move {
+            let guard = guard;
+            futures::future::join_all(later.iter().map(|&i| {
+                let (this, sb, sk, copy, target) = (&this, &sb, &sk, copy.clone(), &target);
+                async move {
+                    this.wait_inflight(|(b, k), slot| {
+                        b == sb && k == sk && slot.straggling.contains(&i)
+                    })
+                    .await;
+                    let outcome = this.call(i, copy).await;
+                    let name = this.replicas()[i].backend.name();
+                    match outcome {
+                        Ok(_) => log::info!("CopyObject {target}: {name}=ok (after its write)"),
+                        Err(e) => log::info!(
+                            "CopyObject {target}: {name} failed after its write ({e}); left for repair"
+                        ),
+                    }
+                }
+            }))
+            .await;
+            this.shared.wake_repair.notify_one();
+            guard.add_stragglers(-1);
+        });
+    }
+
     /// Wait until no acknowledged write to the key has replicas still writing. A multipart
     /// upload acknowledges a part once the quorum holds it; listing or completing the
     /// upload right after must see every replica's copy of every part, or the slower
@@ -1386,6 +1466,8 @@ struct InflightSlot {
     tombstone: Option<String>,
     /// Writes acknowledged to the client whose slower replicas are still writing.
     stragglers: usize,
+    /// The replicas still writing for those writes (one entry per write and replica).
+    straggling: Vec<usize>,
 }
 
 /// Marks a write, delete or repair of a key as in flight. When operations on one key
@@ -1426,6 +1508,22 @@ impl InflightWrite {
         let mut map = self.this.inflight();
         if let Some(slot) = map.get_mut(&self.id) {
             slot.stragglers = slot.stragglers.saturating_add_signed(delta);
+        }
+    }
+
+    /// Mark replicas as still writing this key in the background.
+    fn straggling(&self, replicas: &[usize]) {
+        if let Some(slot) = self.this.inflight().get_mut(&self.id) {
+            slot.straggling.extend_from_slice(replicas);
+        }
+    }
+
+    /// One replica marked by [`Self::straggling`] is done, well or not.
+    fn straggler_done(&self, replica: usize) {
+        if let Some(slot) = self.this.inflight().get_mut(&self.id)
+            && let Some(at) = slot.straggling.iter().position(|r| *r == replica)
+        {
+            slot.straggling.swap_remove(at);
         }
     }
 
@@ -1932,21 +2030,30 @@ impl Backend for Replicated {
                 ..Default::default()
             },
         };
+        // A replica still writing the source (a W=1 PUT that answered before it, followed
+        // at once by this copy: the encryption layer attaches its record so) copies once
+        // its write is done. Copying now would fail on the version it still holds and
+        // leave the replica to a repair that moves the whole object again.
+        let later = self.straggling(src_bucket, src_key);
+        let target = format!("{src_bucket}/{src_key} -> {dst_bucket}/{dst_key}");
+        let copy = {
+            let (sb, sk, db, dk, o) = (
+                src_bucket.clone(),
+                src_key.clone(),
+                dst_bucket.clone(),
+                dst_key.clone(),
+                inner.clone(),
+            );
+            move |b: DynBackend| {
+                let (sb, sk, db, dk, o) =
+                    (sb.clone(), sk.clone(), db.clone(), dk.clone(), o.clone());
+                async move { b.copy_object(&sb, &sk, &db, &dk, o).await }
+            }
+        };
+        let guard =
+            (!later.is_empty()).then(|| InflightWrite::start(self, dst_bucket, dst_key, None));
         let outcomes = self
-            .fan_out(
-                "CopyObject",
-                &format!("{src_bucket}/{src_key} -> {dst_bucket}/{dst_key}"),
-                |b| {
-                    let (sb, sk, db, dk, o) = (
-                        src_bucket.clone(),
-                        src_key.clone(),
-                        dst_bucket.clone(),
-                        dst_key.clone(),
-                        inner.clone(),
-                    );
-                    async move { b.copy_object(&sb, &sk, &db, &dk, o).await }
-                },
-            )
+            .fan_out_except("CopyObject", &target, &later, copy.clone())
             .await;
         // A replica whose source was stale or missing copied the wrong thing or nothing:
         // treat it as missed.
@@ -1972,6 +2079,9 @@ impl Backend for Replicated {
         }
         let first = self.quorum_result(outcomes, |_| false)?;
         let first = first.ok_or_else(|| Error::Internal("no successful copy".into()))?;
+        if let Some(guard) = guard {
+            self.copy_when_written(guard, (src_bucket, src_key), later, target, copy);
+        }
         Ok(PutResult {
             etag: source.etag,
             last_modified: stamp_time(&stamp).unwrap_or(first.last_modified),
