@@ -25,6 +25,8 @@ struct Faulty {
     slow_puts: AtomicBool,
     /// PutObject calls received (client writes and repairs).
     puts: AtomicUsize,
+    /// GETs to answer with PreconditionFailed, as if the object had just been replaced.
+    replaced_for_gets: AtomicUsize,
 }
 
 impl Faulty {
@@ -34,6 +36,7 @@ impl Faulty {
             mode: AtomicU8::new(UP),
             slow_puts: AtomicBool::new(false),
             puts: AtomicUsize::new(0),
+            replaced_for_gets: AtomicUsize::new(0),
         })
     }
     fn set(&self, mode: u8) {
@@ -88,6 +91,13 @@ impl Backend for Faulty {
     }
     async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
         self.check()?;
+        if self
+            .replaced_for_gets
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::PreconditionFailed);
+        }
         let mut got = self.inner.get_object(b, k, o).await?;
         if self.mode.load(Ordering::SeqCst) == STALL_BODIES {
             let first = got.body.next().await;
@@ -822,4 +832,34 @@ async fn copy_right_after_a_w1_put_waits_for_the_replica_still_writing() {
         1,
         "the slow replica was written again by a repair"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_racing_a_write_on_every_replica_locates_again() {
+    // Every holder replaced the located version before the read reached it (a write
+    // landed in between): the read locates the object again instead of answering the
+    // client 412, which it never asked for.
+    let s = stack(WriteQuorum::Majority, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let body = conformance::pattern(5_000, 2);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            body.clone().into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    settle(&s.replicated).await;
+    for b in &s.backends {
+        b.replaced_for_gets.store(1, Ordering::SeqCst);
+    }
+    assert_eq!(read(&s.replicated, "k").await.unwrap(), body);
+    // A key that keeps changing ends in 503 (retryable), still not 412.
+    for b in &s.backends {
+        b.replaced_for_gets.store(100, Ordering::SeqCst);
+    }
+    let err = read(&s.replicated, "k").await.unwrap_err();
+    assert!(matches!(err, Error::ServiceUnavailable(_)), "{err:?}");
 }

@@ -230,6 +230,13 @@ fn is_straggler(e: &Error) -> bool {
 
 const STILL_WRITING: &str = "still writing";
 
+/// The error of a read whose located version every holder had replaced by a newer one.
+const CHANGED: &str = "changed while being read";
+
+fn is_changed(e: &Error) -> bool {
+    matches!(e, Error::ServiceUnavailable(m) if m == CHANGED)
+}
+
 fn version_of(meta: &ObjectMetadata) -> Option<&str> {
     meta.internal.get(VERSION_KEY).map(String::as_str)
 }
@@ -595,6 +602,94 @@ impl Replicated {
                 .unwrap_or(usize::MAX)
         });
         Ok(holders)
+    }
+
+    /// One GET: locate the newest version and read it from the first holder that serves
+    /// it. Every holder refusing the located version means it changed meanwhile:
+    /// [`CHANGED`], for [`Backend::get_object`] to locate again.
+    async fn get_located(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: &GetOptions,
+    ) -> Result<GetResult> {
+        let mut holders = self.locate(bucket, key, "GetObject/locate").await?;
+        holders.retain(|s| {
+            !opts
+                .exclude_replicas
+                .iter()
+                .any(|n| n == self.replicas()[s.index].backend.name())
+        });
+        let Some(first) = holders.first() else {
+            return Err(Error::Corrupt(format!(
+                "{bucket}/{key}: no replica left that has not failed verification"
+            )));
+        };
+        let info = self.present(first.info.clone());
+        opts.conditions.check(&info, false)?;
+        let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
+        let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
+        let mut last_error = None;
+        for (position, holder) in holders.iter().enumerate() {
+            let backend = self.replicas()[holder.index].backend.clone();
+            let inner_opts = GetOptions {
+                range: if info.size == 0 {
+                    None
+                } else {
+                    Some(ByteRange::FromTo(start, end))
+                },
+                conditions: Conditions {
+                    if_match: Some(holder.info.etag.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let got = self
+                .call(holder.index, |b| {
+                    let (bucket, key, o) = (bucket.clone(), key.clone(), inner_opts.clone());
+                    async move { b.get_object(&bucket, &key, o).await }
+                })
+                .await;
+            match got {
+                Ok(got) => {
+                    let served_by = Some(backend.name().to_string());
+                    let failover = Failover {
+                        this: self.clone(),
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                        etag: holder.info.etag.clone(),
+                        holders: holders[position..].iter().map(|h| h.index).collect(),
+                        current: 0,
+                        body: got.body,
+                        next_offset: start,
+                        end: if info.size == 0 { 0 } else { end },
+                    };
+                    let body = if info.size == 0 {
+                        got_empty()
+                    } else {
+                        failover.into_stream()
+                    };
+                    return Ok(GetResult {
+                        info,
+                        range,
+                        body,
+                        served_by,
+                    });
+                }
+                Err(Error::PreconditionFailed) => {
+                    // Overwritten since it was located.
+                    last_error.get_or_insert(Error::ServiceUnavailable(CHANGED.into()));
+                }
+                Err(e) => {
+                    log::warn!(
+                        "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
+                        backend.name()
+                    );
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or(Error::NoSuchKey))
     }
 
     /// Write through the tee to every available backend, under the quorum.
@@ -1856,79 +1951,20 @@ impl Backend for Replicated {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
-        let mut holders = self.locate(bucket, key, "GetObject/locate").await?;
-        holders.retain(|s| {
-            !opts
-                .exclude_replicas
-                .iter()
-                .any(|n| n == self.replicas()[s.index].backend.name())
-        });
-        let Some(first) = holders.first() else {
-            return Err(Error::Corrupt(format!(
-                "{bucket}/{key}: no replica left that has not failed verification"
-            )));
-        };
-        let info = self.present(first.info.clone());
-        opts.conditions.check(&info, false)?;
-        let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
-        let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
-        let mut last_error = None;
-        for (position, holder) in holders.iter().enumerate() {
-            let backend = self.replicas()[holder.index].backend.clone();
-            let inner_opts = GetOptions {
-                range: if info.size == 0 {
-                    None
-                } else {
-                    Some(ByteRange::FromTo(start, end))
-                },
-                conditions: Conditions {
-                    if_match: Some(holder.info.etag.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let got = self
-                .call(holder.index, |b| {
-                    let (bucket, key, o) = (bucket.clone(), key.clone(), inner_opts.clone());
-                    async move { b.get_object(&bucket, &key, o).await }
-                })
-                .await;
-            match got {
-                Ok(got) => {
-                    let served_by = Some(backend.name().to_string());
-                    let failover = Failover {
-                        this: self.clone(),
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                        etag: holder.info.etag.clone(),
-                        holders: holders[position..].iter().map(|h| h.index).collect(),
-                        current: 0,
-                        body: got.body,
-                        next_offset: start,
-                        end: if info.size == 0 { 0 } else { end },
-                    };
-                    let body = if info.size == 0 {
-                        got_empty()
-                    } else {
-                        failover.into_stream()
-                    };
-                    return Ok(GetResult {
-                        info,
-                        range,
-                        body,
-                        served_by,
-                    });
+        // A write between locating the newest version and reading it changes the object
+        // on every holder: locate again (a few times) rather than fail the read.
+        let mut attempts = 0;
+        loop {
+            match self.get_located(bucket, key, &opts).await {
+                Err(e) if is_changed(&e) && attempts < 3 => attempts += 1,
+                Err(e) if is_changed(&e) => {
+                    return Err(Error::ServiceUnavailable(format!(
+                        "{bucket}/{key} kept changing while being read"
+                    )));
                 }
-                Err(e) => {
-                    log::warn!(
-                        "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
-                        backend.name()
-                    );
-                    last_error = Some(e);
-                }
+                other => return other,
             }
         }
-        Err(last_error.unwrap_or(Error::NoSuchKey))
     }
 
     async fn head_object(
