@@ -135,3 +135,44 @@ def test_conditional_get(s3, bucket):
         s3.get_object(Bucket=bucket, Key="c", IfMatch='"0000"')
     assert code(e) == "PreconditionFailed"
     assert s3.get_object(Bucket=bucket, Key="c", IfMatch=put["ETag"])["Body"].read() == b"data"
+
+
+def test_list_multipart_uploads_pages_and_rolls_up(s3, bucket):
+    """Uploads in progress listed page by page (boto3's paginator follows NextKeyMarker and
+    NextUploadIdMarker) come out in key order, each exactly once, like one big page; a
+    delimiter rolls keys up into CommonPrefixes."""
+    keys = ["a", "b", "b", "b", "dir/x", "dir/y", "z"]
+    started = [(k, s3.create_multipart_upload(Bucket=bucket, Key=k)["UploadId"]) for k in keys]
+    try:
+        whole = s3.list_multipart_uploads(Bucket=bucket)
+        assert not whole["IsTruncated"]
+        everything = [(u["Key"], u["UploadId"]) for u in whole["Uploads"]]
+        # A replicated stack may list an upload once per replica that knows it.
+        assert sorted({k for k, _ in everything}) == sorted(set(keys))
+        assert [k for k, _ in everything] == sorted(k for k, _ in everything)
+        pages = list(s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, PaginationConfig={"PageSize": 2}))
+        assert len(pages) >= len(everything) // 2
+        assert all(len(p.get("Uploads", [])) <= 2 for p in pages)
+        assert pages[0]["IsTruncated"] and pages[0]["NextKeyMarker"] and pages[0]["NextUploadIdMarker"]
+        paged = [(u["Key"], u["UploadId"]) for p in pages for u in p.get("Uploads", [])]
+        assert paged == everything
+        # Three uploads of one key, a page of one: the upload-id marker moves within the key.
+        first = s3.list_multipart_uploads(Bucket=bucket, KeyMarker="a", MaxUploads=1)
+        assert [u["Key"] for u in first["Uploads"]] == ["b"] and first["IsTruncated"]
+        second = s3.list_multipart_uploads(Bucket=bucket, KeyMarker="b", UploadIdMarker=first["NextUploadIdMarker"],
+                                           MaxUploads=1)
+        assert [u["Key"] for u in second["Uploads"]] == ["b"]
+        assert second["Uploads"][0]["UploadId"] != first["Uploads"][0]["UploadId"]
+        rolled = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/")
+        assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["dir/"]
+        assert "dir/x" not in {u["Key"] for u in rolled["Uploads"]}
+        inside = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", Prefix="dir/")
+        assert sorted({u["Key"] for u in inside["Uploads"]}) == ["dir/x", "dir/y"]
+        after_dir = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", KeyMarker="dir/")
+        assert {u["Key"] for u in after_dir["Uploads"]} == {"z"} and not after_dir.get("CommonPrefixes")
+    finally:
+        for k, upload_id in started:
+            s3.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=upload_id)
+    left = s3.list_multipart_uploads(Bucket=bucket)
+    assert not [u for u in left.get("Uploads", []) if u["Key"] in keys]

@@ -76,7 +76,7 @@ pub(crate) fn page_uploads(
     mut uploads: Vec<UploadInfo>,
     opts: &ListUploadsOptions,
 ) -> ListUploadsResult {
-    uploads.retain(|u| u.key.starts_with(&opts.prefix));
+    uploads.retain(|u| u.key.starts_with(&opts.prefix) && u.key > opts.key_marker);
     uploads.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
     let max = if opts.max_uploads == 0 {
         1000

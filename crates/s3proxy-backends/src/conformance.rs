@@ -697,6 +697,36 @@ pub async fn multipart(backend: DynBackend, prefix: &str) {
             // By key: a replicated backend lists each replica's own upload ids.
             .any(|u| u.key == key.as_str())
     );
+    // A key marker lists only later keys: the page after this key leaves it out.
+    let after = backend
+        .list_multipart_uploads(
+            &bucket,
+            ListUploadsOptions {
+                key_marker: key.to_string(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list uploads after a key marker");
+    assert!(
+        after.uploads.iter().all(|u| u.key.as_str() > key.as_str()),
+        "{name}: key-marker"
+    );
+    let before = key.as_str()[..key.as_str().len() - 1].to_string();
+    let from_before = backend
+        .list_multipart_uploads(
+            &bucket,
+            ListUploadsOptions {
+                key_marker: before,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list uploads after an earlier key marker");
+    assert!(
+        from_before.uploads.iter().any(|u| u.key == key.as_str()),
+        "{name}: key-marker before the key"
+    );
     let completed = |n: u32, data: &Bytes| CompletedPart {
         part_number: n,
         etag: format!("\"{}\"", md5_hex(data)),

@@ -1606,6 +1606,7 @@ impl Backend for S3 {
             .list_multipart_uploads()
             .bucket(self.backend_bucket(bucket))
             .prefix(opts.prefix.clone())
+            .set_key_marker((!opts.key_marker.is_empty()).then(|| opts.key_marker.clone()))
             .max_uploads(max as i32)
             .send()
             .await
@@ -1621,9 +1622,18 @@ impl Backend for S3 {
                 initiated: to_system_time(u.initiated()),
             });
         }
+        // Some servers (moto) ignore key-marker and max-uploads, and list in creation
+        // order: hold them to S3's order and both parameters.
+        uploads.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+        uploads.retain(|u| u.key > opts.key_marker);
+        let mut is_truncated = out.is_truncated().unwrap_or(false);
+        if uploads.len() > max {
+            uploads.truncate(max);
+            is_truncated = true;
+        }
         Ok(ListUploadsResult {
             uploads,
-            is_truncated: out.is_truncated().unwrap_or(false),
+            is_truncated,
         })
     }
 }

@@ -292,6 +292,8 @@ pub struct ListUploadsOptions {
     pub prefix: String,
     /// At most this many uploads.
     pub max_uploads: usize,
+    /// Only uploads of keys after this one (S3's `key-marker`); empty: from the first.
+    pub key_marker: String,
 }
 
 /// One page of ListMultipartUploads.

@@ -165,43 +165,149 @@ pub(crate) async fn list_parts(
     xml_response(out)
 }
 
+/// ListMultipartUploads: uploads in key order, paged by `key-marker` and
+/// `upload-id-marker`, rolled up into CommonPrefixes by `delimiter`.
 pub(crate) async fn list_uploads(
     ctx: &Ctx,
     bucket: &BucketName,
     query: &Query,
 ) -> Result<Response<ResponseBody>> {
     let max_uploads = number(query, "max-uploads", 1000, 1000)?;
-    let prefix = query.get("prefix").unwrap_or("").to_string();
-    let page = ctx
-        .backend
-        .list_multipart_uploads(
+    let url = match query.get("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(_) => {
+            return Err(Error::InvalidArgument(
+                "Invalid Encoding Method specified in Request".into(),
+            ));
+        }
+    };
+    let enc = |s: &str| -> String {
+        if url {
+            crate::auth::sigv4::uri_encode(s, true)
+        } else {
+            s.to_string()
+        }
+    };
+    let prefix = query.get("prefix").unwrap_or("");
+    let delimiter = query.get("delimiter").filter(|d| !d.is_empty());
+    let key_marker = query.get("key-marker").unwrap_or("");
+    // As on S3, an upload-id marker counts only with a key marker.
+    let id_marker = query
+        .get("upload-id-marker")
+        .filter(|m| !m.is_empty() && !key_marker.is_empty());
+    let list = |prefix: &str, key_marker: &str, max_uploads: usize| {
+        ctx.backend.list_multipart_uploads(
             bucket,
             ListUploadsOptions {
-                prefix: prefix.clone(),
+                prefix: prefix.to_string(),
                 max_uploads,
+                key_marker: key_marker.to_string(),
             },
         )
-        .await?;
+    };
+    // With an upload-id marker, the page starts with the marker key's own uploads after
+    // that id (in initiation order, as listed); an id no longer listed (completed or
+    // aborted since) restarts that key's uploads rather than skip any. Backends page by
+    // key only, so one key's uploads are listed whole, up to the 1000 a page may hold;
+    // beyond that the listing moves on to the next keys.
+    let mut candidates = vec![];
+    // The marker key has more uploads than this page holds: this page is only theirs.
+    let mut marker_key_continues = false;
+    if let Some(id_marker) = id_marker
+        && key_marker.starts_with(prefix)
+    {
+        let same = list(key_marker, "", 1000).await?;
+        let own: Vec<UploadInfo> = same
+            .uploads
+            .into_iter()
+            .filter(|u| u.key == key_marker)
+            .collect();
+        let after = own
+            .iter()
+            .position(|u| u.upload_id.as_str() == id_marker)
+            .map_or(0, |at| at + 1);
+        candidates.extend(own.into_iter().skip(after));
+        marker_key_continues = candidates.len() > max_uploads;
+    }
+    let rest = if marker_key_continues {
+        ListUploadsResult {
+            uploads: vec![],
+            is_truncated: true,
+        }
+    } else {
+        list(prefix, key_marker, max_uploads).await?
+    };
+    let truncated = rest.is_truncated;
+    let mut uploads = vec![];
+    let mut common_prefixes: Vec<&str> = vec![];
+    let mut next: Option<(String, Option<String>)> = None;
+    let mut full = false;
+    let all: Vec<UploadInfo> = candidates.into_iter().chain(rest.uploads).collect();
+    for u in &all {
+        let rolled = delimiter.and_then(|d| {
+            u.key[prefix.len()..]
+                .find(d)
+                .map(|at| &u.key[..prefix.len() + at + d.len()])
+        });
+        if let Some(cp) = rolled {
+            // Continuing after a common prefix: its keys were rolled up already.
+            if cp == key_marker || common_prefixes.last() == Some(&cp) {
+                next = Some((u.key.clone(), Some(u.upload_id.to_string())));
+                continue;
+            }
+        }
+        if uploads.len() + common_prefixes.len() == max_uploads {
+            full = true;
+            break;
+        }
+        match rolled {
+            Some(cp) => {
+                common_prefixes.push(cp);
+                next = Some((cp.to_string(), None));
+            }
+            None => {
+                uploads.push(u);
+                next = Some((u.key.clone(), Some(u.upload_id.to_string())));
+            }
+        }
+    }
+    let truncated = full || truncated;
     let mut out = xml::open("ListMultipartUploadsResult");
     elem(&mut out, "Bucket", bucket.as_str());
-    elem(&mut out, "KeyMarker", "");
-    elem(&mut out, "UploadIdMarker", "");
-    elem(&mut out, "Prefix", &prefix);
+    elem(&mut out, "KeyMarker", &enc(key_marker));
+    elem(&mut out, "UploadIdMarker", id_marker.unwrap_or(""));
+    if truncated && let Some((key, id)) = &next {
+        elem(&mut out, "NextKeyMarker", &enc(key));
+        elem(&mut out, "NextUploadIdMarker", id.as_deref().unwrap_or(""));
+    }
+    if let Some(d) = delimiter {
+        elem(&mut out, "Delimiter", &enc(d));
+    }
+    elem(&mut out, "Prefix", &enc(prefix));
     elem(&mut out, "MaxUploads", &max_uploads.to_string());
+    if url {
+        elem(&mut out, "EncodingType", "url");
+    }
     elem(
         &mut out,
         "IsTruncated",
-        if page.is_truncated { "true" } else { "false" },
+        if truncated { "true" } else { "false" },
     );
-    for u in &page.uploads {
+    for u in uploads {
         out.push_str("<Upload>");
-        elem(&mut out, "Key", &u.key);
+        elem(&mut out, "Key", &enc(&u.key));
         elem(&mut out, "UploadId", u.upload_id.as_str());
         out.push_str("<Initiator><ID>s3proxy</ID><DisplayName>s3proxy</DisplayName></Initiator>");
         owner_xml(&mut out);
         elem(&mut out, "StorageClass", "STANDARD");
         elem(&mut out, "Initiated", &time::iso8601(u.initiated));
         out.push_str("</Upload>");
+    }
+    for cp in common_prefixes {
+        out.push_str("<CommonPrefixes>");
+        elem(&mut out, "Prefix", &enc(cp));
+        out.push_str("</CommonPrefixes>");
     }
     out.push_str("</ListMultipartUploadsResult>");
     xml_response(out)
