@@ -180,3 +180,23 @@ def test_virtual_hosted_urls(px, s3, sig):
     other = url.replace(f"//{BUCKET}.", "//other.")
     status, _, body = curl(other, resolve=f"other.{DOMAIN}:{px.port}:127.0.0.1")
     assert status == 403 and error_code(body) == "SignatureDoesNotMatch"
+
+
+def test_bad_query_parameters_are_authorization_query_parameters_errors(px, s3):
+    """A SigV4 link valid for more than a week, or missing a parameter, gets AWS's
+    AuthorizationQueryParametersError (400) before any signature check, and no data."""
+    c = client(px.endpoint)
+    url = c.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "file.txt"}, ExpiresIn=604_801)
+    status, _, body = curl(url)
+    assert status == 400 and error_code(body) == "AuthorizationQueryParametersError" and b"0123" not in body
+    assert b"604800" in body
+    url = c.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "file.txt"}, ExpiresIn=604_800)
+    status, _, body = curl(url)
+    assert status == 200 and body == b"0123456789abcdef"
+    for drop in ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Date"):
+        broken = re.sub(drop + r"=[^&]*&?", "", url)
+        status, _, body = curl(broken)
+        assert status == 400 and error_code(body) == "AuthorizationQueryParametersError", (drop, body)
+        assert drop.encode() in body
+    status, _, body = curl(url.replace("X-Amz-Expires=604800", "X-Amz-Expires=soon"))
+    assert status == 400 and error_code(body) == "AuthorizationQueryParametersError"

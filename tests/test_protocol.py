@@ -767,7 +767,7 @@ def test_presigned_v4_and_sigv2(px, bkt):
     q = w.presign_v4("GET", f"/{bkt}/p", host=host)
     w.assert_error(w.send(port, "GET", f"/{bkt}/other", q), 403, "SignatureDoesNotMatch")
     w.assert_error(w.send(port, "GET", f"/{bkt}/p", q.replace("X-Amz-Expires=300", "X-Amz-Expires=301")), 403, "SignatureDoesNotMatch")
-    w.assert_error(w.send(port, "GET", f"/{bkt}/p", w.presign_v4("GET", f"/{bkt}/p", expires=604801, host=host)), 400, "AuthorizationHeaderMalformed")
+    w.assert_error(w.send(port, "GET", f"/{bkt}/p", w.presign_v4("GET", f"/{bkt}/p", expires=604801, host=host)), 400, "AuthorizationQueryParametersError")
     w.assert_error(w.send(port, "GET", f"/{bkt}/p", w.presign_v4("GET", f"/{bkt}/p", access="NOBODY", host=host)), 403, "InvalidAccessKeyId")
     w.assert_error(w.send(port, "GET", f"/{bkt}/p", w.presign_v4("GET", f"/{bkt}/p", secret="bad", host=host)), 403, "SignatureDoesNotMatch")
     # A presigned PUT.

@@ -113,6 +113,9 @@ pub enum Error {
     /// The Authorization header (or presigned query) is malformed; the string says how.
     #[error("{0}")]
     AuthorizationMalformed(String),
+    /// A presigned URL's query parameters are missing or invalid; the string says how.
+    #[error("{0}")]
+    AuthorizationQueryParameters(String),
     /// The request time differs too much from the server's clock.
     #[error("The difference between the request time and the server's time is too large.")]
     RequestTimeTooSkewed,
@@ -184,6 +187,7 @@ impl Error {
             Error::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Error::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
             Error::AuthorizationMalformed(_) => "AuthorizationHeaderMalformed",
+            Error::AuthorizationQueryParameters(_) => "AuthorizationQueryParametersError",
             Error::MethodNotAllowed => "MethodNotAllowed",
             Error::NotImplemented(_) => "NotImplemented",
             Error::ServiceUnavailable(_) => "ServiceUnavailable",
@@ -216,6 +220,7 @@ impl Error {
             | Error::MaxMessageLengthExceeded
             | Error::ContentSha256Mismatch
             | Error::AuthorizationMalformed(_)
+            | Error::AuthorizationQueryParameters(_)
             | Error::RequestTimeout => 400,
             Error::MissingContentLength => 411,
             Error::InvalidRange => 416,

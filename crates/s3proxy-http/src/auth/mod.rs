@@ -113,6 +113,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// What AWS answers for a presigned URL whose query parameters are missing or invalid.
+fn query_error(why: &str) -> Error {
+    Error::AuthorizationQueryParameters(why.into())
+}
+
 fn malformed(why: &str) -> Error {
     Error::AuthorizationMalformed(format!("The authorization information is malformed: {why}"))
 }
@@ -243,7 +248,13 @@ pub fn authenticate(
         }
         return Err(malformed("unsupported authorization type"));
     }
-    if req.raw_query.contains("X-Amz-Signature=") {
+    // Any SigV4 query parameter makes it a presigned request: one missing the others is
+    // told what is missing, not treated as anonymous.
+    if req.raw_query.split('&').any(|p| {
+        ["X-Amz-Algorithm=", "X-Amz-Credential=", "X-Amz-Signature="]
+            .iter()
+            .any(|name| p.starts_with(name))
+    }) {
         return authenticate_presigned(req, config, now);
     }
     if req
@@ -354,26 +365,31 @@ fn authenticate_presigned(
     let get = |name: &str| {
         q.get(name)
             .map(String::as_str)
-            .ok_or_else(|| Error::AuthorizationMalformed(format!("missing {name} in query")))
+            .ok_or_else(|| query_error(&format!("Query-string authentication requires {name}")))
     };
     if get("X-Amz-Algorithm")? != "AWS4-HMAC-SHA256" {
-        return Err(malformed("X-Amz-Algorithm must be AWS4-HMAC-SHA256"));
+        return Err(query_error(
+            "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"",
+        ));
     }
     let credential = get("X-Amz-Credential")?;
     let amz_date = get("X-Amz-Date")?;
     let expires: u64 = get("X-Amz-Expires")?
         .parse()
-        .map_err(|_| malformed("bad X-Amz-Expires"))?;
+        .map_err(|_| query_error("X-Amz-Expires should be a number"))?;
     if expires > 604_800 {
-        return Err(Error::AuthorizationMalformed(
-            "X-Amz-Expires must be less than a week (in seconds)".into(),
+        return Err(query_error(
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
         ));
     }
     let signed_headers = get("X-Amz-SignedHeaders")?;
     let signature = get("X-Amz-Signature")?;
     let scope: Vec<&str> = credential.split('/').collect();
     let [access_key, date, region, service, "aws4_request"] = scope[..] else {
-        return Err(malformed("bad X-Amz-Credential"));
+        return Err(query_error(&format!(
+            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; \
+             expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\", got {credential:?}"
+        )));
     };
     let time = parse_amz_date(amz_date).ok_or_else(|| malformed("bad X-Amz-Date"))?;
     let payload_hash = header(req.headers, "x-amz-content-sha256").unwrap_or("UNSIGNED-PAYLOAD");
