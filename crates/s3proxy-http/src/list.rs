@@ -21,13 +21,9 @@ fn max_keys(query: &Query) -> Result<usize> {
     }
 }
 
-pub(crate) async fn list_objects(
-    ctx: &Ctx,
-    bucket: &BucketName,
-    query: &Query,
-    v2: bool,
-) -> Result<Response<ResponseBody>> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+/// How a listing writes keys and prefixes: as they are, or URI-encoded when the request
+/// says `encoding-type=url` (clients ask so for keys XML 1.0 cannot carry).
+pub(crate) fn key_encoding(query: &Query) -> Result<impl Fn(&str) -> String + use<>> {
     let url = match query.get("encoding-type") {
         None => false,
         Some("url") => true,
@@ -37,13 +33,24 @@ pub(crate) async fn list_objects(
             ));
         }
     };
-    let enc = |s: &str| -> String {
+    Ok(move |s: &str| {
         if url {
             crate::auth::sigv4::uri_encode(s, true)
         } else {
             s.to_string()
         }
-    };
+    })
+}
+
+pub(crate) async fn list_objects(
+    ctx: &Ctx,
+    bucket: &BucketName,
+    query: &Query,
+    v2: bool,
+) -> Result<Response<ResponseBody>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let enc = key_encoding(query)?;
+    let url = query.get("encoding-type").is_some();
     let prefix = query.get("prefix").unwrap_or("").to_string();
     let delimiter = query
         .get("delimiter")

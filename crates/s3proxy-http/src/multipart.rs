@@ -173,22 +173,8 @@ pub(crate) async fn list_uploads(
     query: &Query,
 ) -> Result<Response<ResponseBody>> {
     let max_uploads = number(query, "max-uploads", 1000, 1000)?;
-    let url = match query.get("encoding-type") {
-        None => false,
-        Some("url") => true,
-        Some(_) => {
-            return Err(Error::InvalidArgument(
-                "Invalid Encoding Method specified in Request".into(),
-            ));
-        }
-    };
-    let enc = |s: &str| -> String {
-        if url {
-            crate::auth::sigv4::uri_encode(s, true)
-        } else {
-            s.to_string()
-        }
-    };
+    let url = query.get("encoding-type").is_some();
+    let enc = crate::list::key_encoding(query)?;
     let prefix = query.get("prefix").unwrap_or("");
     let delimiter = query.get("delimiter").filter(|d| !d.is_empty());
     let key_marker = query.get("key-marker").unwrap_or("");
