@@ -37,10 +37,10 @@ pub struct Entry {
 
 /// Where an entry sits in the in-memory index: (bucket, key, backend), so that every
 /// entry of one key (and of one bucket) is a contiguous range.
-type EntryId = (String, String, String);
+pub(crate) type EntryId = (String, String, String);
 
 impl Entry {
-    fn id(&self) -> EntryId {
+    pub(crate) fn id(&self) -> EntryId {
         (self.bucket.clone(), self.key.clone(), self.backend.clone())
     }
 
@@ -135,6 +135,11 @@ impl Journal {
             entry.tombstone = entry.tombstone.clone().max(old.tombstone.clone());
             if old.stamp > entry.stamp {
                 entry.stamp = old.stamp.clone();
+            }
+            if *old == entry {
+                // Already journaled as it is (a read locating a replica still writing, a
+                // missed operation recorded again): no rewrite, no fsyncs.
+                return Ok(());
             }
         }
         if let Some(dir) = &self.dir {
@@ -315,5 +320,24 @@ mod tests {
             .unwrap();
         j2.remove(&current).unwrap();
         assert_eq!(Journal::open(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn recording_an_entry_already_there_writes_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let e = entry("r1", "005");
+        j.record(e.clone()).unwrap();
+        let path = dir.path().join(e.file_name());
+        let inode = fs::metadata(&path).unwrap().ino();
+        // The same entry, and an older stamp that merges into it: nothing to write.
+        j.record(e.clone()).unwrap();
+        j.record(entry("r1", "003")).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        // A newer stamp is a new generation: written (a new file renamed into place).
+        j.record(entry("r1", "007")).unwrap();
+        assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(j.pending()[0].stamp, "007");
     }
 }

@@ -38,6 +38,7 @@ mod stamp;
 mod tee;
 
 pub use health::{Health, HealthSnapshot};
+use journal::EntryId;
 pub use journal::{Entry, Journal};
 pub use stamp::{Hlc, VERSION_KEY, stamp_time};
 
@@ -183,9 +184,6 @@ struct ReplicaState {
     health: Health,
 }
 
-/// A journal entry's identity: bucket, key, backend.
-type EntryId = (String, String, String);
-
 struct Shared {
     name: String,
     replicas: Vec<ReplicaState>,
@@ -235,6 +233,17 @@ const CHANGED: &str = "changed while being read";
 
 fn is_changed(e: &Error) -> bool {
     matches!(e, Error::ServiceUnavailable(m) if m == CHANGED)
+}
+
+/// The replicas of a fan-out that missed it (unreachable, failing, still writing): the
+/// ones to journal.
+fn missed_by<T>(outcomes: &[Outcome<T>]) -> Vec<usize> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Err(e) if e.is_transient()))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn version_of(meta: &ObjectMetadata) -> Option<&str> {
@@ -805,7 +814,7 @@ impl Replicated {
                     let (b, k, s) = (bucket.clone(), key.clone(), stamp.to_string());
                     let op = op.to_string();
                     guard.add_stragglers(1);
-                    guard.straggling(&stragglers);
+                    guard.mark_straggling(&stragglers);
                     tokio::spawn(async move {
                         // The write counts as in flight until its stragglers are done.
                         let guard = guard;
@@ -1318,11 +1327,7 @@ impl Replicated {
     /// An entry that failed waits 1 s, 2 s, 4 s… (at most [`MAX_REPAIR_BACKOFF`]) before
     /// its next attempt.
     async fn repair_and_clear(&self, entry: &Entry) {
-        let id = (
-            entry.bucket.clone(),
-            entry.key.clone(),
-            entry.backend.clone(),
-        );
+        let id = entry.id();
         let backoff = || {
             self.shared
                 .repair_backoff
@@ -1607,13 +1612,13 @@ impl InflightWrite {
     }
 
     /// Mark replicas as still writing this key in the background.
-    fn straggling(&self, replicas: &[usize]) {
+    fn mark_straggling(&self, replicas: &[usize]) {
         if let Some(slot) = self.this.inflight().get_mut(&self.id) {
             slot.straggling.extend_from_slice(replicas);
         }
     }
 
-    /// One replica marked by [`Self::straggling`] is done, well or not.
+    /// One replica marked by [`Self::mark_straggling`] is done, well or not.
     fn straggler_done(&self, replica: usize) {
         if let Some(slot) = self.this.inflight().get_mut(&self.id)
             && let Some(at) = slot.straggling.iter().position(|r| *r == replica)
@@ -1864,12 +1869,7 @@ impl Backend for Replicated {
         {
             return Err(Error::NoSuchBucket);
         }
-        let missed: Vec<usize> = outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| matches!(o, Err(e) if e.is_transient()))
-            .map(|(i, _)| i)
-            .collect();
+        let missed = missed_by(&outcomes);
         self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchBucket))?;
         // Backends that missed the delete keep the bucket: journal its deletion (an entry
         // with an empty key), which hides it from then on and has repair delete it there.
@@ -1988,12 +1988,7 @@ impl Backend for Replicated {
                 async move { b.delete_object(&bucket, &key).await }
             })
             .await;
-        let skipped: Vec<usize> = outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| matches!(o, Err(e) if e.is_transient()))
-            .map(|(i, _)| i)
-            .collect();
+        let skipped = missed_by(&outcomes);
         // Journal the tombstone before answering, even below the quorum: a delete that
         // reached some backends must not be undone by repair.
         for i in &skipped {
@@ -2108,10 +2103,8 @@ impl Backend for Replicated {
                 other => other,
             })
             .collect();
-        for (i, o) in outcomes.iter().enumerate() {
-            if matches!(o, Err(e) if e.is_transient()) {
-                self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
-            }
+        for i in missed_by(&outcomes) {
+            self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
         }
         let first = self.quorum_result(outcomes, |_| false)?;
         let first = first.ok_or_else(|| Error::Internal("no successful copy".into()))?;
