@@ -76,7 +76,7 @@ const ENCODED_ID_MARK: char = '~';
 /// assert_eq!(opts.region, "us-east-1");
 /// assert!(opts.path_style);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Options {
     /// Endpoint URL, e.g. `http://127.0.0.1:9000` or `https://s3.example.com`; TLS is used
     /// when the scheme is `https`. `None` means AWS S3's own endpoint for the region.
@@ -115,6 +115,27 @@ pub struct S3Options {
     /// Time allowed for a whole operation, body included; unset by default.
     #[serde(default)]
     pub operation_timeout_secs: Option<u64>,
+}
+
+/// The secret key stays out of `{:?}`.
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("path_style", &self.path_style)
+            .field("bucket_prefix", &self.bucket_prefix)
+            .field("buckets", &self.buckets)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("read_timeout_secs", &self.read_timeout_secs)
+            .field("operation_timeout_secs", &self.operation_timeout_secs)
+            .finish()
+    }
 }
 
 fn default_region() -> String {

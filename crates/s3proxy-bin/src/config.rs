@@ -4,6 +4,7 @@
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use s3proxy_core::replicated::{ReadPreference, WriteQuorum};
+use s3proxy_http::auth::grants::{Access, Grants};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -90,7 +91,7 @@ fn default_max_clock_skew_secs() -> u64 {
 }
 
 /// `[replication]`: quorum and reads across several backends.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicationConfig {
     /// `1`, `"majority"`, `"all"` or a number of backends.
@@ -110,6 +111,22 @@ pub struct ReplicationConfig {
     /// Seconds between journal replays while repairs are pending.
     #[serde(default = "default_repair_interval")]
     pub repair_interval_secs: u64,
+}
+
+/// The upload id secret stays out of `{:?}`.
+impl std::fmt::Debug for ReplicationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationConfig")
+            .field("write_quorum", &self.write_quorum)
+            .field("read_preference", &self.read_preference)
+            .field("retries", &self.retries)
+            .field(
+                "upload_id_secret",
+                &self.upload_id_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("repair_interval_secs", &self.repair_interval_secs)
+            .finish()
+    }
 }
 
 impl Default for ReplicationConfig {
@@ -132,14 +149,38 @@ fn default_repair_interval() -> u64 {
     5
 }
 
-/// One access key pair.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+/// One access key pair, and the buckets it may reach.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialConfig {
     /// Access key id.
     pub access_key: String,
     /// Secret key.
     pub secret_key: String,
+    /// Bucket names or prefixes ending in `*`, each with `"read"`, `"write"` or
+    /// `"owner"`. Absent: every bucket, as owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<std::collections::BTreeMap<String, Access>>,
+}
+
+impl CredentialConfig {
+    /// The grants this credential's `buckets` describe.
+    pub fn grants(&self) -> Result<Grants, String> {
+        match &self.buckets {
+            None => Ok(Grants::All),
+            Some(buckets) => Grants::only(buckets.iter().map(|(p, a)| (p, *a))),
+        }
+    }
+}
+
+impl std::fmt::Debug for CredentialConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialConfig")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("buckets", &self.buckets)
+            .finish()
+    }
 }
 
 /// Kinds of backend.
@@ -155,7 +196,7 @@ pub enum BackendKind {
 }
 
 /// One storage backend.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Name used in logs.
@@ -189,6 +230,28 @@ pub struct BackendConfig {
     /// Proxy bucket -> backend bucket (kind = "s3").
     #[serde(default)]
     pub buckets: std::collections::BTreeMap<String, String>,
+}
+
+/// The secret key stays out of `{:?}`.
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("path_style", &self.path_style)
+            .field("bucket_prefix", &self.bucket_prefix)
+            .field("buckets", &self.buckets)
+            .finish()
+    }
 }
 
 impl BackendConfig {
@@ -351,6 +414,9 @@ impl Config {
             }
             if c.secret_key.is_empty() {
                 return err(&format!("credentials.{i}.secret_key"), "must not be empty");
+            }
+            if let Err(why) = c.grants() {
+                return err(&format!("credentials.{i}.buckets"), &why);
             }
             if !keys.insert(&c.access_key) {
                 return err(

@@ -39,6 +39,7 @@ pub fn load_or_generate(state_dir: &Path) -> std::io::Result<(CredentialConfig, 
             40,
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
         ),
+        buckets: None,
     };
     let mut file = std::fs::OpenOptions::new()
         .write(true)

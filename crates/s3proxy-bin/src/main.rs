@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use config::{BackendKind, Config, Overrides};
 use s3proxy_core::replicated::{Journal, Replica, Replicated, ReplicationOptions};
 use s3proxy_core::{BucketName, DynBackend};
-use s3proxy_http::{S3Server, ServerConfig, auth::Credential};
+use s3proxy_http::auth::{Credential, grants::Grants};
+use s3proxy_http::{S3Server, ServerConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -290,9 +291,10 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let mut server_config = ServerConfig::new(
         credentials
             .into_iter()
-            .map(|c| Credential {
-                access_key: c.access_key,
-                secret_key: c.secret_key,
+            .map(|c| {
+                // Validated with the configuration: a bad pattern never gets here.
+                let grants = c.grants().unwrap_or(Grants::Only(vec![]));
+                Credential::new(c.access_key, c.secret_key).with_grants(grants)
             })
             .collect(),
     );

@@ -30,6 +30,11 @@ pub enum Error {
     /// CreateBucket on a bucket that already exists (and is ours).
     #[error("Your previous request to create the named bucket succeeded and you already own it.")]
     BucketAlreadyOwnedByYou,
+    /// CreateBucket on a bucket that exists and belongs to another credential.
+    #[error(
+        "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+    )]
+    BucketAlreadyExists,
     /// DeleteBucket on a bucket that still holds objects.
     #[error("The bucket you tried to delete is not empty")]
     BucketNotEmpty,
@@ -161,6 +166,7 @@ impl Error {
             Error::NoSuchKey => "NoSuchKey",
             Error::NoSuchUpload => "NoSuchUpload",
             Error::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            Error::BucketAlreadyExists => "BucketAlreadyExists",
             Error::BucketNotEmpty => "BucketNotEmpty",
             Error::InvalidBucketName(_) => "InvalidBucketName",
             Error::KeyTooLong => "KeyTooLongError",
@@ -202,7 +208,9 @@ impl Error {
         match self {
             Error::NotModified => 304,
             Error::NoSuchBucket | Error::NoSuchKey | Error::NoSuchUpload => 404,
-            Error::BucketAlreadyOwnedByYou | Error::BucketNotEmpty => 409,
+            Error::BucketAlreadyOwnedByYou | Error::BucketAlreadyExists | Error::BucketNotEmpty => {
+                409
+            }
             Error::InvalidBucketName(_)
             | Error::KeyTooLong
             | Error::InvalidArgument(_)

@@ -296,7 +296,7 @@ fn default_enabled() -> bool {
 }
 
 /// One key of `[encryption] keys`: an id and either the base64 secret or a key file.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The key id. For a `key_file`, it must match the id in the file.
@@ -307,6 +307,17 @@ pub struct KeyConfig {
     /// A key file written by `s3proxy keygen`.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+}
+
+/// The key itself stays out of `{:?}`.
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("id", &self.id)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 /// The `[encryption]` section of the configuration.

@@ -1,15 +1,18 @@
 //! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
 //! GetBucketLocation, GetBucketVersioning.
 
+use crate::auth::grants::{Access, Grants};
 use crate::xml::{self, elem};
 use crate::{
     Ctx, ResponseBody, S3Request, empty_response, owner_xml, read_xml_body, time, xml_response,
 };
 use http::{Response, StatusCode};
-use s3proxy_core::{BucketName, Result};
+use s3proxy_core::{BucketName, Error, Result};
 
-pub(crate) async fn list_buckets(ctx: &Ctx) -> Result<Response<ResponseBody>> {
-    let buckets = ctx.backend.list_buckets().await?;
+pub(crate) async fn list_buckets(ctx: &Ctx, grants: &Grants) -> Result<Response<ResponseBody>> {
+    let mut buckets = ctx.backend.list_buckets().await?;
+    // A credential sees only the buckets it may reach.
+    buckets.retain(|b| grants.access(&b.name).is_some());
     let mut out = xml::open("ListAllMyBucketsResult");
     owner_xml(&mut out);
     out.push_str("<Buckets>");
@@ -28,6 +31,14 @@ pub(crate) async fn create_bucket(
     bucket: &BucketName,
     req: S3Request,
 ) -> Result<Response<ResponseBody>> {
+    if req.grants.require(bucket.as_str(), Access::Owner).is_err() {
+        // S3 tells anyone but the owner that a taken name is taken; a free name this
+        // credential may not own is simply refused.
+        return Err(match ctx.backend.head_bucket(bucket).await {
+            Ok(_) => Error::BucketAlreadyExists,
+            Err(_) => Error::AccessDenied("Access Denied".into()),
+        });
+    }
     let body = read_xml_body(req).await?;
     if !body.trim().is_empty() {
         // Any region is accepted: where data lives is decided by the configured backends.

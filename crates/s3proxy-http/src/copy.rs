@@ -8,7 +8,8 @@ use percent_encoding::percent_decode_str;
 use s3proxy_core::*;
 use std::time::SystemTime;
 
-/// Parse `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
+/// Parse `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded; AccessDenied
+/// when the signer may not read the source bucket.
 pub(crate) fn copy_source(req: &S3Request) -> Result<(BucketName, ObjectKey)> {
     let raw = header(&req.headers, "x-amz-copy-source")
         .ok_or_else(|| Error::InvalidArgument("missing x-amz-copy-source".into()))?;
@@ -24,7 +25,11 @@ pub(crate) fn copy_source(req: &S3Request) -> Result<(BucketName, ObjectKey)> {
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey".into(),
         )
     })?;
-    Ok((BucketName::new(bucket)?, ObjectKey::new(key)?))
+    let (bucket, key) = (BucketName::new(bucket)?, ObjectKey::new(key)?);
+    // Copying is reading: the source must be readable by whoever asks for the copy.
+    req.grants
+        .require(bucket.as_str(), crate::auth::grants::Access::Read)?;
+    Ok((bucket, key))
 }
 
 fn copy_result(root: &str, etag: &str, modified: SystemTime) -> String {

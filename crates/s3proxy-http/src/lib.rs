@@ -9,10 +9,7 @@
 //! # async fn run() -> std::io::Result<()> {
 //! use s3proxy_http::{S3Server, ServerConfig, auth::Credential};
 //! let backend = std::sync::Arc::new(s3proxy_backends::Memory::new("mem"));
-//! let config = ServerConfig::new(vec![Credential {
-//!     access_key: "AKEXAMPLE".into(),
-//!     secret_key: "secretexample".into(),
-//! }]);
+//! let config = ServerConfig::new(vec![Credential::new("AKEXAMPLE", "secretexample")]);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
 //! S3Server::new(backend, config).serve(listener).await
 //! # }
@@ -24,14 +21,18 @@ pub mod checksum;
 mod conn;
 mod copy;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod list;
 mod multipart;
 mod object;
+pub mod query;
 pub mod request;
 pub mod router;
 pub mod time;
 pub mod xml;
 
+use auth::grants::{self, Grants};
 use auth::{AuthConfig, Credential, Keyring, RequestParts};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -126,6 +127,8 @@ pub(crate) struct S3Request {
     pub body: ByteStream,
     /// Whether the body came aws-chunked (its data length is then in a header).
     pub chunked: bool,
+    /// The buckets the signer may reach.
+    pub grants: Arc<Grants>,
 }
 
 /// The S3 server: routes, authenticates and serves requests against a backend.
@@ -298,8 +301,20 @@ impl S3Server {
             Err(e) => return ("Route", Err(e)),
         };
         let op = endpoint.name();
+        // CreateBucket decides itself (another credential's bucket is BucketAlreadyExists);
+        // a copy's source is checked once its header is parsed.
+        if !matches!(endpoint, Endpoint::CreateBucket { .. })
+            && let Some((bucket, access)) = grants::needed(&endpoint)
+            && let Err(e) = authenticated.grants.require(bucket, access)
+        {
+            log::debug!(
+                "{} may not {op} on bucket {bucket}",
+                authenticated.access_key
+            );
+            return (op, Err(e));
+        }
         let raw = incoming_stream(body, self.config.body_idle_timeout);
-        let chunked = request::is_chunked(&parts.headers, &authenticated);
+        let chunked = request::is_chunked(&authenticated);
         let body = match request::verified_body(raw, &parts.headers, &authenticated) {
             Ok(b) => b,
             Err(e) => return (op, Err(e)),
@@ -309,6 +324,7 @@ impl S3Server {
             query,
             body,
             chunked,
+            grants: authenticated.grants,
         };
         (op, route_to_handler(ctx, endpoint, req).await)
     }
@@ -321,7 +337,7 @@ async fn route_to_handler(
 ) -> Result<Response<ResponseBody>> {
     use Endpoint::*;
     match endpoint {
-        ListBuckets => bucket::list_buckets(ctx).await,
+        ListBuckets => bucket::list_buckets(ctx, &req.grants).await,
         CreateBucket { bucket } => bucket::create_bucket(ctx, &bucket, req).await,
         DeleteBucket { bucket } => bucket::delete_bucket(ctx, &bucket).await,
         HeadBucket { bucket } => bucket::head_bucket(ctx, &bucket).await,

@@ -20,22 +20,9 @@ use std::time::SystemTime;
 pub struct Query(HashMap<String, String>);
 
 impl Query {
-    /// Parse a raw query string (`+` means space, as in form encoding).
+    /// Parse a raw query string, as [`crate::query::pairs`] reads it (`+` is a space).
     pub fn parse(raw: &str) -> Query {
-        Query(
-            raw.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    let dec = |s: &str| {
-                        percent_decode_str(&s.replace('+', " "))
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    };
-                    (dec(k), dec(v))
-                })
-                .collect(),
-        )
+        Query(crate::query::pairs(raw).collect())
     }
 
     /// A parameter's value.
@@ -161,13 +148,12 @@ pub fn conditions(headers: &HeaderMap, prefix: &str) -> Conditions {
     }
 }
 
-/// Whether the body is `aws-chunked`.
-pub fn is_chunked(headers: &HeaderMap, auth: &Authenticated) -> bool {
+/// Whether the body is `aws-chunked`: only when the signature says so (a `STREAMING-*`
+/// payload). A `Content-Encoding: aws-chunked` header alone changes nothing: were it enough,
+/// a request signed over one body's SHA-256 could carry another body in chunked framing
+/// and have that stored, the signed hash never checked.
+pub fn is_chunked(auth: &Authenticated) -> bool {
     matches!(auth.payload, Payload::Chunked { .. })
-        || header(headers, "content-encoding").is_some_and(|v| {
-            v.split(',')
-                .any(|e| e.trim().eq_ignore_ascii_case("aws-chunked"))
-        })
 }
 
 /// The length of the object data the body carries.
@@ -196,7 +182,7 @@ pub fn verified_body(
     headers: &HeaderMap,
     auth: &Authenticated,
 ) -> Result<ByteStream> {
-    if is_chunked(headers, auth) {
+    if is_chunked(auth) {
         let signing = match &auth.payload {
             Payload::Chunked { signing, .. } => signing.clone(),
             _ => None,

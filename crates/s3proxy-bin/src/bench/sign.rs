@@ -48,7 +48,7 @@ impl Signer {
         let canonical = sigv4::canonical_request(
             method,
             &sigv4::canonical_uri(raw_path),
-            &sigv4::canonical_query(raw_query),
+            &sigv4::canonical_query(raw_query, false),
             &headers,
             signed,
             payload_hash,

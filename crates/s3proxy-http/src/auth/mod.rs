@@ -2,47 +2,106 @@
 //! and SigV2 (header and presigned).
 
 pub mod chunked;
+pub mod grants;
 pub mod sigv2;
 pub mod sigv4;
 
+use grants::Grants;
 use http::HeaderMap;
-use percent_encoding::percent_decode_str;
 use s3proxy_core::{Error, Result};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
-/// One access key and its secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One access key, its secret and the buckets it may reach.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The access key id clients send.
     pub access_key: String,
     /// The secret key they sign with.
     pub secret_key: String,
+    /// The buckets it reaches ([`Grants::All`] by default).
+    pub grants: Grants,
+}
+
+impl Credential {
+    /// A credential reaching every bucket.
+    ///
+    /// ```
+    /// let c = s3proxy_http::auth::Credential::new("AKEXAMPLE", "secretexample");
+    /// assert!(!format!("{c:?}").contains("secretexample"));
+    /// ```
+    pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        Credential {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            grants: Grants::All,
+        }
+    }
+
+    /// The same credential limited to `grants`.
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+}
+
+/// Secrets never reach a log line through `{:?}`.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("grants", &self.grants)
+            .finish()
+    }
 }
 
 /// The credentials the server accepts, by access key.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Keyring {
-    secrets: HashMap<String, String>,
+    keys: HashMap<String, (String, Arc<Grants>)>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("access_keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keyring {
     /// A keyring holding `credentials`.
     pub fn new(credentials: impl IntoIterator<Item = Credential>) -> Self {
         Keyring {
-            secrets: credentials
+            keys: credentials
                 .into_iter()
-                .map(|c| (c.access_key, c.secret_key))
+                .map(|c| (c.access_key, (c.secret_key, Arc::new(c.grants))))
                 .collect(),
         }
     }
 
     fn secret(&self, access_key: &str) -> Result<&str> {
-        self.secrets
+        self.keys
             .get(access_key)
-            .map(String::as_str)
+            .map(|(secret, _)| secret.as_str())
             .ok_or(Error::InvalidAccessKeyId)
+    }
+
+    fn grants(&self, access_key: &str) -> Arc<Grants> {
+        self.keys
+            .get(access_key)
+            .map(|(_, grants)| grants.clone())
+            .unwrap_or_else(|| Arc::new(Grants::Only(vec![])))
+    }
+
+    /// Whether any credential is limited to some buckets (several tenants).
+    pub fn has_limited_keys(&self) -> bool {
+        self.keys
+            .values()
+            .any(|(_, g)| matches!(**g, Grants::Only(_)))
     }
 }
 
@@ -64,7 +123,7 @@ pub enum Payload {
 }
 
 /// What is needed to verify the signature of each chunk of a streaming upload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ChunkSigning {
     /// The signing key of the request.
     pub key: [u8; 32],
@@ -76,6 +135,16 @@ pub struct ChunkSigning {
     pub seed_signature: String,
 }
 
+/// The signing key stays out of `{:?}`.
+impl std::fmt::Debug for ChunkSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkSigning")
+            .field("amz_date", &self.amz_date)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A request whose signature checked out.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
@@ -83,6 +152,8 @@ pub struct Authenticated {
     pub access_key: String,
     /// How to check the body.
     pub payload: Payload,
+    /// The buckets the signer may reach.
+    pub grants: Arc<Grants>,
 }
 
 /// The parts of a request that authentication reads.
@@ -139,6 +210,10 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
@@ -152,6 +227,8 @@ struct SignatureInput<'a> {
     signed_headers: &'a str,
     signature: &'a str,
     payload_hash: &'a str,
+    /// Whether the signature came in the query (a presigned URL).
+    presigned: bool,
 }
 
 /// Check a SigV4 signature; returns the signing key for chunk verification.
@@ -183,7 +260,7 @@ fn verify_v4(
         input.date, input.region, input.service
     );
     let key = sigv4::signing_key(secret, input.date, input.region, input.service);
-    let query = sigv4::canonical_query(req.raw_query);
+    let query = sigv4::canonical_query(req.raw_query, input.presigned);
     // Clients encode keys slightly differently; the normalised form covers SDKs, the raw
     // form clients that sign exactly what they send.
     let normalised = sigv4::canonical_uri(req.raw_path);
@@ -202,10 +279,30 @@ fn verify_v4(
         );
         let expected = sigv4::sign(&key, &sigv4::string_to_sign(input.amz_date, &scope, &creq));
         if constant_time_eq(&expected, input.signature) {
+            refuse_unsigned_amz_headers(req.headers, &names)?;
             return Ok(key);
         }
     }
     Err(Error::SignatureDoesNotMatch)
+}
+
+/// S3 refuses a request carrying an `x-amz-*` header its signature does not cover: such a
+/// header could have been added by anyone who saw the request or holds a presigned URL
+/// (`x-amz-copy-source` turns an upload link into a copy of any object). The payload
+/// hash is exempt: it is part of every canonical request whether listed or not.
+fn refuse_unsigned_amz_headers(headers: &HeaderMap, signed: &[&str]) -> Result<()> {
+    let unsigned = headers.keys().map(|n| n.as_str()).find(|name| {
+        name.starts_with("x-amz-") && *name != "x-amz-content-sha256" && !signed.contains(name)
+    });
+    match unsigned {
+        Some(name) => {
+            log::debug!("refused: header {name} present but not signed");
+            Err(Error::AccessDenied(
+                "There were headers present in the request which were not signed".into(),
+            ))
+        }
+        None => Ok(()),
+    }
 }
 
 fn check_skew(time: SystemTime, now: SystemTime, max: Duration) -> Result<()> {
@@ -220,17 +317,31 @@ fn check_skew(time: SystemTime, now: SystemTime, max: Duration) -> Result<()> {
     }
 }
 
-fn query_params(raw_query: &str) -> HashMap<String, String> {
-    raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-            (dec(k), dec(v))
-        })
-        .collect()
+/// The query's parameters by name, read as the router reads them. A parameter of
+/// `auth_names` given twice is refused: the signature check and the handler must not
+/// pick different copies.
+fn query_params(raw_query: &str, auth_names: &[&str]) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for (k, v) in crate::query::pairs(raw_query) {
+        let repeated = auth_names.contains(&k.as_str()).then(|| k.clone());
+        if out.insert(k, v).is_some()
+            && let Some(name) = repeated
+        {
+            return Err(query_error(&format!("{name} is given more than once")));
+        }
+    }
+    Ok(out)
 }
+
+/// The query parameters of a presigned SigV4 URL.
+const PRESIGNED_V4_PARAMS: &[&str] = &[
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+];
 
 /// Authenticate a request signed with SigV4 or SigV2, in the Authorization header or the
 /// query.
@@ -250,17 +361,16 @@ pub fn authenticate(
     }
     // Any SigV4 query parameter makes it a presigned request: one missing the others is
     // told what is missing, not treated as anonymous.
-    if req.raw_query.split('&').any(|p| {
-        ["X-Amz-Algorithm=", "X-Amz-Credential=", "X-Amz-Signature="]
-            .iter()
-            .any(|name| p.starts_with(name))
-    }) {
+    let names: Vec<String> = crate::query::pairs(req.raw_query).map(|(k, _)| k).collect();
+    if names
+        .iter()
+        .any(|n| PRESIGNED_V4_PARAMS.contains(&n.as_str()))
+    {
         return authenticate_presigned(req, config, now);
     }
-    if req
-        .raw_query
-        .split('&')
-        .any(|p| p.starts_with("AWSAccessKeyId="))
+    if names
+        .iter()
+        .any(|n| n == "AWSAccessKeyId" || n == "Signature")
     {
         return sigv2::authenticate_presigned(req, config, now);
     }
@@ -297,9 +407,22 @@ fn authenticate_header(
     let [access_key, date, region, service, "aws4_request"] = scope[..] else {
         return Err(malformed("bad Credential scope"));
     };
-    let amz_date =
-        header(req.headers, "x-amz-date").ok_or_else(|| malformed("missing x-amz-date"))?;
-    let time = parse_amz_date(amz_date).ok_or_else(|| malformed("bad x-amz-date"))?;
+    // x-amz-date wins over Date; Date serves when it is alone and in the ISO 8601 basic
+    // form the signature needs. Empty values count as absent.
+    let amz_date = [
+        header(req.headers, "x-amz-date"),
+        header(req.headers, "date"),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::trim)
+    .find(|d| !d.is_empty())
+    .ok_or_else(|| {
+        Error::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into())
+    })?;
+    let time = parse_amz_date(amz_date).ok_or_else(|| {
+        Error::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into())
+    })?;
     if !amz_date.starts_with(date) {
         return Err(malformed("the credential date does not match x-amz-date"));
     }
@@ -317,6 +440,7 @@ fn authenticate_header(
         signed_headers,
         signature,
         payload_hash,
+        presigned: false,
     };
     let key = verify_v4(req, config, &input)?;
     check_skew(time, now, config.max_skew)?;
@@ -341,9 +465,7 @@ fn authenticate_header(
             signing: Some(signing()),
             trailer: true,
         },
-        hash if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Payload::Sha256(hash.to_ascii_lowercase())
-        }
+        hash if is_sha256_hex(hash) => Payload::Sha256(hash.to_ascii_lowercase()),
         _ => {
             return Err(Error::InvalidArgument(
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-* or a SHA-256".into(),
@@ -353,6 +475,7 @@ fn authenticate_header(
     Ok(Authenticated {
         access_key: access_key.to_string(),
         payload,
+        grants: config.keyring.grants(access_key),
     })
 }
 
@@ -361,7 +484,7 @@ fn authenticate_presigned(
     config: &AuthConfig,
     now: SystemTime,
 ) -> Result<Authenticated> {
-    let q = query_params(req.raw_query);
+    let q = query_params(req.raw_query, PRESIGNED_V4_PARAMS)?;
     let get = |name: &str| {
         q.get(name)
             .map(String::as_str)
@@ -391,7 +514,14 @@ fn authenticate_presigned(
              expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\", got {credential:?}"
         )));
     };
-    let time = parse_amz_date(amz_date).ok_or_else(|| malformed("bad X-Amz-Date"))?;
+    let time = parse_amz_date(amz_date).ok_or_else(|| {
+        query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+    })?;
+    if !amz_date.starts_with(date) {
+        return Err(query_error(
+            "the date of X-Amz-Credential does not match X-Amz-Date",
+        ));
+    }
     let payload_hash = header(req.headers, "x-amz-content-sha256").unwrap_or("UNSIGNED-PAYLOAD");
     let input = SignatureInput {
         access_key,
@@ -402,6 +532,7 @@ fn authenticate_presigned(
         signed_headers,
         signature,
         payload_hash,
+        presigned: true,
     };
     verify_v4(req, config, &input)?;
     if time > now + config.max_skew {
@@ -412,11 +543,18 @@ fn authenticate_presigned(
     }
     let payload = match payload_hash {
         "UNSIGNED-PAYLOAD" => Payload::Unsigned,
-        hash => Payload::Sha256(hash.to_ascii_lowercase()),
+        hash if is_sha256_hex(hash) => Payload::Sha256(hash.to_ascii_lowercase()),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "x-amz-content-sha256 of a presigned request must be UNSIGNED-PAYLOAD or a SHA-256"
+                    .into(),
+            ));
+        }
     };
     Ok(Authenticated {
         access_key: access_key.to_string(),
         payload,
+        grants: config.keyring.grants(access_key),
     })
 }
 
@@ -446,10 +584,10 @@ mod tests {
 
     fn config() -> AuthConfig {
         AuthConfig {
-            keyring: Keyring::new([Credential {
-                access_key: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
-            }]),
+            keyring: Keyring::new([Credential::new(
+                "AKIAIOSFODNN7EXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            )]),
             max_skew: Duration::from_secs(900),
         }
     }

@@ -11,10 +11,10 @@
 use super::{
     AuthConfig, Authenticated, Payload, RequestParts, constant_time_eq, header, malformed,
 };
+use crate::query::decode_component;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use percent_encoding::percent_decode_str;
 use s3proxy_core::{Error, Result};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -103,15 +103,10 @@ pub fn canonical_resource(vhost_bucket: Option<&str>, path: &str, raw_query: &st
                 Some((k, v)) => (k, Some(v)),
                 None => (p, None),
             };
-            let k = percent_decode_str(k).decode_utf8_lossy().into_owned();
-            SIGNED_SUBRESOURCES.contains(&k.as_str()).then(|| {
-                let v = v.map(|v| {
-                    percent_decode_str(&v.replace('+', " "))
-                        .decode_utf8_lossy()
-                        .into_owned()
-                });
-                (k, v)
-            })
+            let k = decode_component(k);
+            SIGNED_SUBRESOURCES
+                .contains(&k.as_str())
+                .then(|| (k, v.map(decode_component)))
         })
         .collect();
     subs.sort();
@@ -191,7 +186,8 @@ pub(crate) fn authenticate_header(
         .ok_or_else(|| malformed("expected AWS AccessKeyId:Signature"))?;
     let secret = config.keyring.secret(access_key)?;
     let h = |name: &str| header(req.headers, name).unwrap_or("");
-    let amz_date = header(req.headers, "x-amz-date");
+    // x-amz-date replaces Date (an empty one counts as absent): its time is the one checked.
+    let amz_date = header(req.headers, "x-amz-date").filter(|d| !d.trim().is_empty());
     let date = amz_date
         .or_else(|| header(req.headers, "date"))
         .ok_or_else(|| {
@@ -230,6 +226,7 @@ pub(crate) fn authenticate_header(
     Ok(Authenticated {
         access_key: access_key.to_string(),
         payload: Payload::Unsigned,
+        grants: config.keyring.grants(access_key),
     })
 }
 
@@ -239,7 +236,7 @@ pub(crate) fn authenticate_presigned(
     config: &AuthConfig,
     now: SystemTime,
 ) -> Result<Authenticated> {
-    let q = super::query_params(req.raw_query);
+    let q = super::query_params(req.raw_query, &["AWSAccessKeyId", "Expires", "Signature"])?;
     let get = |name: &str| {
         q.get(name)
             .map(String::as_str)
@@ -267,12 +264,17 @@ pub(crate) fn authenticate_presigned(
         })
         .collect();
     verify(secret, &strings, signature)?;
-    if now > UNIX_EPOCH + Duration::from_secs(expires_at) {
+    // An Expires beyond what the clock can hold never expires (and must not overflow).
+    let expired = UNIX_EPOCH
+        .checked_add(Duration::from_secs(expires_at))
+        .is_some_and(|at| now > at);
+    if expired {
         return Err(Error::AccessDenied("Request has expired".into()));
     }
     Ok(Authenticated {
         access_key: access_key.to_string(),
         payload: Payload::Unsigned,
+        grants: config.keyring.grants(access_key),
     })
 }
 
@@ -371,10 +373,7 @@ mod tests {
 
     fn config() -> AuthConfig {
         AuthConfig {
-            keyring: Keyring::new([Credential {
-                access_key: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_key: SECRET.into(),
-            }]),
+            keyring: Keyring::new([Credential::new("AKIAIOSFODNN7EXAMPLE", SECRET)]),
             max_skew: Duration::from_secs(900),
         }
     }

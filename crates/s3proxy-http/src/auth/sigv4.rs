@@ -62,18 +62,14 @@ pub fn canonical_uri(raw_path: &str) -> String {
     uri_encode(path, true)
 }
 
-/// The canonical query string: parameters decoded, re-encoded, sorted by name then value.
-/// `X-Amz-Signature` is left out (presigned URLs).
-pub fn canonical_query(raw_query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-            (uri_encode(&dec(k), false), uri_encode(&dec(v), false))
-        })
-        .filter(|(k, _)| k != "X-Amz-Signature")
+/// The canonical query string: parameters decoded (as [`crate::query::pairs`] reads them,
+/// so what is signed is what the handler sees), re-encoded, sorted by name then value.
+/// `X-Amz-Signature` is left out when `presigned`, where it carries the signature itself;
+/// anywhere else it is an ordinary, signed parameter.
+pub fn canonical_query(raw_query: &str, presigned: bool) -> String {
+    let mut pairs: Vec<(String, String)> = crate::query::pairs(raw_query)
+        .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
+        .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
         .collect();
     pairs.sort();
     pairs
@@ -217,7 +213,7 @@ mod tests {
             let creq = canonical_request(
                 method,
                 &canonical_uri(path),
-                &canonical_query(query),
+                &canonical_query(query, false),
                 &headers,
                 "host;x-amz-date",
                 EMPTY_SHA256,
@@ -241,7 +237,7 @@ mod tests {
         let creq = canonical_request(
             "GET",
             &canonical_uri("/test.txt"),
-            &canonical_query(""),
+            &canonical_query("", false),
             &h(&[
                 ("host", "examplebucket.s3.amazonaws.com"),
                 ("range", "bytes=0-9"),
@@ -264,7 +260,7 @@ mod tests {
         let creq = canonical_request(
             "PUT",
             &canonical_uri("/test%24file.text"),
-            &canonical_query(""),
+            &canonical_query("", false),
             &h(&[
                 ("date", "Fri, 24 May 2013 00:00:00 GMT"),
                 ("host", "examplebucket.s3.amazonaws.com"),
@@ -286,7 +282,7 @@ mod tests {
         let creq = canonical_request(
             "GET",
             &canonical_uri("/"),
-            &canonical_query("lifecycle"),
+            &canonical_query("lifecycle", false),
             &h(&[
                 ("host", "examplebucket.s3.amazonaws.com"),
                 ("x-amz-content-sha256", EMPTY_SHA256),
@@ -306,7 +302,7 @@ mod tests {
         let creq = canonical_request(
             "GET",
             &canonical_uri("/"),
-            &canonical_query("prefix=J&max-keys=2"),
+            &canonical_query("prefix=J&max-keys=2", false),
             &h(&[
                 ("host", "examplebucket.s3.amazonaws.com"),
                 ("x-amz-content-sha256", EMPTY_SHA256),
@@ -327,7 +323,7 @@ mod tests {
         let creq = canonical_request(
             "GET",
             &canonical_uri("/test.txt"),
-            &canonical_query(query),
+            &canonical_query(query, true),
             &h(&[("host", "examplebucket.s3.amazonaws.com")]),
             "host",
             "UNSIGNED-PAYLOAD",
@@ -388,7 +384,15 @@ mod tests {
     fn uri_encoding_rules() {
         assert_eq!(canonical_uri("/a b/%2B+~"), "/a%20b/%2B%2B~");
         assert_eq!(canonical_uri(""), "/");
-        assert_eq!(canonical_query("b=2&a=&a=1&c"), "a=&a=1&b=2&c=");
-        assert_eq!(canonical_query("prefix=a%2Fb c"), "prefix=a%2Fb%20c");
+        assert_eq!(canonical_query("b=2&a=&a=1&c", false), "a=&a=1&b=2&c=");
+        assert_eq!(canonical_query("prefix=a%2Fb c", false), "prefix=a%2Fb%20c");
+        // A raw `+` is a space, as the handler reads it; `%2B` is a plus.
+        assert_eq!(canonical_query("prefix=a+b%2Bc", false), "prefix=a%20b%2Bc");
+        // X-Amz-Signature is signed like any parameter outside a presigned URL.
+        assert_eq!(
+            canonical_query("X-Amz-Signature=x", false),
+            "X-Amz-Signature=x"
+        );
+        assert_eq!(canonical_query("X-Amz-Signature=x&a=b", true), "a=b");
     }
 }
