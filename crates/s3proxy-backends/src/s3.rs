@@ -631,11 +631,13 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let spec = value.trim().strip_prefix("bytes")?.trim();
     let (range, total) = spec.split_once('/')?;
     let (first, last) = range.split_once('-')?;
-    Some((
+    let (first, last, total): (u64, u64, u64) = (
         first.trim().parse().ok()?,
         last.trim().parse().ok()?,
         total.trim().parse().ok()?,
-    ))
+    );
+    // A backend's header is not trusted: a range that is not inside the object is no range.
+    (first <= last && last < total).then_some((first, last, total))
 }
 
 fn range_header(range: ByteRange) -> String {
@@ -1701,6 +1703,15 @@ mod tests {
         assert!(!could_be_url_encoded("a b"));
         assert!(!could_be_url_encoded("ünïcödé"));
         assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 9, 100)));
+        for bad in [
+            "bytes 9-0/100",
+            "bytes 0-100/100",
+            "bytes 0-9/x",
+            "bytes -1-9/100",
+            "0-9",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -138,7 +138,8 @@ impl GetResult {
     /// Number of bytes `body` yields.
     pub fn content_length(&self) -> u64 {
         match self.range {
-            Some((start, end)) => end - start + 1,
+            // Saturating: a range is checked where it is made, but a length is never a panic.
+            Some((start, end)) => end.saturating_sub(start).saturating_add(1),
             None => self.info.size,
         }
     }

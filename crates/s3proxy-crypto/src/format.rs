@@ -438,6 +438,9 @@ impl SegmentRef {
     }
 }
 
+/// The largest part a decoded layout may hold: S3's largest object, 5 TiB.
+const MAX_LAYOUT_PART: u64 = 5 << 40;
+
 /// Position of a segment: (part index in the layout, segment index in the part).
 pub type SegmentPos = (usize, u64);
 
@@ -521,7 +524,12 @@ impl Layout {
             let first: u32 = first.parse().map_err(|_| bad())?;
             let count: u32 = count.parse().map_err(|_| bad())?;
             let size: u64 = size.parse().map_err(|_| bad())?;
-            if count == 0 || count > 10_000 || parts.len() + count as usize > 10_000 {
+            // Bounded as S3 bounds objects, so no sum over the layout can overflow.
+            if count == 0
+                || count > 10_000
+                || parts.len() + count as usize > 10_000
+                || size > MAX_LAYOUT_PART
+            {
                 return Err(bad());
             }
             for i in 0..count {

@@ -229,13 +229,15 @@ pub(crate) async fn list_uploads(
     let mut common_prefixes: Vec<&str> = vec![];
     let mut next: Option<(String, Option<String>)> = None;
     let mut full = false;
-    let all: Vec<UploadInfo> = candidates.into_iter().chain(rest.uploads).collect();
+    let all: Vec<UploadInfo> = candidates
+        .into_iter()
+        .chain(rest.uploads)
+        .filter(|u| u.key.starts_with(prefix))
+        .collect();
     for u in &all {
-        let rolled = delimiter.and_then(|d| {
-            u.key[prefix.len()..]
-                .find(d)
-                .map(|at| &u.key[..prefix.len() + at + d.len()])
-        });
+        // A backend may list a key outside the prefix asked for: it rolls up to nothing
+        // instead of being sliced at a byte that may not be a character boundary.
+        let rolled = s3proxy_core::list::common_prefix(&u.key, prefix, delimiter);
         if let Some(cp) = rolled {
             // Continuing after a common prefix: its keys were rolled up already.
             if cp == key_marker || common_prefixes.last() == Some(&cp) {

@@ -150,7 +150,10 @@ pub(crate) async fn get_object(
                 "content-range",
                 format!("bytes {start}-{end}/{}", info.size),
             )
-            .header("content-length", end - start + 1),
+            .header(
+                "content-length",
+                end.saturating_sub(start).saturating_add(1),
+            ),
         None => b.status(StatusCode::OK).header("content-length", info.size),
     };
     let body = match body {
