@@ -15,6 +15,11 @@
 //! # }
 //! ```
 
+// Request-path parsers: no indexing or arithmetic that can panic on input.
+#[cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
 pub mod auth;
 mod bucket;
 pub mod checksum;
@@ -26,6 +31,11 @@ mod fuzz;
 mod list;
 mod multipart;
 mod object;
+// Request-path parsers: no indexing or arithmetic that can panic on input.
+#[cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
 pub mod query;
 pub mod request;
 pub mod router;

@@ -194,7 +194,7 @@ impl ChunkedDecoder {
                     }
                     let n = (*remaining).min(self.buf.len());
                     let data = self.buf.split_to(n);
-                    *remaining -= n;
+                    *remaining = remaining.saturating_sub(n);
                     let done = *remaining == 0;
                     if let Some((_, checksum)) = &mut self.checksum {
                         checksum.update(&data);
@@ -218,7 +218,7 @@ impl ChunkedDecoder {
                     if self.buf.len() < 2 {
                         return Ok(None);
                     }
-                    if &self.buf[..2] != b"\r\n" {
+                    if self.buf.get(..2) != Some(b"\r\n".as_slice()) {
                         return Err(bad("chunk data not followed by CRLF"));
                     }
                     self.buf.advance(2);

@@ -196,7 +196,7 @@ fn malformed(why: &str) -> Error {
 /// Parse an ISO 8601 basic timestamp (`20130524T000000Z`).
 pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    if b.len() != 16 || b.get(8) != Some(&b'T') || b.get(15) != Some(&b'Z') {
         return None;
     }
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
@@ -206,8 +206,13 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
         return None;
     }
     let days = crate::time::days_from_civil(y as i64, mo as u32, d as u32);
-    let secs = days.checked_mul(86400)? + (h * 3600 + mi * 60 + se) as i64;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    let time_of_day = h
+        .checked_mul(3600)?
+        .checked_add(mi.checked_mul(60)?)?
+        .checked_add(se)?;
+    let time_of_day = i64::try_from(time_of_day).ok()?;
+    let secs = days.checked_mul(86400)?.checked_add(time_of_day)?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -535,10 +540,13 @@ fn authenticate_presigned(
         presigned: true,
     };
     verify_v4(req, config, &input)?;
-    if time > now + config.max_skew {
+    if now.checked_add(config.max_skew).is_some_and(|t| time > t) {
         return Err(Error::AccessDenied("Request is not valid yet".into()));
     }
-    if now > time + Duration::from_secs(expires) {
+    if time
+        .checked_add(Duration::from_secs(expires))
+        .is_none_or(|end| now > end)
+    {
         return Err(Error::AccessDenied("Request has expired".into()));
     }
     let payload = match payload_hash {
