@@ -12,7 +12,7 @@
 #   enc3-wmaj    s3proxy, encrypted, three backends, write quorum majority
 # Workloads: 4 KiB PUT/GET/HEAD at concurrency 32, HEAD at concurrency 1 (latency), LIST,
 # DELETE; PUT and GET of 1 MiB, 64 MiB and 512 MiB; ranged 1 MiB GETs of a 64 MiB object.
-# Then the raw AEAD against the crypto layer (cargo bench -p s3proxy-crypto), and the
+# Then the raw AEAD against the crypto layer (cargo bench -p s3proxy-bench), and the
 # peak RSS of s3proxy (plain and encrypted) while a 5 GiB object streams through it each
 # way (a multipart upload in 64 MiB parts, then one whole GET).
 #
@@ -64,7 +64,7 @@ command -v s3s-proxy >/dev/null || { log "installing s3s-proxy"; $CARGO install 
 python3 -c 'import matplotlib' 2>/dev/null || { log "installing matplotlib"; python3 -m pip install -q matplotlib; }
 
 log "building s3proxy and s3proxy-bench (release)"
-$CARGO build --release -q -p s3proxy-bin
+$CARGO build --release -q -p s3proxy-bin -p s3proxy-bench
 S3PROXY=$ROOT/target/release/s3proxy
 BENCH=$ROOT/target/release/s3proxy-bench
 
@@ -300,7 +300,7 @@ done
 
 # ---------------------------------------------------------------- AEAD and RSS
 if [ "${BENCH_AEAD:-1}" = 1 ]; then
-    log "raw AEAD against the crypto layer (cargo bench -p s3proxy-crypto)"
+    log "raw AEAD against the crypto layer (cargo bench -p s3proxy-bench)"
     $CARGO bench -q -p s3proxy-crypto --bench throughput 2>/dev/null | tee "$OUT/crypto-bench.txt"
 fi
 

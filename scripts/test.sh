@@ -56,6 +56,10 @@ step "end-to-end tests (pytest)"
 (cd tests && S3PROXY_BIN="$ROOT/target/release/s3proxy" python3 -m pytest -q -p no:cacheprovider "$@") 2>&1 | tee "$LOGS/pytest.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("pytest")
 
+step "the README's first command, verbatim, and an aws cli round trip (scripts/test_readme_quickstart.sh)"
+timeout 900 scripts/test_readme_quickstart.sh 2>&1 | tee "$LOGS/readme.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("readme")
+
 step "s3fs mounts (scripts/test_s3fs_integration.sh, every mode; the 1.1 GB file in the default one)"
 S3PROXY_BIN="$ROOT/target/release/s3proxy" S3FS_TEST_HUGE=1 timeout 1800 scripts/test_s3fs_integration.sh all 2>&1 | tee "$LOGS/s3fs.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed_steps+=("s3fs")
@@ -70,8 +74,11 @@ s3fs_line=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" "$LOGS/s3fs.log" | tail -1)
 s3fs_passed=$(echo "$s3fs_line" | grep -oE "[0-9]+ passed" | awk '{print $1+0}')
 s3fs_failed=$(echo "$s3fs_line" | grep -oE "[0-9]+ failed" | awk '{print $1+0}')
 echo "s3fs: ${s3fs_passed:-0} passed, ${s3fs_failed:-0} failed"
-passed=$(( cargo_passed + ${py_passed:-0} + ${s3fs_passed:-0} ))
-failed=$(( cargo_failed + ${py_failed:-0} + ${s3fs_failed:-0} ))
+readme_line=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" "$LOGS/readme.log" | tail -1)
+readme_passed=$(echo "$readme_line" | grep -oE "[0-9]+ passed" | awk '{print $1+0}')
+readme_failed=$(echo "$readme_line" | grep -oE "[0-9]+ failed" | awk '{print $1+0}')
+passed=$(( cargo_passed + ${py_passed:-0} + ${s3fs_passed:-0} + ${readme_passed:-0} ))
+failed=$(( cargo_failed + ${py_failed:-0} + ${s3fs_failed:-0} + ${readme_failed:-0} ))
 if [ ${#failed_steps[@]} -gt 0 ]; then
     echo "failed steps: ${failed_steps[*]}"
     [ "$failed" -eq 0 ] && failed=${#failed_steps[@]}

@@ -18,6 +18,22 @@ impl Drop for Proxy {
     }
 }
 
+/// The s3proxy binary: `S3PROXY_BIN`, or the one built beside the load generator (the
+/// workspace's target directory, which `cargo test --workspace` fills).
+fn s3proxy_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("S3PROXY_BIN") {
+        return path.into();
+    }
+    let beside =
+        std::path::Path::new(env!("CARGO_BIN_EXE_s3proxy-bench")).with_file_name("s3proxy");
+    assert!(
+        beside.exists(),
+        "{} is missing: build it first (cargo build -p s3proxy-bin) or set S3PROXY_BIN",
+        beside.display()
+    );
+    beside
+}
+
 fn start_proxy() -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let addr = TcpListener::bind("127.0.0.1:0")
@@ -41,7 +57,7 @@ kind = "memory"
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_s3proxy"))
+    let child = Command::new(s3proxy_binary())
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "warn")

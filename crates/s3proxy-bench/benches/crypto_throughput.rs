@@ -3,7 +3,7 @@
 //! The layer is also measured over a sink (a backend that only drains what it is given),
 //! which isolates the layer's own cost from the Memory backend's MD5 of the stored bytes;
 //! and raw MD5, which a PUT needs for the plaintext ETag, for comparison.
-//! Run: `cargo bench -p s3proxy-crypto`.
+//! Run: `cargo bench -p s3proxy-bench --bench crypto_throughput`.
 
 use bytes::Bytes;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
