@@ -42,7 +42,59 @@ pub struct Config {
     /// `[limits]`: what a client may send and how slowly.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[tls]`: serve HTTPS with these PEM files.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// `[admin]`: the metrics and health listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Seconds a SIGTERM or Ctrl-C waits for requests in flight before exiting.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
 }
+
+fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+
+/// `[tls]`: HTTPS on the S3 listener; both files are PEM and are reloaded on SIGHUP or
+/// when they change.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The private key.
+    pub key_file: PathBuf,
+}
+
+/// `[admin]`: Prometheus `/metrics`, `/health` and `/ready`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin endpoints (the default).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where; unset means `127.0.0.1:9001`, skipped with a warning when that port is busy.
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The admin listener's address when `[admin] listen` is unset.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9001";
 
 /// `[limits]`: protection against oversized, slow and stale requests.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -61,6 +113,12 @@ pub struct LimitsConfig {
     /// Largest accepted difference, in seconds, between a request's signing time and ours.
     #[serde(default = "default_max_clock_skew_secs")]
     pub max_clock_skew_secs: u64,
+    /// Most client connections open at once (0: no limit); one more gets `503 SlowDown`.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Most requests served at once (0: no limit); one more gets `503 SlowDown`.
+    #[serde(default)]
+    pub max_requests: usize,
 }
 
 impl Default for LimitsConfig {
@@ -70,6 +128,8 @@ impl Default for LimitsConfig {
             idle_timeout_ms: default_idle_timeout_ms(),
             max_header_bytes: default_max_header_bytes(),
             max_clock_skew_secs: default_max_clock_skew_secs(),
+            max_connections: 0,
+            max_requests: 0,
         }
     }
 }
@@ -299,6 +359,9 @@ const CONFIG_KEYS: &[&str] = &[
     "replication",
     "encryption",
     "limits",
+    "tls",
+    "admin",
+    "shutdown_grace_secs",
 ];
 
 fn default_listen() -> String {

@@ -2,6 +2,7 @@
 //! backends. With no arguments it runs on an embedded default: listening on 127.0.0.1:9000,
 //! storing under ./data, with dev credentials generated on first run.
 
+mod admin;
 mod config;
 mod credentials;
 
@@ -253,12 +254,46 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             config.replication.repair_interval_secs.max(1),
         ))
     });
+    let metrics = admin::install_recorder().map_err(|e| (1, e))?;
+    let tls = match &config.tls {
+        Some(t) => Some(
+            s3proxy_http::tls::TlsFiles::load(&t.cert_file, &t.key_file)
+                .map_err(|e| (1, format!("[tls]: {e}")))?,
+        ),
+        None => None,
+    };
+    let _tls_watch = tls
+        .as_ref()
+        .map(|t| t.watch(std::time::Duration::from_secs(5)));
+    if config.admin.enabled {
+        let explicit = config.admin.listen.is_some();
+        let at = config
+            .admin
+            .listen
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_ADMIN_LISTEN.to_string());
+        match tokio::net::TcpListener::bind(&at).await {
+            Ok(l) => {
+                log::info!("admin endpoints (/metrics, /health, /ready) on http://{at}");
+                let admin =
+                    admin::Admin::new(metrics, replicated.clone(), config.replication.write_quorum);
+                tokio::spawn(admin.serve(l));
+            }
+            Err(e) if !explicit => {
+                log::warn!(
+                    "admin endpoints not served: cannot listen on {at} ({e}); set [admin] listen"
+                )
+            }
+            Err(e) => return Err((1, format!("cannot listen on [admin] listen {at}: {e}"))),
+        }
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| (1, format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| (1, e.to_string()))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     log::info!(
-        "s3proxy {} listening on http://{addr} with backend(s) {}",
+        "s3proxy {} listening on {scheme}://{addr} with backend(s) {}",
         env!("CARGO_PKG_VERSION"),
         config
             .effective_backends()
@@ -267,7 +302,7 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("s3proxy listening on http://{addr}");
+    println!("s3proxy listening on {scheme}://{addr}");
     if let Some((creds, new)) = &generated {
         let file = config.state_dir.join("credentials.toml");
         println!(
@@ -284,9 +319,9 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
             "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={}",
             creds.access_key, creds.secret_key, config.region
         );
-        println!("  aws --endpoint-url http://{addr} s3 mb s3://demo");
-        println!("  aws --endpoint-url http://{addr} s3 cp README.md s3://demo/");
-        println!("  aws --endpoint-url http://{addr} s3 ls s3://demo/");
+        println!("  aws --endpoint-url {scheme}://{addr} s3 mb s3://demo");
+        println!("  aws --endpoint-url {scheme}://{addr} s3 cp README.md s3://demo/");
+        println!("  aws --endpoint-url {scheme}://{addr} s3 ls s3://demo/");
     }
     let mut server_config = ServerConfig::new(
         credentials
@@ -307,13 +342,54 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     server_config.max_header_bytes = config.limits.max_header_bytes;
     server_config.max_clock_skew =
         std::time::Duration::from_secs(config.limits.max_clock_skew_secs);
+    server_config.max_requests =
+        (config.limits.max_requests > 0).then_some(config.limits.max_requests);
     let server = S3Server::new(backend, server_config);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| (1, e.to_string()))?;
-    tokio::select! {
-        r = server.serve(listener) => r.map_err(|e| (1, format!("server failed: {e}"))),
-        _ = tokio::signal::ctrl_c() => { log::info!("interrupted, stopping"); Ok(()) }
-        _ = terminate.recv() => { log::info!("terminated, stopping"); Ok(()) }
+    let options = s3proxy_http::server::ServeOptions {
+        tls: tls.clone(),
+        max_connections: (config.limits.max_connections > 0)
+            .then_some(config.limits.max_connections),
+        shutdown_grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
+    };
+    let stopped = server
+        .serve_with(listener, options, stop_signal(tls))
+        .await
+        .map_err(|e| (1, format!("server failed: {e}")))?;
+    log::info!("stopped: {stopped:?}");
+    // Journal entries are written through (fsynced) as they are recorded; nothing waits
+    // in memory. The background repair task ends with the runtime.
+    if let Some(r) = &replicated {
+        log::info!(
+            "{} repair journal entries pending at exit",
+            r.journal().len()
+        );
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C; reloads the TLS files on every SIGHUP meanwhile.
+async fn stop_signal(tls: Option<Arc<s3proxy_http::tls::TlsFiles>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        log::error!("cannot install signal handlers; stopping only with Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { log::info!("interrupted, stopping"); return; }
+            _ = terminate.recv() => { log::info!("terminated, stopping"); return; }
+            _ = hangup.recv() => match &tls {
+                Some(t) => match t.reload() {
+                    Ok(()) => log::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => log::error!("SIGHUP: TLS reload failed, the previous certificate stays: {e}"),
+                },
+                None => log::info!("SIGHUP: nothing to reload"),
+            },
+        }
     }
 }
 

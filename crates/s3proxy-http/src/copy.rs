@@ -13,6 +13,14 @@ use std::time::SystemTime;
 pub(crate) fn copy_source(req: &S3Request) -> Result<(BucketName, ObjectKey)> {
     let raw = header(&req.headers, "x-amz-copy-source")
         .ok_or_else(|| Error::InvalidArgument("missing x-amz-copy-source".into()))?;
+    // The signature sees whitespace runs collapsed to one space: a tab or a double
+    // space would let a captured request name another key. S3 wants the source
+    // URL-encoded, so no client needs either.
+    if raw.contains(['\t', '\r', '\n']) || raw.contains("  ") {
+        return Err(Error::InvalidArgument(
+            "x-amz-copy-source must be URL-encoded".into(),
+        ));
+    }
     let raw = raw
         .split_once("?versionId=")
         .map_or(raw.as_str(), |(p, _)| p);

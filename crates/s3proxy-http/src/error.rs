@@ -36,8 +36,10 @@ pub fn error_document(err: &Error, resource: &str, request_id: &str) -> String {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // Server-side details stay in the log; clients get the S3 message.
     let message = if status.is_server_error()
-        && !matches!(err, Error::ServiceUnavailable(_) | Error::NotImplemented(_))
-    {
+        && !matches!(
+            err,
+            Error::ServiceUnavailable(_) | Error::NotImplemented(_) | Error::SlowDown
+        ) {
         "We encountered an internal error. Please try again.".to_string()
     } else {
         err.to_string()

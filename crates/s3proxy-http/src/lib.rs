@@ -39,7 +39,9 @@ mod object;
 pub mod query;
 pub mod request;
 pub mod router;
+pub mod server;
 pub mod time;
+pub mod tls;
 pub mod xml;
 
 use auth::grants::{self, Grants};
@@ -52,6 +54,7 @@ use hyper::body::Frame;
 use request::Query;
 use router::Endpoint;
 use s3proxy_core::{BucketName, ByteStream, DynBackend, Error, ObjectKey, Result};
+use server::ServeOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -100,6 +103,9 @@ pub struct ServerConfig {
     pub keepalive_after: Duration,
     /// How often whitespace is sent while such a request works.
     pub keepalive_every: Duration,
+    /// Most requests served at once; one more is answered `503 SlowDown` at once rather
+    /// than queued. `None`: no limit.
+    pub max_requests: Option<usize>,
 }
 
 impl ServerConfig {
@@ -115,6 +121,7 @@ impl ServerConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             keepalive_after: Duration::from_secs(10),
             keepalive_every: Duration::from_secs(10),
+            max_requests: None,
         }
     }
 }
@@ -147,6 +154,8 @@ pub struct S3Server {
     backend: DynBackend,
     config: Arc<ServerConfig>,
     auth: Arc<AuthConfig>,
+    /// Permits for requests in flight, when `max_requests` limits them.
+    requests: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Request body size limit for XML documents (a CompleteMultipartUpload of 10,000 parts
@@ -163,57 +172,23 @@ impl S3Server {
             keyring: Keyring::new(config.credentials.clone()),
             max_skew: config.max_clock_skew,
         };
+        let requests = config
+            .max_requests
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         S3Server {
             backend,
             config: Arc::new(config),
             auth: Arc::new(auth),
+            requests,
         }
     }
 
-    /// Accept connections on `listener` until the task is dropped.
+    /// Accept connections on `listener` until the task is dropped (plain HTTP, no
+    /// limits); [`S3Server::serve_with`] adds TLS, limits and a graceful stop.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    log::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let server = self.clone();
-            let config = self.config.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
-                });
-                let (io, handle) = conn::ClientIo::new(stream, config.body_idle_timeout);
-                // hyper answers a header section above its buffer with a bare 431; the
-                // buffer leaves room for S3's limit, which `handle` enforces with the S3 error.
-                let buffer = (config.max_header_bytes + 16 * 1024).max(64 * 1024);
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(config.header_timeout)
-                    .max_buf_size(buffer)
-                    .max_headers((config.max_header_bytes / 16).max(100))
-                    .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-                match conn.await {
-                    Ok(()) => {}
-                    Err(e) if e.is_timeout() && handle.request_started() => {
-                        // hyper drops a connection whose headers stall; tell the client why.
-                        log::info!("connection from {peer}: request headers timed out");
-                        let response = timeout_response();
-                        handle
-                            .send_and_close(&response, Duration::from_secs(5))
-                            .await;
-                    }
-                    Err(e) => log::debug!("connection from {peer}: {e}"),
-                }
-            });
-        }
+        self.serve_with(listener, ServeOptions::default(), std::future::pending())
+            .await
+            .map(|_| ())
     }
 
     /// Serve one request.
@@ -233,7 +208,14 @@ impl S3Server {
             request_id: request_id.clone(),
             resource: resource.clone(),
         };
-        let (op, result) = self.dispatch(&ctx, req).await;
+        let permit = match &self.requests {
+            None => Ok(None),
+            Some(sem) => sem.clone().try_acquire_owned().map(Some),
+        };
+        let (op, result) = match permit {
+            Ok(_permit) => self.dispatch(&ctx, req).await,
+            Err(_) => ("Request", Err(Error::SlowDown)),
+        };
         let mut response = match result {
             Ok(r) => r,
             Err(e) => {
@@ -252,10 +234,23 @@ impl S3Server {
         if let Ok(date) = time::http_date(SystemTime::now()).parse() {
             headers.insert("date", date);
         }
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        metrics::counter!("s3proxy_requests_total", "operation" => op, "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!("s3proxy_request_duration_seconds", "operation" => op)
+            .record(elapsed.as_secs_f64());
+        if let Some(out) = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            && method != http::Method::HEAD
+        {
+            metrics::counter!("s3proxy_response_bytes_total", "operation" => op).increment(out);
+        }
         log::info!(
-            "{request_id} {op} {method} {path} -> {} in {:.1}ms",
-            response.status().as_u16(),
-            started.elapsed().as_secs_f64() * 1000.0
+            "{request_id} {op} {method} {path} -> {status} in {:.1}ms",
+            elapsed.as_secs_f64() * 1000.0
         );
         response
     }
@@ -311,10 +306,7 @@ impl S3Server {
             Err(e) => return ("Route", Err(e)),
         };
         let op = endpoint.name();
-        // CreateBucket decides itself (another credential's bucket is BucketAlreadyExists);
-        // a copy's source is checked once its header is parsed.
-        if !matches!(endpoint, Endpoint::CreateBucket { .. })
-            && let Some((bucket, access)) = grants::needed(&endpoint)
+        if let Some((bucket, access)) = grants::needed(&endpoint)
             && let Err(e) = authenticated.grants.require(bucket, access)
         {
             log::debug!(
@@ -324,6 +316,12 @@ impl S3Server {
             return (op, Err(e));
         }
         let raw = incoming_stream(body, self.config.body_idle_timeout);
+        if let Ok(length) =
+            request::data_length(&parts.headers, request::is_chunked(&authenticated))
+            && length > 0
+        {
+            metrics::counter!("s3proxy_request_bytes_total", "operation" => op).increment(length);
+        }
         let chunked = request::is_chunked(&authenticated);
         let body = match request::verified_body(raw, &parts.headers, &authenticated) {
             Ok(b) => b,
@@ -491,7 +489,7 @@ pub(crate) fn empty_response(status: StatusCode) -> Result<Response<ResponseBody
 }
 
 /// The complete response sent to a client whose request headers stalled.
-fn timeout_response() -> Vec<u8> {
+pub(crate) fn timeout_response() -> Vec<u8> {
     let request_id = hex::encode(rand::random::<[u8; 8]>()).to_uppercase();
     let body = error::error_document(&Error::RequestTimeout, "", &request_id);
     format!(

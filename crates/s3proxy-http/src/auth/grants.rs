@@ -112,14 +112,16 @@ impl Grants {
     }
 }
 
-/// The bucket an operation acts on and the access it needs there. ListBuckets needs
-/// none (its answer is filtered instead); copies also need [`Access::Read`] on their
-/// source, which only the handler knows once it has parsed `x-amz-copy-source`.
+/// The bucket an operation acts on and the access it needs there, checked before the
+/// handler runs. Copies also need [`Access::Read`] on their source, which only the handler
+/// knows once it has parsed `x-amz-copy-source`.
 pub fn needed(endpoint: &Endpoint) -> Option<(&str, Access)> {
     use Endpoint::*;
     let (bucket, access) = match endpoint {
-        ListBuckets => return None,
-        CreateBucket { bucket } | DeleteBucket { bucket } => (bucket, Access::Owner),
+        // ListBuckets is filtered instead; CreateBucket decides in its handler, since
+        // another credential's existing bucket is BucketAlreadyExists, not AccessDenied.
+        ListBuckets | CreateBucket { .. } => return None,
+        DeleteBucket { bucket } => (bucket, Access::Owner),
         HeadBucket { bucket }
         | GetBucketLocation { bucket }
         | GetBucketVersioning { bucket }

@@ -90,18 +90,13 @@ impl Keyring {
             .ok_or(Error::InvalidAccessKeyId)
     }
 
+    /// Called only for a key whose signature checked out, so it is in the keyring; an
+    /// unknown one would reach nothing.
     fn grants(&self, access_key: &str) -> Arc<Grants> {
         self.keys
             .get(access_key)
             .map(|(_, grants)| grants.clone())
             .unwrap_or_else(|| Arc::new(Grants::Only(vec![])))
-    }
-
-    /// Whether any credential is limited to some buckets (several tenants).
-    pub fn has_limited_keys(&self) -> bool {
-        self.keys
-            .values()
-            .any(|(_, g)| matches!(**g, Grants::Only(_)))
     }
 }
 
@@ -213,6 +208,13 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     let time_of_day = i64::try_from(time_of_day).ok()?;
     let secs = days.checked_mul(86400)?.checked_add(time_of_day)?;
     UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// The credential scope's date is the 8 digits that start the request's timestamp.
+fn scope_date_matches(scope_date: &str, amz_date: &str) -> bool {
+    scope_date.len() == 8
+        && scope_date.bytes().all(|b| b.is_ascii_digit())
+        && amz_date.get(..8) == Some(scope_date)
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -338,6 +340,22 @@ fn query_params(raw_query: &str, auth_names: &[&str]) -> Result<HashMap<String, 
     Ok(out)
 }
 
+/// Both signature versions sign a repeated header as its values joined with commas, but
+/// the handlers read one value: `x-amz-copy-source: /b/a` and `x-amz-copy-source: b` would
+/// sign as `/b/a,b` and copy `/b/a`. An `x-amz-*` header is therefore given once or refused.
+fn refuse_repeated_amz_headers(headers: &HeaderMap) -> Result<()> {
+    match headers
+        .keys()
+        .map(|n| n.as_str())
+        .find(|n| n.starts_with("x-amz-") && headers.get_all(*n).iter().nth(1).is_some())
+    {
+        Some(name) => Err(Error::InvalidArgument(format!(
+            "The header {name} may be given only once"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The query parameters of a presigned SigV4 URL.
 const PRESIGNED_V4_PARAMS: &[&str] = &[
     "X-Amz-Algorithm",
@@ -355,6 +373,7 @@ pub fn authenticate(
     config: &AuthConfig,
     now: SystemTime,
 ) -> Result<Authenticated> {
+    refuse_repeated_amz_headers(req.headers)?;
     if let Some(auth) = header(req.headers, "authorization") {
         if let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256 ") {
             return authenticate_header(req, config, now, rest);
@@ -428,7 +447,7 @@ fn authenticate_header(
     let time = parse_amz_date(amz_date).ok_or_else(|| {
         Error::AccessDenied("AWS authentication requires a valid Date or x-amz-date header".into())
     })?;
-    if !amz_date.starts_with(date) {
+    if !scope_date_matches(date, amz_date) {
         return Err(malformed("the credential date does not match x-amz-date"));
     }
     let payload_hash = header(req.headers, "x-amz-content-sha256").ok_or_else(|| {
@@ -522,7 +541,7 @@ fn authenticate_presigned(
     let time = parse_amz_date(amz_date).ok_or_else(|| {
         query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     })?;
-    if !amz_date.starts_with(date) {
+    if !scope_date_matches(date, amz_date) {
         return Err(query_error(
             "the date of X-Amz-Credential does not match X-Amz-Date",
         ));
@@ -657,6 +676,14 @@ mod tests {
             authenticate(&parts(&HeaderMap::new(), ""), &config(), then),
             Err(Error::AccessDenied(_))
         ));
+    }
+
+    #[test]
+    fn scope_dates_are_the_request_day_exactly() {
+        assert!(scope_date_matches("20130524", "20130524T000000Z"));
+        for bad in ["", "2013", "2013052", "201305240", "2013052x", "20130525"] {
+            assert!(!scope_date_matches(bad, "20130524T000000Z"), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,298 @@
+"""What an operator runs s3proxy with, against the real binary: a Prometheus scrape of
+/metrics before and after requests, /health and /ready as a load balancer reads them
+(with a backend process killed), HTTPS with a real TLS client checking the certificate
+and a certificate reloaded on SIGHUP, a SIGTERM in the middle of a 200 MiB upload, and
+connection limits answered with 503 SlowDown."""
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import boto3
+import botocore.config
+import pytest
+
+import s3wire as w
+from conftest import ACCESS_KEY, SECRET_KEY, Proxy, free_port, make_client, start_moto
+
+
+def creds():
+    return f"""
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+"""
+
+
+def fetch(url, timeout=10, context=None):
+    """(status, body) of a GET, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name, **labels):
+    """The value of one sample of the exposition, or 0 when it is absent."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"^([a-zA-Z0-9_:]+)(\{([^}]*)\})? ([0-9.e+-]+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(4))
+    return 0.0
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="s3proxy-ops-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_metrics_health_and_ready_through_a_backend_outage(workdir):
+    moto = start_moto(workdir)
+    admin = free_port()
+    try:
+        p = Proxy(os.path.join(workdir, "proxy"), creds() + f"""
+[admin]
+listen = "127.0.0.1:{admin}"
+[replication]
+write_quorum = "all"
+[[backends]]
+name = "local"
+kind = "fs"
+path = "{os.path.join(workdir, 'fs')}"
+[[backends]]
+name = "moto"
+kind = "s3"
+endpoint = "{moto.endpoint}"
+access_key = "test"
+secret_key = "test"
+timeout_ms = 2000
+""")
+        base = f"http://127.0.0.1:{admin}"
+        try:
+            assert fetch(base + "/health") == (200, "ok\n")
+            status, body = fetch(base + "/ready")
+            assert status == 200 and "2 backend(s) up, 2 needed" in body, body
+            before = fetch(base + "/metrics")[1]
+            s3 = make_client(p.endpoint)
+            s3.create_bucket(Bucket="mtr")
+            for i in range(3):
+                s3.put_object(Bucket="mtr", Key=f"k{i}", Body=b"x" * 1000)
+            s3.get_object(Bucket="mtr", Key="k0")["Body"].read()
+            with pytest.raises(Exception):
+                s3.get_object(Bucket="mtr", Key="absent")
+            after = fetch(base + "/metrics")[1]
+            # A real scrape: counters moved by exactly what was sent.
+            put = lambda t: metric(t, "s3proxy_requests_total", operation="PutObject", status="200")
+            assert put(after) - put(before) == 3, after
+            assert metric(after, "s3proxy_requests_total", operation="GetObject", status="404") >= 1
+            assert metric(after, "s3proxy_request_duration_seconds_count", operation="PutObject") >= 3
+            assert metric(after, "s3proxy_request_bytes_total", operation="PutObject") >= 3000
+            assert metric(after, "s3proxy_response_bytes_total", operation="GetObject") >= 1000
+            assert metric(after, "s3proxy_backend_requests_total", backend="moto", outcome="ok") > 0
+            assert metric(after, "s3proxy_backend_circuit_open", backend="moto") == 0
+            assert "# TYPE s3proxy_request_duration_seconds histogram" in after
+            # The backend dies: writes at quorum "all" fail, and /ready says so.
+            moto.stop()
+            deadline = time.time() + 60
+            while fetch(base + "/ready")[0] == 200 and time.time() < deadline:
+                try:
+                    s3.put_object(Bucket="mtr", Key="during", Body=b"y")
+                except Exception:
+                    pass
+            status, body = fetch(base + "/ready")
+            assert status == 503 and "1 backend(s) up, 2 needed" in body, body
+            assert fetch(base + "/health")[0] == 200
+            scrape = fetch(base + "/metrics")[1]
+            assert metric(scrape, "s3proxy_backend_circuit_open", backend="moto") == 1
+            assert metric(scrape, "s3proxy_backends_available") == 1
+        finally:
+            p.stop()
+    finally:
+        moto.stop()
+
+
+def make_cert(directory, name, cn="127.0.0.1"):
+    cert, key = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", f"/CN={cn}", "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+def served_cert(port):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+            return hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest()
+
+
+def test_https_with_a_checked_certificate_reloaded_on_sighup(workdir):
+    cert, key = make_cert(workdir, "one")
+    live_cert, live_key = os.path.join(workdir, "live.crt"), os.path.join(workdir, "live.key")
+    shutil.copy(cert, live_cert)
+    shutil.copy(key, live_key)
+    p = Proxy(os.path.join(workdir, "proxy"), creds() + f"""
+[admin]
+enabled = false
+[tls]
+cert_file = "{live_cert}"
+key_file = "{live_key}"
+[[backends]]
+name = "local"
+kind = "fs"
+path = "{os.path.join(workdir, 'fs')}"
+""")
+    try:
+        endpoint = f"https://127.0.0.1:{p.port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY,
+                          aws_secret_access_key=SECRET_KEY, region_name="us-east-1", verify=live_cert,
+                          config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        s3.create_bucket(Bucket="tls")
+        data = os.urandom(3 << 20)
+        s3.put_object(Bucket="tls", Key="obj", Body=data)
+        assert s3.get_object(Bucket="tls", Key="obj")["Body"].read() == data
+        # curl checks the chain and the name, as any client does.
+        q = w.presign_v4("GET", "/tls/obj", host=f"127.0.0.1:{p.port}")
+        out = subprocess.run(["curl", "-sS", "--cacert", live_cert, "-o", os.path.join(workdir, "got"),
+                              "-w", "%{http_code}", f"{endpoint}/tls/obj?{q}"], capture_output=True, text=True, timeout=30)
+        assert out.stdout == "200", out.stderr
+        with open(os.path.join(workdir, "got"), "rb") as f:
+            assert f.read() == data
+        # A client that does not trust the certificate refuses it; plain HTTP gets nothing.
+        out = subprocess.run(["curl", "-sS", f"{endpoint}/"], capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0
+        with pytest.raises(Exception):
+            w.send(p.port, "GET", "/", timeout=5)
+        # A new certificate, then SIGHUP: new connections get it, without a restart.
+        first = served_cert(p.port)
+        cert2, key2 = make_cert(workdir, "two")
+        shutil.copy(cert2, live_cert)
+        shutil.copy(key2, live_key)
+        p.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while served_cert(p.port) == first and time.time() < deadline:
+            time.sleep(0.1)
+        assert served_cert(p.port) != first
+        s3b = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY,
+                           aws_secret_access_key=SECRET_KEY, region_name="us-east-1", verify=live_cert,
+                           config=botocore.config.Config(s3={"addressing_style": "path"}))
+        assert s3b.get_object(Bucket="tls", Key="obj")["Body"].read() == data
+        # A broken file is refused at reload; the certificate in use stays.
+        with open(live_key, "w") as f:
+            f.write("not a key")
+        p.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert p.proc.poll() is None
+        assert s3b.head_object(Bucket="tls", Key="obj")["ContentLength"] == len(data)
+        assert "TLS reload failed" in p.log()
+    finally:
+        p.stop()
+
+
+def test_sigterm_lets_an_upload_in_flight_finish(workdir):
+    conf = "shutdown_grace_secs = 30\n" + creds() + f"""
+[admin]
+enabled = false
+[[backends]]
+name = "local"
+kind = "fs"
+path = "{os.path.join(workdir, 'fs')}"
+"""
+    p = Proxy(os.path.join(workdir, "proxy"), conf)
+    s3 = make_client(p.endpoint)
+    s3.create_bucket(Bucket="drain")
+    size, chunk = 200 << 20, 1 << 20
+    piece = os.urandom(chunk)
+    digest = hashlib.sha256()
+    for _ in range(size // chunk):
+        digest.update(piece)
+    headers, _ = w.sign_v4("PUT", "/drain/big", payload_hash="UNSIGNED-PAYLOAD", host=f"127.0.0.1:{p.port}")
+    conn = http.client.HTTPConnection("127.0.0.1", p.port, timeout=60)
+    conn.putrequest("PUT", "/drain/big", skip_host=True, skip_accept_encoding=True)
+    for k, v in dict(headers, **{"content-length": str(size)}).items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    sent = 0
+    for i in range(size // chunk):
+        conn.send(piece)
+        sent += chunk
+        if i == 20:
+            # A fifth of the way in: stop the proxy as systemd or Kubernetes would.
+            p.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            # New connections are no longer accepted...
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", p.port), timeout=2).recv(1)
+    resp = conn.getresponse()
+    body = resp.read()
+    assert resp.status == 200, body
+    # ...and the process exits 0 once the upload is done.
+    assert p.proc.wait(30) == 0
+    p.stdout.close()
+    p.stderr.close()
+    p.start()
+    try:
+        got = hashlib.sha256()
+        obj = make_client(p.endpoint).get_object(Bucket="drain", Key="big")
+        for block in iter(lambda: obj["Body"].read(1 << 20), b""):
+            got.update(block)
+        assert obj["ContentLength"] == size and got.hexdigest() == digest.hexdigest()
+    finally:
+        p.stop()
+
+
+def test_connection_limit_answers_slow_down(workdir):
+    p = Proxy(os.path.join(workdir, "proxy"), creds() + f"""
+[admin]
+enabled = false
+[limits]
+max_connections = 2
+[[backends]]
+name = "local"
+kind = "fs"
+path = "{os.path.join(workdir, 'fs')}"
+""")
+    try:
+        # The start-up probe's connection may still hold a slot for a moment.
+        time.sleep(0.5)
+        held = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(2)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        answer = b""
+        while b"</Error>" not in answer:
+            try:
+                chunk = extra.recv(4096)
+            except OSError as e:
+                raise AssertionError(f"{e}: {answer!r}\n{p.log()[-3000:]}")
+            if not chunk:
+                break
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503") and b"<Code>SlowDown</Code>" in answer, answer[:300]
+        assert b"reduce your request rate" in answer, p.log()[-2000:]
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        # Once connections close, requests are served again.
+        assert w.v4(p.port, "GET", "/").status == 200
+    finally:
+        p.stop()
