@@ -40,6 +40,8 @@ pub mod query;
 pub mod request;
 pub mod router;
 pub mod server;
+mod spill;
+mod subresource;
 pub mod time;
 pub mod tls;
 pub mod xml;
@@ -315,7 +317,28 @@ impl S3Server {
             );
             return (op, Err(e));
         }
-        let raw = incoming_stream(body, self.config.body_idle_timeout);
+        if matches!(
+            endpoint,
+            Endpoint::PutObject { .. }
+                | Endpoint::CopyObject { .. }
+                | Endpoint::CreateMultipartUpload { .. }
+                | Endpoint::CreateBucket { .. }
+        ) && let Err(e) = subresource::check_acl_headers(&parts.headers)
+        {
+            return (op, Err(e));
+        }
+        let mut raw = incoming_stream(body, self.config.body_idle_timeout);
+        // hyper sends `100 Continue` when the body is first read. A handler may first
+        // work with the backends for a while (a multipart upload's replicas, a copy's
+        // source), and a client that waited a second sends the body unasked and can then
+        // misread the late 100 as the answer. The request is authenticated and routed
+        // now: ask for the body at once, keeping what arrives first.
+        if request::header(&parts.headers, "expect")
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            let first = raw.next().await;
+            raw = Box::pin(futures::stream::iter(first).chain(raw));
+        }
         if let Ok(length) =
             request::data_length(&parts.headers, request::is_chunked(&authenticated))
             && length > 0
@@ -355,6 +378,16 @@ async fn route_to_handler(
         ListObjectsV2 { bucket } => list::list_objects(ctx, &bucket, &req.query, true).await,
         ListMultipartUploads { bucket } => multipart::list_uploads(ctx, &bucket, &req.query).await,
         DeleteObjects { bucket } => object::delete_objects(ctx, &bucket, req).await,
+        GetBucketAcl { bucket } => subresource::get_acl(ctx, &bucket, None).await,
+        PutBucketAcl { bucket } => subresource::put_acl(ctx, &bucket, None, req).await,
+        ListObjectVersions { bucket } => {
+            subresource::list_object_versions(ctx, &bucket, &req.query).await
+        }
+        GetObjectAcl { bucket, key } => subresource::get_acl(ctx, &bucket, Some(&key)).await,
+        PutObjectAcl { bucket, key } => subresource::put_acl(ctx, &bucket, Some(&key), req).await,
+        GetObjectTagging { bucket, key } => {
+            subresource::get_object_tagging(ctx, &bucket, &key).await
+        }
         GetObject { bucket, key } => object::get_object(ctx, &bucket, &key, req, true).await,
         HeadObject { bucket, key } => object::get_object(ctx, &bucket, &key, req, false).await,
         PutObject { bucket, key } => object::put_object(ctx, &bucket, &key, req).await,

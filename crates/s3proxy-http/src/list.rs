@@ -7,7 +7,7 @@ use base64::Engine;
 use http::Response;
 use s3proxy_core::{BucketName, Error, ListOptions, Result, list::MAX_KEYS};
 
-fn max_keys(query: &Query) -> Result<usize> {
+pub(crate) fn max_keys(query: &Query) -> Result<usize> {
     match query.get("max-keys") {
         None => Ok(MAX_KEYS),
         Some(v) => v
@@ -100,10 +100,12 @@ pub(crate) async fn list_objects(
     if url {
         elem(&mut out, "EncodingType", "url");
     }
+    // max-keys=0 asks for nothing and gets nothing, which is not a truncated page.
+    let truncated = page.is_truncated && max_keys > 0;
     elem(
         &mut out,
         "IsTruncated",
-        if page.is_truncated { "true" } else { "false" },
+        if truncated { "true" } else { "false" },
     );
     if v2 {
         elem(

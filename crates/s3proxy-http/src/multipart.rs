@@ -36,14 +36,10 @@ pub(crate) async fn upload_part(
     part_number: u32,
     req: S3Request,
 ) -> Result<Response<ResponseBody>> {
-    let length = request::data_length(&req.headers, req.chunked)?;
     let opts = PartOptions {
         content_md5: request::content_md5(&req.headers)?,
     };
-    let body = Body {
-        stream: req.body,
-        length,
-    };
+    let body = crate::spill::sized_body(&req.headers, req.chunked, req.body).await?;
     let etag = ctx
         .backend
         .upload_part(bucket, key, upload_id, part_number, body, opts)

@@ -14,15 +14,11 @@ pub(crate) async fn put_object(
     key: &ObjectKey,
     req: S3Request,
 ) -> Result<Response<ResponseBody>> {
-    let length = request::data_length(&req.headers, req.chunked)?;
     let opts = PutOptions {
         metadata: request::metadata_from_headers(&req.headers)?,
         content_md5: request::content_md5(&req.headers)?,
     };
-    let body = Body {
-        stream: req.body,
-        length,
-    };
+    let body = crate::spill::sized_body(&req.headers, req.chunked, req.body).await?;
     let put = ctx.backend.put_object(bucket, key, body, opts).await?;
     let mut r = empty_response(StatusCode::OK)?;
     r.headers_mut().insert("etag", quoted(&put.etag)?);

@@ -28,6 +28,18 @@ pub enum Endpoint {
     ListMultipartUploads { bucket: BucketName },
     /// `POST /bucket?delete`
     DeleteObjects { bucket: BucketName },
+    /// `GET /bucket?acl`
+    GetBucketAcl { bucket: BucketName },
+    /// `PUT /bucket?acl`
+    PutBucketAcl { bucket: BucketName },
+    /// `GET /bucket?versions`
+    ListObjectVersions { bucket: BucketName },
+    /// `GET /bucket/key?acl`
+    GetObjectAcl { bucket: BucketName, key: ObjectKey },
+    /// `PUT /bucket/key?acl`
+    PutObjectAcl { bucket: BucketName, key: ObjectKey },
+    /// `GET /bucket/key?tagging`
+    GetObjectTagging { bucket: BucketName, key: ObjectKey },
     /// `GET /bucket/key`
     GetObject { bucket: BucketName, key: ObjectKey },
     /// `HEAD /bucket/key`
@@ -77,7 +89,6 @@ pub enum Endpoint {
 /// Bucket sub-resources s3proxy does not implement; requests for them get NotImplemented
 /// rather than being mistaken for a listing or a bucket creation.
 const UNSUPPORTED_BUCKET_SUBRESOURCES: &[&str] = &[
-    "acl",
     "policy",
     "lifecycle",
     "cors",
@@ -96,12 +107,9 @@ const UNSUPPORTED_BUCKET_SUBRESOURCES: &[&str] = &[
     "ownershipControls",
     "publicAccessBlock",
     "intelligent-tiering",
-    "versions",
     "policyStatus",
 ];
 const UNSUPPORTED_OBJECT_SUBRESOURCES: &[&str] = &[
-    "acl",
-    "tagging",
     "retention",
     "legal-hold",
     "torrent",
@@ -152,6 +160,12 @@ impl Endpoint {
                 )));
             }
             return Ok(match *method {
+                Method::GET if query.has("acl") => Endpoint::GetBucketAcl { bucket },
+                Method::PUT if query.has("acl") => Endpoint::PutBucketAcl { bucket },
+                Method::GET if query.has("versions") => Endpoint::ListObjectVersions { bucket },
+                _ if query.has("acl") || query.has("versions") => {
+                    return Err(Error::MethodNotAllowed);
+                }
                 Method::GET if query.has("location") => Endpoint::GetBucketLocation { bucket },
                 Method::GET if query.has("versioning") => Endpoint::GetBucketVersioning { bucket },
                 Method::GET if query.has("uploads") => Endpoint::ListMultipartUploads { bucket },
@@ -174,7 +188,25 @@ impl Endpoint {
                 "the ?{sub} object sub-resource"
             )));
         }
+        // An unversioned bucket holds one version of each object, `null`: asking for it
+        // is asking for the object; any other version does not exist.
+        if let Some(version) = query.get("versionId")
+            && version != "null"
+        {
+            return Err(Error::InvalidArgument(
+                "Invalid version id specified: buckets served by s3proxy are unversioned".into(),
+            ));
+        }
+        if query.has("tagging") && *method != Method::GET {
+            return Err(Error::NotImplemented(
+                "changing object tags (the ?tagging object sub-resource)".into(),
+            ));
+        }
         Ok(match *method {
+            Method::GET if query.has("acl") => Endpoint::GetObjectAcl { bucket, key },
+            Method::PUT if query.has("acl") => Endpoint::PutObjectAcl { bucket, key },
+            _ if query.has("acl") => return Err(Error::MethodNotAllowed),
+            Method::GET if query.has("tagging") => Endpoint::GetObjectTagging { bucket, key },
             Method::GET if query.has("uploadId") => Endpoint::ListParts {
                 bucket,
                 key,
@@ -231,6 +263,12 @@ impl Endpoint {
             Endpoint::ListObjectsV2 { .. } => "ListObjectsV2",
             Endpoint::ListMultipartUploads { .. } => "ListMultipartUploads",
             Endpoint::DeleteObjects { .. } => "DeleteObjects",
+            Endpoint::GetBucketAcl { .. } => "GetBucketAcl",
+            Endpoint::PutBucketAcl { .. } => "PutBucketAcl",
+            Endpoint::ListObjectVersions { .. } => "ListObjectVersions",
+            Endpoint::GetObjectAcl { .. } => "GetObjectAcl",
+            Endpoint::PutObjectAcl { .. } => "PutObjectAcl",
+            Endpoint::GetObjectTagging { .. } => "GetObjectTagging",
             Endpoint::GetObject { .. } => "GetObject",
             Endpoint::HeadObject { .. } => "HeadObject",
             Endpoint::PutObject { .. } => "PutObject",

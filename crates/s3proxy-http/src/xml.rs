@@ -80,6 +80,56 @@ pub struct CreateBucketConfiguration {
     pub location_constraint: Option<String>,
 }
 
+/// `<AccessControlPolicy>` of PutBucketAcl and PutObjectAcl.
+#[derive(Debug, Deserialize)]
+pub struct AccessControlPolicy {
+    /// The grants.
+    #[serde(rename = "AccessControlList", default)]
+    pub list: Option<AccessControlList>,
+}
+
+/// `<AccessControlList>`.
+#[derive(Debug, Deserialize)]
+pub struct AccessControlList {
+    /// Each grant.
+    #[serde(rename = "Grant", default)]
+    pub grants: Vec<Grant>,
+}
+
+/// One `<Grant>`.
+#[derive(Debug, Deserialize)]
+pub struct Grant {
+    /// Who.
+    #[serde(rename = "Grantee")]
+    pub grantee: Grantee,
+    /// What: `FULL_CONTROL`, `READ`...
+    #[serde(rename = "Permission")]
+    pub permission: String,
+}
+
+/// A `<Grantee>`: a canonical user, a group (`URI`) or an e-mail address.
+#[derive(Debug, Deserialize)]
+pub struct Grantee {
+    /// A group (AllUsers, AuthenticatedUsers...).
+    #[serde(rename = "URI", default)]
+    pub uri: Option<String>,
+    /// An e-mail address.
+    #[serde(rename = "EmailAddress", default)]
+    pub email: Option<String>,
+}
+
+impl AccessControlPolicy {
+    /// The grants, none when the list is absent.
+    pub fn grants(&self) -> &[Grant] {
+        self.list.as_ref().map_or(&[], |l| &l.grants)
+    }
+}
+
+/// Parse a PutBucketAcl or PutObjectAcl body.
+pub fn parse_acl(body: &str) -> Result<AccessControlPolicy> {
+    parse(body)
+}
+
 /// Parse a DeleteObjects body.
 pub fn parse_delete(body: &str) -> Result<DeleteRequest> {
     parse(body)

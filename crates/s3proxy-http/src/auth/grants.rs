@@ -128,7 +128,12 @@ pub fn needed(endpoint: &Endpoint) -> Option<(&str, Access)> {
         | ListObjects { bucket }
         | ListObjectsV2 { bucket }
         | GetObject { bucket, .. }
-        | HeadObject { bucket, .. } => (bucket, Access::Read),
+        | HeadObject { bucket, .. }
+        | GetBucketAcl { bucket }
+        | ListObjectVersions { bucket }
+        | GetObjectAcl { bucket, .. }
+        | GetObjectTagging { bucket, .. } => (bucket, Access::Read),
+        PutBucketAcl { bucket } => (bucket, Access::Owner),
         ListMultipartUploads { bucket }
         | DeleteObjects { bucket }
         | PutObject { bucket, .. }
@@ -139,7 +144,8 @@ pub fn needed(endpoint: &Endpoint) -> Option<(&str, Access)> {
         | UploadPartCopy { bucket, .. }
         | CompleteMultipartUpload { bucket, .. }
         | AbortMultipartUpload { bucket, .. }
-        | ListParts { bucket, .. } => (bucket, Access::Write),
+        | ListParts { bucket, .. }
+        | PutObjectAcl { bucket, .. } => (bucket, Access::Write),
     };
     Some((bucket.as_str(), access))
 }
