@@ -19,6 +19,8 @@ install_deps() {
     command -v rsync >/dev/null || need_apt+=(rsync)
     command -v curl >/dev/null || need_apt+=(curl)
     command -v s3cmd >/dev/null || need_apt+=(s3cmd)
+    command -v rclone >/dev/null || need_apt+=(rclone)
+    command -v openssl >/dev/null || need_apt+=(openssl)   # the s3fs tls mode's certificates
     if [ ${#need_apt[@]} -gt 0 ]; then
         step "apt-get install ${need_apt[*]}"
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

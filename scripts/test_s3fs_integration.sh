@@ -5,20 +5,28 @@
 # replicating at write quorum 1 to three backends of mixed kinds (its filesystem backend,
 # moto_server, and a second s3proxy serving a filesystem over S3). Mounts one bucket per
 # mode with Debian's s3fs and runs the cases, one line each, ending with exactly
-# "N passed, N failed". Exit code 0 only when nothing failed. In every mode the second
+# "N passed, N failed". Exit code 0 only when nothing failed. In every mode but tls the second
 # s3proxy is SIGKILLed during a write halfway through the cases and restarted before the
 # remount; the run then checks it was repaired to hold what moto holds, ciphertext only.
+# The tls mode mounts over HTTPS instead, through a second s3proxy (the same backends, master
+# key, upload-id secret and credentials, plus [tls]) with a certificate for 127.0.0.1 from a
+# private CA made here with openssl. s3fs checks it (no no_check_certificate, hostname checks
+# on) and trusts that CA only through CURL_CA_BUNDLE: s3fs 1.90 has no CA option, it passes the
+# file named there to libcurl as CURLOPT_CAINFO. It runs a reduced set of cases (writes, reads,
+# renames, a 25 MB multipart file, ls, chmod, the remount checks), not the replica kill, and
+# checks that a mount is refused for a certificate from another CA and for a name the
+# certificate does not hold.
 #
 # Usage: scripts/test_s3fs_integration.sh [MODE...]
-#   MODE: default | nomultipart | nocopyapi | sigv2 | all (default: $S3FS_MODES or all)
+#   MODE: default | nomultipart | nocopyapi | sigv2 | tls | all (default: $S3FS_MODES or all)
 # Environment:
 #   S3PROXY_BIN        the proxy binary (default target/debug/s3proxy)
 #   S3FS_MODES         modes when no argument is given (space separated)
 #   S3FS_TEST_HUGE=1   also run the 1 GB+ case (multipart copy on rename above 512 MB)
 #   S3FS_KEEP=1        keep the work dir (logs) after the run
 #   RUST_LOG           proxy log level (default info: one line per request)
-# Needs: s3fs, fuse3 (or fuse), attr, rsync, curl, python3 with boto3, moto_server; root or a
-# user allowed to mount.
+# Needs: s3fs, fuse3 (or fuse), attr, rsync, curl, python3 with boto3, moto_server, openssl
+# (tls mode); root or a user allowed to mount.
 # The cases check what ls itself shows, so ls | grep is the point:
 # shellcheck disable=SC2010,SC2012
 set -uo pipefail
@@ -26,7 +34,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${S3PROXY_BIN:-$ROOT/target/debug/s3proxy}
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
-ALL_MODES="default nomultipart nocopyapi sigv2"
+ALL_MODES="default nomultipart nocopyapi sigv2 tls"
 
 # --- arguments ---------------------------------------------------------------------------
 MODES=()
@@ -39,6 +47,9 @@ if [ "${MODES[*]}" = "all" ]; then read -r -a MODES <<<"$ALL_MODES"; fi
 for m in "${MODES[@]}"; do
     case " $ALL_MODES " in *" $m "*) ;; *) echo "unknown mode '$m' (want: $ALL_MODES all)" >&2; exit 2 ;; esac
 done
+WANT_TLS=0
+case " ${MODES[*]} " in *" tls "*) WANT_TLS=1 ;; esac
+if [ "$WANT_TLS" = 1 ] && ! command -v openssl >/dev/null; then echo "missing openssl (apt-get install openssl)" >&2; exit 2; fi
 for tool in s3fs curl python3 rsync timeout moto_server; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install s3fs fuse3 attr rsync curl; pip install 'moto[server]')" >&2; exit 2; }
 done
@@ -72,7 +83,7 @@ cleanup() {
         [ -e "$f" ] || continue
         unmount_one "$(sed -n 2p "$f")" "$f"
     done
-    for f in proxy replica moto; do
+    for f in proxy tlsproxy impostor replica moto; do
         [ -f "$PIDS/$f" ] || continue
         local pid; pid=$(cat "$PIDS/$f")
         kill "$pid" 2>/dev/null
@@ -107,7 +118,8 @@ wait_port() { # port pidfile what
 PORT=$(free_port)
 MOTO_PORT=$(free_port)
 REPLICA_PORT=$(free_port)
-ENDPOINT="http://127.0.0.1:$PORT"
+HTTP_ENDPOINT="http://127.0.0.1:$PORT"
+ENDPOINT=$HTTP_ENDPOINT  # the front proxy of the mode that runs (run_mode sets it)
 REPLICA_ENDPOINT="http://127.0.0.1:$REPLICA_PORT"
 MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 STATE="$WORK/state"
@@ -122,6 +134,7 @@ key_file = "$WORK/master.key"
 [replication]
 write_quorum = 1
 repair_interval_secs = 1
+upload_id_secret = "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 [[backends]]
 name = "local"
 kind = "fs"
@@ -179,6 +192,50 @@ RUST_LOG=${RUST_LOG:-info} "$BIN" --config "$WORK/s3proxy.toml" --listen "127.0.
 echo $! >"$PIDS/proxy"
 wait_port "$PORT" "$PIDS/proxy" s3proxy || { cat "$PROXY_LOG"; exit 1; }
 
+# The tls mode's front: a second s3proxy, its config the first one's with its own state_dir
+# (its repair journal) and [tls], serving a certificate for 127.0.0.1 from a private CA. The
+# impostor is a third, the same but with a certificate for 127.0.0.1 from another CA: s3fs
+# trusting our CA must refuse it. Their admin listeners are off (the first proxy has 9001).
+TLS_DIR="$WORK/tls"
+TLS_PORT= TLS_ENDPOINT= IMPOSTOR_ENDPOINT= TLS_PROXY_LOG=
+new_ca() { # name common-name
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$2" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -keyout "$TLS_DIR/$1.key" -out "$TLS_DIR/$1.pem" 2>>"$TLS_DIR/openssl.log"
+}
+new_server_cert() { # name ca-name: key, certificate for IP 127.0.0.1, and the chain (leaf first)
+    printf '%s\n' "subjectAltName = IP:127.0.0.1" "basicConstraints = critical,CA:FALSE" \
+        "keyUsage = critical,digitalSignature" "extendedKeyUsage = serverAuth" >"$TLS_DIR/server.ext"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$TLS_DIR/$1.key" -out "$TLS_DIR/$1.csr" 2>>"$TLS_DIR/openssl.log" &&
+    openssl x509 -req -in "$TLS_DIR/$1.csr" -CA "$TLS_DIR/$2.pem" -CAkey "$TLS_DIR/$2.key" \
+        -set_serial "0x$(openssl rand -hex 8)" -days 30 -extfile "$TLS_DIR/server.ext" \
+        -out "$TLS_DIR/$1.crt" 2>>"$TLS_DIR/openssl.log" &&
+    cat "$TLS_DIR/$1.crt" "$TLS_DIR/$2.pem" >"$TLS_DIR/$1-chain.pem"
+}
+start_tls_front() { # name port cert-name: an s3proxy like the first, over HTTPS
+    sed "s|^state_dir = .*|state_dir = \"$WORK/$1-state\"|" "$WORK/s3proxy.toml" >"$WORK/$1.toml"
+    printf '[admin]\nenabled = false\n[tls]\ncert_file = "%s"\nkey_file = "%s"\n' \
+        "$TLS_DIR/$3-chain.pem" "$TLS_DIR/$3.key" >>"$WORK/$1.toml"
+    RUST_LOG=${RUST_LOG:-info} "$BIN" --config "$WORK/$1.toml" --listen "127.0.0.1:$2" \
+        >"$WORK/$1.out" 2>"$WORK/$1.log" &
+    echo $! >"$PIDS/$1"
+    wait_port "$2" "$PIDS/$1" "the $1 s3proxy" || { tail -20 "$WORK/$1.log" >&2; return 1; }
+}
+if [ "$WANT_TLS" = 1 ]; then
+    mkdir -p "$TLS_DIR"
+    { new_ca ca "s3fs-it test CA" && new_server_cert server ca &&
+      new_ca other-ca "s3fs-it another CA" && new_server_cert impostor other-ca; } ||
+        { echo "openssl could not make the test certificates:" >&2; cat "$TLS_DIR/openssl.log" >&2; exit 1; }
+    TLS_PORT=$(free_port)
+    start_tls_front tlsproxy "$TLS_PORT" server || exit 1
+    IMPOSTOR_PORT=$(free_port)
+    start_tls_front impostor "$IMPOSTOR_PORT" impostor || exit 1
+    TLS_ENDPOINT="https://127.0.0.1:$TLS_PORT"
+    IMPOSTOR_ENDPOINT="https://127.0.0.1:$IMPOSTOR_PORT"
+    TLS_PROXY_LOG="$WORK/tlsproxy.log"
+fi
+
 # Raw S3 requests for set-up and for looking behind the mount. curl's own SigV4 does not
 # add x-amz-content-sha256 (S3 requires it) and does not encode '/' in the query, so
 # callers pass queries already encoded.
@@ -195,6 +252,7 @@ mode_opts() {
         nomultipart) echo ",nomultipart" ;;
         nocopyapi) echo ",nocopyapi" ;;
         sigv2) echo ",sigv2" ;;
+        tls) echo "" ;;  # the url is https://, the certificate checked as by default
     esac
 }
 
@@ -251,7 +309,8 @@ ranged_reads() { # mounted local count
 }
 MARKER="s3proxy-plaintext-marker-$RANDOM$RANDOM"
 export AK SK ENDPOINT BAK BSK MOTO_ENDPOINT REPLICA_ENDPOINT STATE PIDS WORK MARKER
-export -f fail eq near_now md5 size expect_md5 randfile ranged_reads s3curl kill_replica
+export TLS_DIR TLS_ENDPOINT IMPOSTOR_ENDPOINT
+export -f fail eq near_now md5 size expect_md5 randfile ranged_reads s3curl kill_replica unmount_one
 
 CASES=()   # name|timeout|function, filled per mode
 add() { CASES+=("$1|$2|$3"); }
@@ -781,10 +840,56 @@ t_replica_converged() {
     eq "resilience marker $MODE $MARKER" "$(cat resilience-marker.txt)" "marker read through the mount"
 }
 
+# --- tls mode: s3fs checks the server's certificate ---
+tls_mount_refused() { # name url: s3fs, trusting our CA only, must give up on this server
+    local name=$1 url=$2 mnt="$W/mnt-tls-$1" log="$W/s3fs.tls-$1.log" pid i
+    mkdir -p "$mnt"
+    # s3fs mounts first and checks the service after: the mount shows for an instant, then
+    # s3fs exits. So wait for the process, not for /proc/mounts.
+    s3fs "$BUCKET" "$mnt" -f -o "url=$url,use_path_request_style,passwd_file=$W/passwd,dbglevel=warn" >"$log" 2>&1 &
+    pid=$!
+    printf '%s\n%s\n' "$pid" "$mnt" >"$PIDS/s3fs.tls-$name"   # the cleanup's, should it stay
+    for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        ls "$mnt" >&2 || true
+        unmount_one "$mnt" "$PIDS/s3fs.tls-$name"
+        fail "s3fs still runs after 30 s against $url: it accepted the certificate"
+    fi
+    wait "$pid" || true   # s3fs 1.90 exits 0 even when its service check failed
+    rm -f "$PIDS/s3fs.tls-$name"
+    if grep -q " $mnt fuse" /proc/mounts; then fail "$mnt still mounted"; fi
+    grep -qF "unable to connect(host=$url)" "$log" || fail "s3fs did not give up on $url: $(tail -5 "$log")"
+    # CURLE_PEER_FAILED_VERIFICATION (60) as s3fs logs it: the certificate, and nothing else
+    grep -qE 'CURLE_SSL_CACERT|curlCode: 60 ' "$log" || fail "no certificate error in the s3fs log: $(tail -5 "$log")"
+}
+export -f tls_mount_refused
+t_tls_other_ca_refused() {
+    # The impostor is a working s3proxy over the same backends: who trusts its CA reaches it.
+    s3curl -f -I --cacert "$TLS_DIR/other-ca.pem" "$IMPOSTOR_ENDPOINT/$BUCKET" -o /dev/null \
+        || fail "the impostor s3proxy does not answer with its own CA trusted"
+    tls_mount_refused other-ca "$IMPOSTOR_ENDPOINT"
+}
+t_tls_hostname_checked() {
+    # Our server and CA, but a name the certificate does not hold (it has IP 127.0.0.1 only).
+    getent hosts localhost >/dev/null || fail "localhost does not resolve"
+    tls_mount_refused localhost "https://localhost:${TLS_ENDPOINT##*:}"
+}
+# The cases the tls mode runs of the others: writes, reads, renames, the 25 MB multipart file,
+# ls, chmod, and what the remount checks need.
+TLS_CASES=(t_new_echo t_new_touch t_new_cp t_new_dd t_new_tee t_new_rename t_overwrite t_append
+    t_chmod t_chown t_touch_d t_utimes t_mkdir_rmdir t_nested_dirs t_rename_dir t_symlink
+    t_empty_file t_zero_byte_dirlike t_large_25m t_many_small_files)
+
 # ==== the run ============================================================================
 run_mode() {
     MODE=$1
     BUCKET="s3fs-$MODE"
+    ENDPOINT=$HTTP_ENDPOINT
+    if [ "$MODE" = tls ]; then
+        ENDPOINT=$TLS_ENDPOINT
+        export CURL_CA_BUNDLE="$TLS_DIR/ca.pem"   # s3fs's CA bundle, and curl's (s3curl)
+    fi
+    export ENDPOINT
     S3URL="$ENDPOINT/$BUCKET"
     M="$WORK/mnt-$MODE"
     L="$WORK/local/$MODE"
@@ -793,7 +898,8 @@ run_mode() {
     mkdir -p "$L"
     rm -f "$WORK"/expect/*
     export MODE BUCKET S3URL M L MC W
-    echo "--- mode $MODE: s3fs -o use_path_request_style,attr_timeout=0$(mode_opts "$MODE")"
+    echo "--- mode $MODE: s3fs -o use_path_request_style,attr_timeout=0$(mode_opts "$MODE")$(
+        [ "$MODE" = tls ] && echo ",url=$ENDPOINT with CURL_CA_BUNDLE=$CURL_CA_BUNDLE")"
     s3curl -f -X PUT "$ENDPOINT/$BUCKET" -o /dev/null || { FAILED=$((FAILED + 1)); echo "FAIL  $MODE create bucket"; return; }
     if ! mount_s3fs "$MODE" "$BUCKET" "$M" "$(mode_opts "$MODE")"; then
         FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/mount"); echo "FAIL  $MODE mount"; return
@@ -839,18 +945,29 @@ run_mode() {
     fi
     # 300 in the default mode; the other modes send the same requests for them.
     SMALL_FILES=100; [ "$MODE" = default ] && SMALL_FILES=300
+    [ "$MODE" = tls ] && SMALL_FILES=30
     export SMALL_FILES
     add "stress: $SMALL_FILES small files" 300 t_many_small_files
     add "stress: parallel writers" 300 t_parallel_writers
     add "stress: cp -r then diff -r" 300 t_cp_r
     add "stress: rsync -a then diff -r" 300 t_rsync_a
+    if [ "$MODE" = tls ]; then
+        local kept=()
+        for c in "${CASES[@]}"; do
+            case " ${TLS_CASES[*]} " in *" ${c##*|} "*) kept+=("$c") ;; esac
+        done
+        CASES=("tls: another CA's certificate refused|60|t_tls_other_ca_refused"
+               "tls: a name not in the certificate refused|60|t_tls_hostname_checked" "${kept[@]}")
+    fi
     for c in "${CASES[@]}"; do
         IFS='|' read -r name tmo fn <<<"$c"
         run_case "$name" "$tmo" "$fn"
     done
 
     # The killed replica returns; repair must bring it level with the others.
-    if start_replica; then
+    if [ "$MODE" = tls ]; then
+        :   # not killed in this mode
+    elif start_replica; then
         run_case "resilience: replica repaired, ciphertext only" 300 t_replica_converged
     else
         FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/replica restart"); echo "FAIL  $MODE replica restart"
@@ -881,31 +998,34 @@ run_mode() {
         FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/remount"); echo "FAIL  $MODE remount"
     fi
     umount_s3fs "$MODE"
+    if [ "$MODE" = tls ]; then unset CURL_CA_BUNDLE; fi
 }
 
-check_proxy_log() {
-    MODE=proxy
-    local bad
-    if ! kill -0 "$(cat "$PIDS/proxy")" 2>/dev/null; then
-        FAILED=$((FAILED + 1)); echo "FAIL  proxy        s3proxy died"; tail -20 "$PROXY_LOG"; return
+check_proxy_log() { # name pidfile log
+    MODE=$1
+    local bad pidfile=$2 log=$3
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        FAILED=$((FAILED + 1)); printf 'FAIL  %-12s %s\n' "$MODE" "s3proxy died"; tail -20 "$log"; return
     fi
     # 5xx statuses, panics, and errors sent inside a 200 (long copies and completions)
-    bad=$(grep -E 'panicked| -> 5[0-9][0-9] |sent in a 200 body' "$PROXY_LOG" | head -10)
+    bad=$(grep -E 'panicked| -> 5[0-9][0-9] |sent in a 200 body' "$log" | head -10)
     if [ -n "$bad" ]; then
-        FAILED=$((FAILED + 1)); FAILED_NAMES+=("proxy log")
-        printf 'FAIL  %-12s %s\n' proxy "server errors or panics in the proxy log:"; printf '%s\n' "$bad" | sed 's/^/      | /'
+        FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE log")
+        printf 'FAIL  %-12s %s\n' "$MODE" "server errors or panics in the proxy log:"; printf '%s\n' "$bad" | sed 's/^/      | /'
     else
-        PASSED=$((PASSED + 1)); printf 'ok    %-12s %s\n' proxy "no 5xx, no error in a 200 and no panic in the proxy log"
+        PASSED=$((PASSED + 1)); printf 'ok    %-12s %s\n' "$MODE" "no 5xx, no error in a 200 and no panic in the proxy log"
     fi
 }
 
 # shellcheck disable=SC2046 # one word per function name
 export -f $(declare -F | awk '$3 ~ /^t_/ {print $3}') compare_replicas backend_get
-echo "s3proxy $BIN on $ENDPOINT; s3fs $(s3fs --version 2>/dev/null | head -1 | grep -oE 'V[0-9.]+'); work dir $WORK"
+echo "s3proxy $BIN on $HTTP_ENDPOINT${TLS_ENDPOINT:+ and $TLS_ENDPOINT (tls mode)}; s3fs $(s3fs --version 2>/dev/null | head -1 | grep -oE 'V[0-9.]+'); work dir $WORK"
 for mode in "${MODES[@]}"; do run_mode "$mode"; done
-check_proxy_log
+check_proxy_log proxy "$PIDS/proxy" "$PROXY_LOG"
+if [ -n "$TLS_PROXY_LOG" ]; then check_proxy_log proxy-tls "$PIDS/tlsproxy" "$TLS_PROXY_LOG"; fi
 echo "statuses by operation (4xx/5xx):"
-grep -oE '[0-9A-F]{16} [A-Za-z]+ [A-Z]+ .* -> [45][0-9][0-9]' "$PROXY_LOG" | awk '{print $2, $NF}' | sort | uniq -c | sed 's/^/  /'
+grep -ohE '[0-9A-F]{16} [A-Za-z]+ [A-Z]+ .* -> [45][0-9][0-9]' "$PROXY_LOG" ${TLS_PROXY_LOG:+"$TLS_PROXY_LOG"} |
+    awk '{print $2, $NF}' | sort | uniq -c | sed 's/^/  /'
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed: ${FAILED_NAMES[*]}"
 echo "$KNOWN known s3fs limitations, $SKIPPED skipped"
 echo "$PASSED passed, $FAILED failed"
