@@ -195,3 +195,26 @@ def test_create_bucket_answers_as_s3(px, s3):
     finally:
         p.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_content_encoding_and_non_ascii_metadata_as_s3_returns_them(px, s3):
+    s3.put_object(Bucket="compat", Key="enc", Body=b"x", ContentEncoding="deflate, gzip")
+    assert s3.head_object(Bucket="compat", Key="enc")["ContentEncoding"] == "deflate, gzip"
+    # Non-ASCII metadata sent as raw UTF-8 comes back RFC 2047-encoded, as from S3.
+    value = "Grüße 東京"
+    headers, _ = w.sign_v4("PUT", "/compat/meta", payload_hash=hashlib.sha256(b"m").hexdigest(),
+                           headers={"x-amz-meta-greeting": value, "content-length": "1"},
+                           host=f"127.0.0.1:{px.port}")
+    sock = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+    sock.sendall(b"PUT /compat/meta HTTP/1.1\r\n"
+                 + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\nm")
+    head = read_response_head(sock, 10)
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 200"), head
+    got = w.v4(px.port, "HEAD", "/compat/meta")
+    import base64
+    assert got.headers["x-amz-meta-greeting"] == "=?UTF-8?B?%s?=" % base64.b64encode(value.encode()).decode()
+    # ASCII values, and values a client already encoded, come back as stored.
+    encoded = "=?UTF-8?B?%s?=" % base64.b64encode(value.encode()).decode()
+    s3.put_object(Bucket="compat", Key="meta2", Body=b"m", Metadata={"greeting": encoded, "plain": "a b"})
+    assert s3.head_object(Bucket="compat", Key="meta2")["Metadata"] == {"greeting": encoded, "plain": "a b"}

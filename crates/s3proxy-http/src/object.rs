@@ -97,9 +97,31 @@ fn object_headers(mut b: Builder, info: &ObjectInfo, query: &request::Query) -> 
         }
     }
     for (name, value) in &info.metadata.user {
-        b = add(b, &format!("x-amz-meta-{name}"), value);
+        b = add(
+            b,
+            &format!("x-amz-meta-{name}"),
+            &user_metadata_value(value),
+        );
     }
     Ok(b)
+}
+
+/// A user metadata value as S3 sends it: as stored when it is printable ASCII, else as an
+/// RFC 2047 encoded word (`=?UTF-8?B?...?=`), which SDKs decode, rather than raw UTF-8
+/// bytes that clients read as Latin-1.
+pub(crate) fn user_metadata_value(value: &str) -> std::borrow::Cow<'_, str> {
+    use base64::Engine;
+    if value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) || b == b'\t')
+    {
+        return value.into();
+    }
+    format!(
+        "=?UTF-8?B?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(value)
+    )
+    .into()
 }
 
 pub(crate) async fn get_object(

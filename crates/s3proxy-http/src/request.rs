@@ -94,13 +94,17 @@ pub fn metadata_from_headers(headers: &HeaderMap) -> Result<ObjectMetadata> {
     h.cache_control = header(headers, "cache-control");
     h.expires = header(headers, "expires");
     // `aws-chunked` describes the transfer, not the object.
+    // Stored as sent (`deflate, gzip` stays so), only an `aws-chunked` token taken out.
     h.content_encoding = header(headers, "content-encoding").and_then(|v| {
-        let kept: Vec<&str> = v
-            .split(',')
-            .map(str::trim)
+        let tokens: Vec<&str> = v.split(',').map(str::trim).collect();
+        if !tokens.iter().any(|e| e.eq_ignore_ascii_case("aws-chunked")) {
+            return Some(v);
+        }
+        let kept: Vec<&str> = tokens
+            .into_iter()
             .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
             .collect();
-        (!kept.is_empty()).then(|| kept.join(","))
+        (!kept.is_empty()).then(|| kept.join(", "))
     });
     for (name, value) in headers {
         if let Some(user) = name.as_str().strip_prefix("x-amz-meta-") {
