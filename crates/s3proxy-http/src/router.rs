@@ -397,9 +397,52 @@ mod tests {
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            route(Method::GET, Some(("bkt", None)), "acl", false),
+            route(Method::GET, Some(("bkt", None)), "policy", false),
             Err(Error::NotImplemented(_))
         ));
+        assert_eq!(
+            name(route(Method::GET, Some(("bkt", None)), "acl", false)),
+            "GetBucketAcl"
+        );
+        assert_eq!(
+            name(route(Method::GET, Some(("bkt", None)), "versions", false)),
+            "ListObjectVersions"
+        );
+        assert_eq!(
+            name(route(Method::PUT, Some(("bkt", Some("k"))), "acl", false)),
+            "PutObjectAcl"
+        );
+        assert_eq!(
+            name(route(
+                Method::GET,
+                Some(("bkt", Some("k"))),
+                "tagging",
+                false
+            )),
+            "GetObjectTagging"
+        );
+        assert!(matches!(
+            route(Method::PUT, Some(("bkt", Some("k"))), "tagging", false),
+            Err(Error::NotImplemented(_))
+        ));
+        assert!(matches!(
+            route(
+                Method::GET,
+                Some(("bkt", Some("k"))),
+                "versionId=abc",
+                false
+            ),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(
+            name(route(
+                Method::GET,
+                Some(("bkt", Some("k"))),
+                "versionId=null",
+                false
+            )),
+            "GetObject"
+        );
         assert!(matches!(
             route(Method::PATCH, Some(("bkt", Some("k"))), "", false),
             Err(Error::MethodNotAllowed)
