@@ -62,7 +62,16 @@ impl std::fmt::Debug for Credential {
 #[derive(Clone, Default)]
 pub struct Keyring {
     keys: HashMap<String, (String, Arc<Grants>)>,
+    /// Derived SigV4 signing keys by (access key, date, region, service): four HMACs
+    /// per request otherwise, for a key that changes once a day.
+    signing_keys: Arc<std::sync::Mutex<HashMap<SigningScope, [u8; 32]>>>,
 }
+
+type SigningScope = (String, String, String, String);
+
+/// Past this many cached signing keys (credentials times regions times days) the cache
+/// starts over, so a client inventing scopes cannot grow it.
+const MAX_CACHED_SIGNING_KEYS: usize = 1024;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,7 +89,34 @@ impl Keyring {
                 .into_iter()
                 .map(|c| (c.access_key, (c.secret_key, Arc::new(c.grants))))
                 .collect(),
+            signing_keys: Default::default(),
         }
+    }
+
+    /// The SigV4 signing key of `access_key` for a credential scope, cached.
+    fn signing_key(
+        &self,
+        access_key: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Result<[u8; 32]> {
+        let scope = (
+            access_key.to_string(),
+            date.to_string(),
+            region.to_string(),
+            service.to_string(),
+        );
+        let mut cache = self.signing_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = cache.get(&scope) {
+            return Ok(*key);
+        }
+        let key = sigv4::signing_key(self.secret(access_key)?, date, region, service);
+        if cache.len() >= MAX_CACHED_SIGNING_KEYS {
+            cache.clear();
+        }
+        cache.insert(scope, key);
+        Ok(key)
     }
 
     fn secret(&self, access_key: &str) -> Result<&str> {
@@ -244,7 +280,8 @@ fn verify_v4(
     config: &AuthConfig,
     input: &SignatureInput<'_>,
 ) -> Result<[u8; 32]> {
-    let secret = config.keyring.secret(input.access_key)?;
+    // An unknown key is InvalidAccessKeyId before anything else is looked at.
+    config.keyring.secret(input.access_key)?;
     if input.service != "s3" {
         return Err(malformed("the credential scope's service must be s3"));
     }
@@ -266,7 +303,10 @@ fn verify_v4(
         "{}/{}/{}/aws4_request",
         input.date, input.region, input.service
     );
-    let key = sigv4::signing_key(secret, input.date, input.region, input.service);
+    let key =
+        config
+            .keyring
+            .signing_key(input.access_key, input.date, input.region, input.service)?;
     let query = sigv4::canonical_query(req.raw_query, input.presigned);
     // Clients encode keys slightly differently; the normalised form covers SDKs, the raw
     // form clients that sign exactly what they send.
