@@ -296,3 +296,31 @@ path = "{os.path.join(workdir, 'fs')}"
         assert w.v4(p.port, "GET", "/").status == 200
     finally:
         p.stop()
+
+
+def test_log_lines_name_their_request_and_json_logs_parse(workdir):
+    import json
+    p = Proxy(os.path.join(workdir, "proxy"), creds() + f"""
+[admin]
+enabled = false
+[[backends]]
+name = "a"
+kind = "fs"
+path = "{os.path.join(workdir, 'a')}"
+[[backends]]
+name = "b"
+kind = "fs"
+path = "{os.path.join(workdir, 'b')}"
+""", args=("--log-format", "json"))
+    try:
+        s3 = make_client(p.endpoint)
+        s3.create_bucket(Bucket="logs")
+        rid = s3.put_object(Bucket="logs", Key="k", Body=b"x")["ResponseMetadata"]["RequestId"]
+    finally:
+        p.stop()
+    lines = [json.loads(line) for line in p.log().splitlines() if line.strip()]
+    assert all({"ts", "level", "target", "message", "request_id"} <= set(l) for l in lines)
+    mine = [l for l in lines if l["request_id"] == rid]
+    # The request's own line, once, and nothing of it logged without its id.
+    assert [l for l in mine if "PutObject PUT /logs/k -> 200" in l["message"]], mine
+    assert not [l for l in lines if rid in l["message"] and l["request_id"] != rid]

@@ -32,8 +32,55 @@ struct Cli {
     /// Address to listen on (overrides the configuration).
     #[arg(long)]
     listen: Option<String>,
+    /// Log lines as `text` (the default) or one JSON object per line, for log shippers.
+    #[arg(long, value_enum, default_value = "text", env = "S3PROXY_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `[time LEVEL target request-id] message`
+    Text,
+    /// `{"ts":..,"level":..,"target":..,"request_id":..,"message":..}`
+    Json,
+}
+
+/// env_logger (`RUST_LOG`, default info), each line naming the request it was written
+/// for, whichever crate wrote it.
+fn init_logging(format: LogFormat) {
+    use std::io::Write;
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    builder.format(move |buf, record| {
+        let ts = buf.timestamp_millis();
+        let request_id = s3proxy_http::current_request_id();
+        match format {
+            LogFormat::Text => {
+                let rid = request_id.map(|r| format!(" {r}")).unwrap_or_default();
+                writeln!(
+                    buf,
+                    "[{ts} {} {}{rid}] {}",
+                    record.level(),
+                    record.target(),
+                    record.args()
+                )
+            }
+            LogFormat::Json => {
+                let line = serde_json::json!({
+                    "ts": ts.to_string(),
+                    "level": record.level().as_str(),
+                    "target": record.target(),
+                    "request_id": request_id,
+                    "message": record.args().to_string(),
+                });
+                writeln!(buf, "{line}")
+            }
+        }
+    });
+    builder.init();
 }
 
 #[derive(Subcommand, Debug)]
@@ -394,8 +441,8 @@ async fn stop_signal(tls: Option<Arc<s3proxy_http::tls::TlsFiles>>) {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -60,6 +60,21 @@ use server::ServeOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id (`x-amz-request-id`) of the request the calling task is serving, if any: a
+/// logger adds it to every line written while a request is served, whichever layer
+/// writes it. Work a request spawns onto other tasks does not carry it.
+///
+/// ```
+/// assert_eq!(s3proxy_http::current_request_id(), None);
+/// ```
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(String::clone).ok()
+}
+
 /// The body type of every response.
 pub type ResponseBody = UnsyncBoxBody<Bytes, Error>;
 
@@ -199,8 +214,20 @@ impl S3Server {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        let started = Instant::now();
         let request_id = hex::encode(rand::random::<[u8; 8]>()).to_uppercase();
+        // Every log line written while the request is served, in any layer, its own
+        // line included, can name it (see `current_request_id`).
+        REQUEST_ID
+            .scope(request_id.clone(), self.handle_as(req, request_id))
+            .await
+    }
+
+    async fn handle_as<B>(&self, req: Request<B>, request_id: String) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let resource = path.clone();
@@ -218,11 +245,12 @@ impl S3Server {
             Ok(_permit) => self.dispatch(&ctx, req).await,
             Err(_) => ("Request", Err(Error::SlowDown)),
         };
+        let mut failure = None;
         let mut response = match result {
             Ok(r) => r,
             Err(e) => {
                 if e.status() >= 500 {
-                    log::error!("{request_id} {op} {method} {path}: {e}");
+                    failure = Some(e.to_string());
                 } else {
                     log::debug!("{request_id} {op} {method} {path}: {}", e.code());
                 }
@@ -250,10 +278,14 @@ impl S3Server {
         {
             metrics::counter!("s3proxy_response_bytes_total", "operation" => op).increment(out);
         }
-        log::info!(
-            "{request_id} {op} {method} {path} -> {status} in {:.1}ms",
-            elapsed.as_secs_f64() * 1000.0
-        );
+        // One line per request: at error level with the cause when the server failed.
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        match failure {
+            Some(why) => {
+                log::error!("{request_id} {op} {method} {path} -> {status} in {ms:.1}ms: {why}")
+            }
+            None => log::info!("{request_id} {op} {method} {path} -> {status} in {ms:.1}ms"),
+        }
         response
     }
 
