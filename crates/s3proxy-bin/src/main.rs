@@ -5,6 +5,7 @@
 mod admin;
 mod config;
 mod credentials;
+mod maintenance;
 
 use clap::{Parser, Subcommand};
 use config::{BackendKind, Config, Overrides};
@@ -102,9 +103,26 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-wrap every object's data key under the active master key, without moving its
+    /// data; resumable and safe while s3proxy serves. Reports the objects still under
+    /// each other key, so an operator knows when an old key can go.
+    RotateKeys {
+        /// Only this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Only count the objects under each key.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read and authenticate every object on every backend; exit 1 when any fails.
+    Scrub {
+        /// Only this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+    },
 }
 
-async fn build_one(b: &config::BackendConfig) -> Result<DynBackend, String> {
+pub(crate) async fn build_one(b: &config::BackendConfig) -> Result<DynBackend, String> {
     Ok(match b.kind {
         BackendKind::Fs => {
             let path = b.path.clone().expect("validated: fs has a path");
@@ -147,7 +165,9 @@ fn state_secret(config: &Config, file: &str) -> Result<[u8; 32], String> {
 }
 
 /// The storage stack: one backend as it is, several behind replication.
-async fn build_stack(config: &Config) -> Result<(DynBackend, Option<Replicated>), String> {
+pub(crate) async fn build_stack(
+    config: &Config,
+) -> Result<(DynBackend, Option<Replicated>), String> {
     let configured = config.effective_backends();
     if configured.len() == 1 {
         return Ok((build_one(&configured[0]).await?, None));
@@ -184,7 +204,20 @@ async fn build_stack(config: &Config) -> Result<(DynBackend, Option<Replicated>)
 /// The encryption layer over the storage stack, as `[encryption]` says; by default with
 /// a master key generated into the state directory on first run.
 fn encrypt(config: &Config, inner: DynBackend) -> Result<DynBackend, String> {
-    let encryption = match &config.encryption {
+    let encryption = encryption_config(config)?;
+    let enabled = encryption.enabled;
+    let backend = encryption
+        .build(inner)
+        .map_err(|e| format!("encryption: {e}"))?;
+    log::info!("encryption {}", if enabled { "on" } else { "off" });
+    Ok(backend)
+}
+
+/// `[encryption]` as configured, or the embedded default's generated key file.
+pub(crate) fn encryption_config(
+    config: &Config,
+) -> Result<s3proxy_crypto::EncryptionConfig, String> {
+    Ok(match &config.encryption {
         Some(e) => e.clone(),
         None => {
             let path = config.state_dir.join("master.key");
@@ -197,13 +230,7 @@ fn encrypt(config: &Config, inner: DynBackend) -> Result<DynBackend, String> {
                 ..Default::default()
             }
         }
-    };
-    let enabled = encryption.enabled;
-    let backend = encryption
-        .build(inner)
-        .map_err(|e| format!("encryption: {e}"))?;
-    log::info!("encryption {}", if enabled { "on" } else { "off" });
-    Ok(backend)
+    })
 }
 
 async fn repair(
@@ -276,8 +303,13 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     }
     let config = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| (2, format!("configuration error: {e}")))?;
-    if let Some(Command::Repair { bucket, dry_run }) = cli.command {
-        return repair(&config, bucket, dry_run).await;
+    match cli.command {
+        Some(Command::Repair { bucket, dry_run }) => return repair(&config, bucket, dry_run).await,
+        Some(Command::RotateKeys { bucket, dry_run }) => {
+            return maintenance::rotate_keys(&config, bucket, dry_run).await;
+        }
+        Some(Command::Scrub { bucket }) => return maintenance::scrub(&config, bucket).await,
+        _ => {}
     }
     let mut credentials = config.credentials.clone();
     let mut generated = None;
