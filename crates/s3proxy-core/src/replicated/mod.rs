@@ -34,6 +34,7 @@
 
 mod health;
 mod journal;
+mod quorum;
 mod stamp;
 mod tee;
 
@@ -47,10 +48,12 @@ use async_trait::async_trait;
 use base64::Engine;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
+use quorum::counts_against_backend;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Internal metadata key holding the client-visible ETag of a version when a replica's own
@@ -367,9 +370,10 @@ impl Replicated {
                 Err(e) if e.is_transient() => {
                     let opened = if timed_out {
                         r.health.unresponsive()
-                    } else if matches!(e, Error::Internal(_)) {
+                    } else if !counts_against_backend(e) {
                         // The backend answered, with a failure of this request only (a key
-                        // it cannot hold, say): that is no reason to stop sending it others.
+                        // it cannot hold, say), or the proxy failed the call itself: that
+                        // is no reason to stop sending it others.
                         false
                     } else {
                         r.health.failure()
@@ -730,7 +734,13 @@ impl Replicated {
         }
         let stall = self.longest_timeout();
         let guard = InflightWrite::start(self, bucket, key, None);
-        let (bodies, pump) = tee::tee(body, available.len(), stall);
+        // Held until `required` backends are ready to commit: below that, withdrawn
+        // before any backend replaces what it holds (see tee).
+        let tee::Teed {
+            bodies,
+            pump,
+            withdrawn,
+        } = tee::tee(body, available.len(), stall, required);
         let mut tasks = futures::stream::FuturesUnordered::new();
         for (index, body) in available.iter().copied().zip(bodies) {
             let backend = self.replicas()[index].backend.clone();
@@ -783,7 +793,9 @@ impl Replicated {
                         health.success(elapsed);
                         successes += 1;
                     }
-                    Err(e) if e.is_transient() => {
+                    // A write the proxy withdrew, or one this backend refused alone (a key it
+                    // cannot hold): not a sign the backend is down.
+                    Err(e) if counts_against_backend(e) && !withdrawn.load(Ordering::SeqCst) => {
                         health.failure();
                     }
                     Err(_) => {}
@@ -858,27 +870,8 @@ impl Replicated {
             return Err(e);
         }
         if successes < required {
-            // Withdraw the partial version, and let repair restore whatever the backends
-            // held before from the replicas that still have it.
-            let mut first_client_error = None;
-            for (i, o) in outcomes.iter().enumerate() {
-                match o {
-                    Ok(_) => {
-                        let b = self.replicas()[i].backend.clone();
-                        if let Err(e) = b.delete_object(bucket, key).await {
-                            log::warn!(
-                                "{op} {bucket}/{key}: cannot withdraw the partial write from {}: {e}",
-                                b.name()
-                            );
-                        }
-                        self.journal_missed(bucket, key, i, stamp, false, false);
-                    }
-                    Err(e) if !e.is_transient() && first_client_error.is_none() => {
-                        first_client_error = Some(i);
-                    }
-                    Err(_) => self.journal_missed(bucket, key, i, stamp, false, false),
-                }
-            }
+            // Nothing is deleted or rolled back: see quorum::refused.
+            self.refused_write(op, bucket, key, stamp, &outcomes);
             // Every backend refusing for the same reason (NoSuchBucket, BadDigest...) is the
             // client's answer, not an outage.
             if successes == 0
