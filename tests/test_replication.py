@@ -353,3 +353,49 @@ def test_odd_keys_reach_every_s3_backend_and_keep_circuits_closed(cluster):
     assert "Contents" not in c.s3.list_objects_v2(Bucket="rep", Prefix=" ")
     c.wait_journal_empty()
     assert "circuit opened" not in c.front.log()
+
+
+def test_whitespace_keys_on_a_stack_of_moto_servers(tmp_path):
+    from conftest import start_moto
+    motos = [start_moto(str(tmp_path)) for _ in range(3)]
+    try:
+        backends = "".join(f"""
+[[backends]]
+name = "moto{i}"
+kind = "s3"
+endpoint = "{m.endpoint}"
+access_key = "moto"
+secret_key = "moto"
+""" for i, m in enumerate(motos))
+        config = f"""
+state_dir = "{tmp_path}/state"
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+[replication]
+write_quorum = "all"
+repair_interval_secs = 1
+{backends}"""
+        front = Proxy(str(tmp_path / "front"), config)
+        try:
+            s3 = make_client(front.endpoint)
+            s3.create_bucket(Bucket="wsk")
+            # (moto itself cannot hold a key with a newline: its web server answers 404.)
+            keys = [" ", "  ", " x ", "\t", "\u3000"]
+            for _ in range(4):  # more than enough refusals to open every circuit
+                for key in keys:
+                    s3.put_object(Bucket="wsk", Key=key, Body=key.encode() + b"!")
+            for key in keys:
+                assert s3.get_object(Bucket="wsk", Key=key)["Body"].read() == key.encode() + b"!"
+            for m in motos:
+                direct = make_client(m.endpoint, "moto", "moto")
+                for key in keys:
+                    direct.head_object(Bucket="wsk", Key=key)  # stored on every backend
+            s3.put_object(Bucket="wsk", Key="plain", Body=b"p")  # W=all: no circuit open
+            assert "circuit opened" not in front.log()
+            assert not glob.glob(os.path.join(str(tmp_path), "state", "journal", "*.json"))
+        finally:
+            front.stop()
+    finally:
+        for m in motos:
+            m.stop()
