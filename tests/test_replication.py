@@ -399,3 +399,53 @@ repair_interval_secs = 1
     finally:
         for m in motos:
             m.stop()
+
+
+@pytest.mark.parametrize("cluster", ['"all"'], indirect=True)
+def test_listed_upload_ids_are_the_created_ones_and_work_on_every_replica(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    created = {}
+    for key in ["big", "big", "other"]:
+        created.setdefault(key, []).append(c.s3.create_multipart_upload(Bucket="rep", Key=key)["UploadId"])
+        time.sleep(0.05)
+    listed = c.s3.list_multipart_uploads(Bucket="rep")["Uploads"]
+    assert sorted((u["Key"], u["UploadId"]) for u in listed) == sorted(
+        (k, i) for k, ids in created.items() for i in ids)
+    # Resume an upload from the listing (W=all: every replica must take the part).
+    by_key = {}
+    for u in listed:
+        by_key.setdefault(u["Key"], []).append(u["UploadId"])
+    upload = by_key["big"][0]
+    part1, part2 = data(5 * 1024 * 1024, 5), data(1000, 6)
+    etags = [c.s3.upload_part(Bucket="rep", Key="big", UploadId=upload, PartNumber=n, Body=b)["ETag"]
+             for n, b in [(1, part1), (2, part2)]]
+    c.s3.complete_multipart_upload(Bucket="rep", Key="big", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+    assert c.s3.get_object(Bucket="rep", Key="big")["Body"].read() == part1 + part2
+    # Clean up from the listing: every replica's upload goes.
+    for u in c.s3.list_multipart_uploads(Bucket="rep")["Uploads"]:
+        c.s3.abort_multipart_upload(Bucket="rep", Key=u["Key"], UploadId=u["UploadId"])
+    assert "Uploads" not in c.s3.list_multipart_uploads(Bucket="rep")
+    for d in c.direct:
+        assert "Uploads" not in d.list_multipart_uploads(Bucket="rep")
+    assert "circuit opened" not in c.front.log()
+
+
+def test_retried_complete_after_success_answers_the_same(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    upload = c.s3.create_multipart_upload(Bucket="rep", Key="mp")["UploadId"]
+    part1, part2 = data(5 * 1024 * 1024, 7), data(777, 8)
+    parts = [{"PartNumber": n, "ETag": c.s3.upload_part(Bucket="rep", Key="mp", UploadId=upload, PartNumber=n,
+                                                         Body=b)["ETag"]} for n, b in [(1, part1), (2, part2)]]
+    first = c.s3.complete_multipart_upload(Bucket="rep", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts})
+    again = c.s3.complete_multipart_upload(Bucket="rep", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts})
+    assert again["ETag"] == first["ETag"]
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert c.s3.get_object(Bucket="rep", Key="mp")["Body"].read() == part1 + part2
+    # A different parts list for the finished upload is still NoSuchUpload.
+    with pytest.raises(ClientError) as e:
+        c.s3.complete_multipart_upload(Bucket="rep", Key="mp", UploadId=upload,
+                                       MultipartUpload={"Parts": parts[:1]})
+    assert e.value.response["Error"]["Code"] == "NoSuchUpload"
