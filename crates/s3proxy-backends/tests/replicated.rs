@@ -977,3 +977,48 @@ async fn a_retried_completion_answers_as_the_first() {
         .await;
     assert!(matches!(other, Err(Error::NoSuchUpload)), "{other:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_does_not_decide_deleted_while_the_only_holder_is_unreachable() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[1].set(DOWN);
+    s.backends[2].set(DOWN);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("only"),
+            Bytes::from("on r1").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    // r1, the only holder, goes; r2 returns. r2's entry must not be dropped as "deleted".
+    s.backends[0].set(DOWN);
+    s.backends[1].set(UP);
+    for _ in 0..3 {
+        settle(&s.replicated).await;
+    }
+    let pending: Vec<String> = s
+        .replicated
+        .journal()
+        .pending()
+        .into_iter()
+        .map(|e| e.backend)
+        .collect();
+    assert!(pending.contains(&"r2".to_string()), "{pending:?}");
+    for b in &s.backends {
+        b.set(UP);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuits may probe again
+    for _ in 0..3 {
+        settle(&s.replicated).await;
+    }
+    for b in &s.backends {
+        assert!(
+            read(&*b.inner, "only").await.unwrap() == "on r1",
+            "{}",
+            b.name()
+        );
+    }
+}

@@ -1010,10 +1010,8 @@ impl Replicated {
                 // wait for them before deciding it was deleted.
                 return Ok(false);
             }
-            // Otherwise the delete holds for the target. (When the target holds nothing and
-            // nothing reachable does, a copy on an unreachable replica is not lost: the read
-            // that finds it journals the others. Waiting for it instead would let one
-            // flapping backend hold up every repair of deleted keys.)
+            // A journaled delete holds for the target, whatever the unreachable replicas
+            // hold. (Without one, the target holds nothing to delete.)
             if target_version
                 .as_deref()
                 .is_some_and(|v| tombstone.as_deref().is_none_or(|t| v <= t))
@@ -1026,7 +1024,11 @@ impl Replicated {
                 );
                 target_backend.delete_object(&bucket, &key).await?;
             }
-            return Ok(true);
+            // "Deleted" was decided without the replicas that did not answer, and one of
+            // them may hold the only copy of a version (a write only it took, after any
+            // delete): the entry stays until they answer, so that version reaches the
+            // target then.
+            return Ok(!unreachable);
         }
         let (version, source, info) = newest.expect("not deleted, so a newest version exists");
         if !entry.force && target_version.as_deref() == Some(version.as_str()) {
