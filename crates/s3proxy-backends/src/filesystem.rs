@@ -378,6 +378,98 @@ impl Filesystem {
     }
 }
 
+/// The three directories a bucket is made of, besides its `bucket.json` marker.
+const BUCKET_PARTS: [&str; 3] = ["objects", "uploads", "tmp"];
+
+/// Whether `dir` is what an interrupted [`Backend::create_bucket`] left: nothing but (some
+/// of) the bucket's own directories, empty but for the marker being written.
+fn is_unfinished_bucket(dir: &Path) -> Result<bool> {
+    for entry in read_dir_or_empty(dir)? {
+        let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !BUCKET_PARTS.contains(&name) || !entry.is_dir() {
+            return Ok(false);
+        }
+        for inner in read_dir_or_empty(&entry)? {
+            let leftover_marker =
+                name == "tmp" && inner.file_name().and_then(|n| n.to_str()) == Some("bucket.json");
+            if !leftover_marker {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Remove an empty bucket's directory: only what this backend made there (the marker,
+/// empty object directories, its own temporary files, the three directories), each by
+/// name and never recursively; anything else found there keeps the bucket, untouched.
+fn remove_bucket_dir(dir: &Path) -> Result<()> {
+    let is_hex =
+        |name: &str, len: usize| name.len() == len && name.bytes().all(|b| b.is_ascii_hexdigit());
+    let file_name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let foreign = |what: &Path| {
+        Err(Error::BucketNotEmpty).inspect_err(|_| {
+            log::warn!(
+                "{}: not deleting the bucket, it holds {} which this backend did not create",
+                dir.display(),
+                what.display()
+            )
+        })
+    };
+    // Check everything first, so a refused delete changes nothing.
+    for entry in read_dir_or_empty(dir)? {
+        let name = file_name(&entry);
+        if !(BUCKET_PARTS.contains(&name.as_str()) && entry.is_dir() || name == "bucket.json") {
+            return foreign(&entry);
+        }
+    }
+    let objects = dir.join("objects");
+    for sub in read_dir_or_empty(&objects)? {
+        if !(sub.is_dir() && is_hex(&file_name(&sub), 2)) {
+            return foreign(&sub);
+        }
+        if let Some(file) = read_dir_or_empty(&sub)?.into_iter().next() {
+            // The index lists no key, but an object file is there (one it could not read).
+            return foreign(&file);
+        }
+    }
+    let tmp = dir.join("tmp");
+    let temps = read_dir_or_empty(&tmp)?;
+    for t in &temps {
+        let name = file_name(t);
+        if !(t.is_file() && (is_hex(&name, 24) || name == "bucket.json")) {
+            return foreign(t);
+        }
+    }
+    // The marker goes first: from then on this is no bucket, and an interrupted delete
+    // leaves a directory that is refused rather than adopted.
+    fs::remove_file(dir.join("bucket.json")).map_err(io_ctx("delete", dir))?;
+    for t in &temps {
+        fs::remove_file(t).map_err(io_ctx("delete", t))?;
+    }
+    for sub in read_dir_or_empty(&objects)? {
+        fs::remove_dir(&sub).map_err(io_ctx("delete", &sub))?;
+    }
+    for part in BUCKET_PARTS {
+        let p = dir.join(part);
+        match fs::remove_dir(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("delete {}", p.display()), e)),
+        }
+    }
+    fs::remove_dir(dir).map_err(io_ctx("delete", dir))?;
+    if let Some(root) = dir.parent() {
+        sync_dir(root)?;
+    }
+    Ok(())
+}
+
 fn load_index(dir: &Path) -> Result<BTreeMap<String, ObjectSummary>> {
     let mut keys = BTreeMap::new();
     let objects = dir.join("objects");
@@ -496,6 +588,14 @@ impl Backend for Filesystem {
                     if dir.join("bucket.json").is_file() {
                         return Err(Error::BucketAlreadyOwnedByYou);
                     }
+                    // Only a creation of ours that stopped before its marker is finished; any
+                    // other directory under the root is not a bucket and is left alone.
+                    if !is_unfinished_bucket(&dir)? {
+                        return Err(Error::AccessDenied(format!(
+                            "{} exists and is not a bucket this backend created",
+                            dir.display()
+                        )));
+                    }
                 }
                 Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
             }
@@ -525,8 +625,7 @@ impl Backend for Filesystem {
             {
                 return Err(Error::BucketNotEmpty);
             }
-            fs::remove_file(index.dir.join("bucket.json")).map_err(io_ctx("delete", &index.dir))?;
-            fs::remove_dir_all(&index.dir).map_err(io_ctx("delete", &index.dir))
+            remove_bucket_dir(&index.dir)
         })
         .await;
         if result.is_ok() {

@@ -4,6 +4,7 @@
 
 mod config;
 mod credentials;
+mod layout;
 
 use clap::{Parser, Subcommand};
 use config::{BackendKind, Config, Overrides};
