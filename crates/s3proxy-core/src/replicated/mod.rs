@@ -4,8 +4,9 @@
 //! - Writes go to every backend concurrently (the body teed as it streams). A write
 //!   succeeds once the write quorum acknowledged it; backends that missed it are recorded
 //!   in the durable [`Journal`] and repaired when they are healthy again (also after a
-//!   restart). Below the quorum the write fails with 503 and the partial version is
-//!   withdrawn.
+//!   restart). Below the quorum the write fails with 503 and every replica keeps
+//!   serving the version it had: the write is withdrawn before any backend can commit
+//!   it (see `quorum`), and nothing is deleted.
 //! - Every version carries a [`Hlc`] stamp in its internal metadata; replicas are compared
 //!   by it, never by backend timestamps, and clients see the same ETag, size, metadata and
 //!   Last-Modified whichever replica answers.
