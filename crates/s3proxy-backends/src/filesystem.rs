@@ -216,9 +216,8 @@ async fn write_temp(
 ) -> Result<(File, TempGuard, u64, [u8; 16])> {
     let path = temp_path(bucket_dir);
     let guard = TempGuard(Some(path.clone()));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(io_ctx("create", &path))?;
+    let mut file =
+        tokio::fs::File::from_std(create_private(&path).map_err(io_ctx("create", &path))?);
     let mut stream = Md5Stream::new(body.stream, body.length);
     let mut pending = Vec::with_capacity(READ_CHUNK);
     while let Some(chunk) = stream.next().await {
@@ -243,7 +242,7 @@ impl Filesystem {
     /// A filesystem backend called `name` storing under `root` (created if missing).
     pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(io_ctx("create", &root))?;
+        create_private_dir_all(&root).map_err(io_ctx("create", &root))?;
         Ok(Filesystem {
             name: name.into(),
             root,
@@ -337,7 +336,7 @@ impl Filesystem {
                 .map_err(io_ctx("write", &temp))?;
             drop(file);
             let parent = dest.parent().expect("objects/<h2>");
-            fs::create_dir_all(parent).map_err(io_ctx("create", parent))?;
+            create_private_dir_all(parent).map_err(io_ctx("create", parent))?;
             let mut keys = index.keys.lock().unwrap_or_else(|e| e.into_inner());
             fs::rename(&temp, &dest).map_err(io_ctx("rename onto", &dest))?;
             guard.disarm();
@@ -582,7 +581,7 @@ impl Backend for Filesystem {
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
         let dir = self.bucket_dir(bucket);
         blocking(move || {
-            match fs::create_dir(&dir) {
+            match create_private_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if dir.join("bucket.json").is_file() {
@@ -600,7 +599,7 @@ impl Backend for Filesystem {
                 Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
             }
             for sub in ["objects", "uploads", "tmp"] {
-                fs::create_dir_all(dir.join(sub)).map_err(io_ctx("create", &dir))?;
+                create_private_dir_all(&dir.join(sub)).map_err(io_ctx("create", &dir))?;
             }
             let json = serde_json::to_vec(&StoredBucket {
                 created_ns: to_ns(SystemTime::now()),
@@ -608,7 +607,7 @@ impl Backend for Filesystem {
             .map_err(|e| Error::Internal(e.to_string()))?;
             // The marker is written last: a bucket exists once it is complete.
             let tmp = dir.join("tmp").join("bucket.json");
-            fs::write(&tmp, json)
+            write_private(&tmp, &json)
                 .and_then(|_| fs::rename(&tmp, dir.join("bucket.json")))
                 .map_err(io_ctx("create", &dir))?;
             sync_dir(&dir)
@@ -705,15 +704,20 @@ impl Backend for Filesystem {
         blocking(move || {
             let path = key_path(&index.dir, &key);
             let mut keys = index.keys.lock().unwrap_or_else(|e| e.into_inner());
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            let removed = match fs::remove_file(&path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                 Err(e) => return Err(Error::io(format!("delete {}", path.display()), e)),
-            }
+            };
             if let Some(keys) = keys.as_mut() {
                 keys.remove(&key);
             }
-            Ok(())
+            drop(keys);
+            // Durable once answered: a crash must not bring the object back.
+            match path.parent() {
+                Some(parent) if removed => sync_dir(parent),
+                _ => Ok(()),
+            }
         })
         .await
     }
@@ -737,7 +741,7 @@ impl Backend for Filesystem {
             let mut src = src;
             src.seek(SeekFrom::Start(0))
                 .map_err(io_ctx("seek", &temp))?;
-            let mut dst = File::create(&temp).map_err(io_ctx("create", &temp))?;
+            let mut dst = create_private(&temp).map_err(io_ctx("create", &temp))?;
             std::io::copy(&mut (&mut src).take(size), &mut dst)
                 .map_err(io_ctx("copy to", &temp))?;
             Ok(dst)
@@ -789,9 +793,9 @@ impl Backend for Filesystem {
             metadata: opts.metadata,
         };
         blocking(move || {
-            fs::create_dir_all(&dir).map_err(io_ctx("create", &dir))?;
+            create_private_dir_all(&dir).map_err(io_ctx("create", &dir))?;
             let json = serde_json::to_vec(&upload).map_err(|e| Error::Internal(e.to_string()))?;
-            fs::write(dir.join("upload.json"), json).map_err(io_ctx("write", &dir))
+            write_private(&dir.join("upload.json"), &json).map_err(io_ctx("write", &dir))
         })
         .await?;
         Ok(id)
@@ -847,7 +851,7 @@ impl Backend for Filesystem {
         let (file, size, etag) = blocking(move || {
             let uploaded = read_parts(&part_dir)?;
             let selected = select_parts(&parts, &uploaded)?;
-            let mut dst = File::create(&temp).map_err(io_ctx("create", &temp))?;
+            let mut dst = create_private(&temp).map_err(io_ctx("create", &temp))?;
             let mut size = 0;
             for part in &selected {
                 let path = part_dir.join(part.part_number.to_string());

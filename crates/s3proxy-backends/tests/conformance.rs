@@ -117,6 +117,22 @@ async fn filesystem_never_adopts_or_recursively_deletes_what_it_did_not_create()
     fs.delete_bucket(&b).await.unwrap();
     assert!(!dir.path().join("mine").exists());
     fs.create_bucket(&b).await.unwrap();
+    // What the backend creates is its owner's only: 0700 directories, 0600 files.
+    fs.put_object(
+        &b,
+        &k,
+        bytes::Bytes::from("x").into(),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mine = dir.path().join("mine");
+    for entry in walk(&mine) {
+        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+        let want = if entry.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{}", entry.display());
+    }
     // A creation interrupted before its marker is finished, not refused.
     let half = dir.path().join("half");
     std::fs::create_dir_all(half.join("objects")).unwrap();
@@ -124,4 +140,17 @@ async fn filesystem_never_adopts_or_recursively_deletes_what_it_did_not_create()
     fs.create_bucket(&BucketName::new("half").unwrap())
         .await
         .unwrap();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
