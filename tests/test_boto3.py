@@ -113,6 +113,15 @@ def test_delete_objects(s3, bucket):
     assert "Deleted" not in quiet and "Errors" not in quiet
 
 
+def test_delete_objects_deletes_exactly_the_keys_sent(s3, bucket):
+    for k in ["keep", "keep ", " keep", "\tkeep\n"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep "}, {"Key": "\tkeep\n"}]})
+    assert sorted(d["Key"] for d in r["Deleted"]) == ["\tkeep\n", "keep "]
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == [" keep", "keep"]
+    assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"keep"
+
+
 def test_bucket_level_requests(s3, bucket):
     assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] in (None, "")
     assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]

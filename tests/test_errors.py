@@ -125,6 +125,10 @@ def run_bin(args, cwd, timeout=10):
     ("unknown_key = 1", "unknown_key"),
     ("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"b\"\n[[credentials]]\naccess_key = \"a\"\nsecret_key = \"c\"\n", "credentials.1.access_key"),
     ("not = toml = at all", "TOML"),
+    # A state directory where it could be created (and deleted) as a bucket, nested fs roots.
+    ("state_dir = \"./data/state\"\n", "state_dir"),
+    ("[[backends]]\nname = \"a\"\nkind = \"fs\"\npath = \"./d\"\n"
+     "[[backends]]\nname = \"b\"\nkind = \"fs\"\npath = \"./d/inner\"\n", "backends.1.path"),
 ])
 def test_bad_config_is_one_line_and_exit_2(tmp_path, toml, key):
     (tmp_path / "c.toml").write_text(toml)

@@ -263,3 +263,189 @@ def test_concurrent_writers_converge(cluster):
         assert versions[0] and versions.count(versions[0]) == 3, versions
         digests = [hashlib.sha256(c.stored_data(i, "rep", k)).hexdigest() for i in range(3)]
         assert digests.count(digests[0]) == 3, digests
+
+
+def kill_all(c, indexes):
+    for i in indexes:
+        c.backends[i].kill()
+
+
+def restart_all(c, indexes):
+    for i in indexes:
+        c.backends[i].start()
+
+
+# W=all with one backend down, W=majority with two of three down: the quorum is out of
+# reach, but the backends' circuits are still closed, so the write reaches the live ones.
+REFUSED = [('"all"', [0]), ('"majority"', [0, 1])]
+
+
+@pytest.mark.parametrize("cluster,down", [(q, d) for q, d in REFUSED], indirect=["cluster"])
+def test_refused_overwrite_leaves_the_acknowledged_version(cluster, down):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    c.s3.put_object(Bucket="rep", Key="doc.txt", Body=b"acknowledged v1")
+    c.wait_journal_empty()
+    v1 = c.version(0, "rep", "doc.txt")
+    assert v1 and all(c.version(i, "rep", "doc.txt") == v1 for i in range(3))
+    kill_all(c, down)
+    with pytest.raises(ClientError) as e:
+        c.s3.put_object(Bucket="rep", Key="doc.txt", Body=b"refused v2")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    # The live replicas still hold, and the proxy still serves, the acknowledged version.
+    live = [i for i in range(3) if i not in down]
+    for i in live:
+        assert c.version(i, "rep", "doc.txt") == v1
+    assert c.s3.get_object(Bucket="rep", Key="doc.txt")["Body"].read() == b"acknowledged v1"
+    listed = c.s3.list_objects_v2(Bucket="rep")["Contents"]
+    assert [(o["Key"], o["Size"]) for o in listed] == [("doc.txt", 15)]
+    restart_all(c, down)
+    c.wait_journal_empty()
+    assert [c.version(i, "rep", "doc.txt") for i in range(3)] == [v1] * 3
+    assert c.s3.get_object(Bucket="rep", Key="doc.txt")["Body"].read() == b"acknowledged v1"
+
+
+@pytest.mark.parametrize("cluster,down", [(q, d) for q, d in REFUSED], indirect=["cluster"])
+def test_refused_upload_part_leaves_the_object_alone(cluster, down):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    c.s3.put_object(Bucket="rep", Key="doc.txt", Body=b"acknowledged v1")
+    upload = c.s3.create_multipart_upload(Bucket="rep", Key="doc.txt")["UploadId"]
+    c.wait_journal_empty()
+    v1 = c.version(0, "rep", "doc.txt")
+    kill_all(c, down)
+    with pytest.raises(ClientError) as e:
+        c.s3.upload_part(Bucket="rep", Key="doc.txt", UploadId=upload, PartNumber=1, Body=data(100_000, 9))
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    for i in range(3):
+        if i not in down:
+            assert c.version(i, "rep", "doc.txt") == v1
+    assert c.s3.get_object(Bucket="rep", Key="doc.txt")["Body"].read() == b"acknowledged v1"
+    restart_all(c, down)
+    c.wait_journal_empty()
+    assert c.s3.get_object(Bucket="rep", Key="doc.txt")["Body"].read() == b"acknowledged v1"
+
+
+# Keys S3 accepts that HTTP clients, SDKs and file layouts trip on.
+ODD_KEYS = [" ", "   ", " lead", "trail ", "\t", "a\nb", "tab\tin", "%2F", "a%2Fb", "+", "a+b c",
+            "ü/日本語 ☃", "x" * 1024, "\u3000"]
+
+
+@pytest.mark.parametrize("cluster", ['"all"'], indirect=True)
+def test_odd_keys_reach_every_s3_backend_and_keep_circuits_closed(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    for round_ in range(2):  # twice: a backend refusing each would open its circuit
+        for n, key in enumerate(ODD_KEYS):
+            body = data(1000 + n, n) + bytes([round_])
+            c.s3.put_object(Bucket="rep", Key=key, Body=body)  # W=all: every backend stored it
+            assert c.s3.get_object(Bucket="rep", Key=key)["Body"].read() == body, repr(key)
+    for key in ODD_KEYS:
+        versions = [c.version(i, "rep", key) for i in range(3)]
+        assert versions[0] and versions.count(versions[0]) == 3, (key, versions)
+    listed = []
+    for page in c.s3.get_paginator("list_objects_v2").paginate(Bucket="rep"):
+        listed += [o["Key"] for o in page.get("Contents", [])]
+    assert sorted(listed) == sorted(ODD_KEYS)
+    # Every circuit is still closed: a W=all write of a plain key goes through at once.
+    c.s3.put_object(Bucket="rep", Key="plain", Body=b"p")
+    c.s3.delete_objects(Bucket="rep", Delete={"Objects": [{"Key": k} for k in ODD_KEYS]})
+    assert "Contents" not in c.s3.list_objects_v2(Bucket="rep", Prefix=" ")
+    c.wait_journal_empty()
+    assert "circuit opened" not in c.front.log()
+
+
+def test_whitespace_keys_on_a_stack_of_moto_servers(tmp_path):
+    from conftest import start_moto
+    motos = [start_moto(str(tmp_path)) for _ in range(3)]
+    try:
+        backends = "".join(f"""
+[[backends]]
+name = "moto{i}"
+kind = "s3"
+endpoint = "{m.endpoint}"
+access_key = "moto"
+secret_key = "moto"
+""" for i, m in enumerate(motos))
+        config = f"""
+state_dir = "{tmp_path}/state"
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+[replication]
+write_quorum = "all"
+repair_interval_secs = 1
+{backends}"""
+        front = Proxy(str(tmp_path / "front"), config)
+        try:
+            s3 = make_client(front.endpoint)
+            s3.create_bucket(Bucket="wsk")
+            # (moto itself cannot hold a key with a newline: its web server answers 404.)
+            keys = [" ", "  ", " x ", "\t", "\u3000"]
+            for _ in range(4):  # more than enough refusals to open every circuit
+                for key in keys:
+                    s3.put_object(Bucket="wsk", Key=key, Body=key.encode() + b"!")
+            for key in keys:
+                assert s3.get_object(Bucket="wsk", Key=key)["Body"].read() == key.encode() + b"!"
+            for m in motos:
+                direct = make_client(m.endpoint, "moto", "moto")
+                for key in keys:
+                    direct.head_object(Bucket="wsk", Key=key)  # stored on every backend
+            s3.put_object(Bucket="wsk", Key="plain", Body=b"p")  # W=all: no circuit open
+            assert "circuit opened" not in front.log()
+            assert not glob.glob(os.path.join(str(tmp_path), "state", "journal", "*.json"))
+        finally:
+            front.stop()
+    finally:
+        for m in motos:
+            m.stop()
+
+
+@pytest.mark.parametrize("cluster", ['"all"'], indirect=True)
+def test_listed_upload_ids_are_the_created_ones_and_work_on_every_replica(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    created = {}
+    for key in ["big", "big", "other"]:
+        created.setdefault(key, []).append(c.s3.create_multipart_upload(Bucket="rep", Key=key)["UploadId"])
+        time.sleep(0.05)
+    listed = c.s3.list_multipart_uploads(Bucket="rep")["Uploads"]
+    assert sorted((u["Key"], u["UploadId"]) for u in listed) == sorted(
+        (k, i) for k, ids in created.items() for i in ids)
+    # Resume an upload from the listing (W=all: every replica must take the part).
+    by_key = {}
+    for u in listed:
+        by_key.setdefault(u["Key"], []).append(u["UploadId"])
+    upload = by_key["big"][0]
+    part1, part2 = data(5 * 1024 * 1024, 5), data(1000, 6)
+    etags = [c.s3.upload_part(Bucket="rep", Key="big", UploadId=upload, PartNumber=n, Body=b)["ETag"]
+             for n, b in [(1, part1), (2, part2)]]
+    c.s3.complete_multipart_upload(Bucket="rep", Key="big", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+    assert c.s3.get_object(Bucket="rep", Key="big")["Body"].read() == part1 + part2
+    # Clean up from the listing: every replica's upload goes.
+    for u in c.s3.list_multipart_uploads(Bucket="rep")["Uploads"]:
+        c.s3.abort_multipart_upload(Bucket="rep", Key=u["Key"], UploadId=u["UploadId"])
+    assert "Uploads" not in c.s3.list_multipart_uploads(Bucket="rep")
+    for d in c.direct:
+        assert "Uploads" not in d.list_multipart_uploads(Bucket="rep")
+    assert "circuit opened" not in c.front.log()
+
+
+def test_retried_complete_after_success_answers_the_same(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    upload = c.s3.create_multipart_upload(Bucket="rep", Key="mp")["UploadId"]
+    part1, part2 = data(5 * 1024 * 1024, 7), data(777, 8)
+    parts = [{"PartNumber": n, "ETag": c.s3.upload_part(Bucket="rep", Key="mp", UploadId=upload, PartNumber=n,
+                                                         Body=b)["ETag"]} for n, b in [(1, part1), (2, part2)]]
+    first = c.s3.complete_multipart_upload(Bucket="rep", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts})
+    again = c.s3.complete_multipart_upload(Bucket="rep", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts})
+    assert again["ETag"] == first["ETag"]
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert c.s3.get_object(Bucket="rep", Key="mp")["Body"].read() == part1 + part2
+    # A different parts list for the finished upload is still NoSuchUpload.
+    with pytest.raises(ClientError) as e:
+        c.s3.complete_multipart_upload(Bucket="rep", Key="mp", UploadId=upload,
+                                       MultipartUpload={"Parts": parts[:1]})
+    assert e.value.response["Error"]["Code"] == "NoSuchUpload"

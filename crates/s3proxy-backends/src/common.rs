@@ -103,3 +103,35 @@ pub(crate) fn check_md5(expected: Option<[u8; 16]>, actual: [u8; 16]) -> Result<
         _ => Ok(()),
     }
 }
+
+/// Create (or truncate) a file readable and writable by its owner only (0600).
+pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Write a whole file, created 0600.
+pub(crate) fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    create_private(path)?.write_all(data)
+}
+
+/// Create a directory (and its missing parents) accessible by its owner only (0700).
+pub(crate) fn create_private_dir_all(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Create one directory, accessible by its owner only (0700).
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(path)
+}

@@ -216,9 +216,8 @@ async fn write_temp(
 ) -> Result<(File, TempGuard, u64, [u8; 16])> {
     let path = temp_path(bucket_dir);
     let guard = TempGuard(Some(path.clone()));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(io_ctx("create", &path))?;
+    let mut file =
+        tokio::fs::File::from_std(create_private(&path).map_err(io_ctx("create", &path))?);
     let mut stream = Md5Stream::new(body.stream, body.length);
     let mut pending = Vec::with_capacity(READ_CHUNK);
     while let Some(chunk) = stream.next().await {
@@ -243,7 +242,7 @@ impl Filesystem {
     /// A filesystem backend called `name` storing under `root` (created if missing).
     pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(io_ctx("create", &root))?;
+        create_private_dir_all(&root).map_err(io_ctx("create", &root))?;
         Ok(Filesystem {
             name: name.into(),
             root,
@@ -337,7 +336,7 @@ impl Filesystem {
                 .map_err(io_ctx("write", &temp))?;
             drop(file);
             let parent = dest.parent().expect("objects/<h2>");
-            fs::create_dir_all(parent).map_err(io_ctx("create", parent))?;
+            create_private_dir_all(parent).map_err(io_ctx("create", parent))?;
             let mut keys = index.keys.lock().unwrap_or_else(|e| e.into_inner());
             fs::rename(&temp, &dest).map_err(io_ctx("rename onto", &dest))?;
             guard.disarm();
@@ -376,6 +375,98 @@ impl Filesystem {
         })
         .await
     }
+}
+
+/// The three directories a bucket is made of, besides its `bucket.json` marker.
+const BUCKET_PARTS: [&str; 3] = ["objects", "uploads", "tmp"];
+
+/// Whether `dir` is what an interrupted [`Backend::create_bucket`] left: nothing but (some
+/// of) the bucket's own directories, empty but for the marker being written.
+fn is_unfinished_bucket(dir: &Path) -> Result<bool> {
+    for entry in read_dir_or_empty(dir)? {
+        let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !BUCKET_PARTS.contains(&name) || !entry.is_dir() {
+            return Ok(false);
+        }
+        for inner in read_dir_or_empty(&entry)? {
+            let leftover_marker =
+                name == "tmp" && inner.file_name().and_then(|n| n.to_str()) == Some("bucket.json");
+            if !leftover_marker {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Remove an empty bucket's directory: only what this backend made there (the marker,
+/// empty object directories, its own temporary files, the three directories), each by
+/// name and never recursively; anything else found there keeps the bucket, untouched.
+fn remove_bucket_dir(dir: &Path) -> Result<()> {
+    let is_hex =
+        |name: &str, len: usize| name.len() == len && name.bytes().all(|b| b.is_ascii_hexdigit());
+    let file_name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let foreign = |what: &Path| {
+        Err(Error::BucketNotEmpty).inspect_err(|_| {
+            log::warn!(
+                "{}: not deleting the bucket, it holds {} which this backend did not create",
+                dir.display(),
+                what.display()
+            )
+        })
+    };
+    // Check everything first, so a refused delete changes nothing.
+    for entry in read_dir_or_empty(dir)? {
+        let name = file_name(&entry);
+        if !(BUCKET_PARTS.contains(&name.as_str()) && entry.is_dir() || name == "bucket.json") {
+            return foreign(&entry);
+        }
+    }
+    let objects = dir.join("objects");
+    for sub in read_dir_or_empty(&objects)? {
+        if !(sub.is_dir() && is_hex(&file_name(&sub), 2)) {
+            return foreign(&sub);
+        }
+        if let Some(file) = read_dir_or_empty(&sub)?.into_iter().next() {
+            // The index lists no key, but an object file is there (one it could not read).
+            return foreign(&file);
+        }
+    }
+    let tmp = dir.join("tmp");
+    let temps = read_dir_or_empty(&tmp)?;
+    for t in &temps {
+        let name = file_name(t);
+        if !(t.is_file() && (is_hex(&name, 24) || name == "bucket.json")) {
+            return foreign(t);
+        }
+    }
+    // The marker goes first: from then on this is no bucket, and an interrupted delete
+    // leaves a directory that is refused rather than adopted.
+    fs::remove_file(dir.join("bucket.json")).map_err(io_ctx("delete", dir))?;
+    for t in &temps {
+        fs::remove_file(t).map_err(io_ctx("delete", t))?;
+    }
+    for sub in read_dir_or_empty(&objects)? {
+        fs::remove_dir(&sub).map_err(io_ctx("delete", &sub))?;
+    }
+    for part in BUCKET_PARTS {
+        let p = dir.join(part);
+        match fs::remove_dir(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("delete {}", p.display()), e)),
+        }
+    }
+    fs::remove_dir(dir).map_err(io_ctx("delete", dir))?;
+    if let Some(root) = dir.parent() {
+        sync_dir(root)?;
+    }
+    Ok(())
 }
 
 fn load_index(dir: &Path) -> Result<BTreeMap<String, ObjectSummary>> {
@@ -490,17 +581,25 @@ impl Backend for Filesystem {
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
         let dir = self.bucket_dir(bucket);
         blocking(move || {
-            match fs::create_dir(&dir) {
+            match create_private_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if dir.join("bucket.json").is_file() {
                         return Err(Error::BucketAlreadyOwnedByYou);
                     }
+                    // Only a creation of ours that stopped before its marker is finished; any
+                    // other directory under the root is not a bucket and is left alone.
+                    if !is_unfinished_bucket(&dir)? {
+                        return Err(Error::AccessDenied(format!(
+                            "{} exists and is not a bucket this backend created",
+                            dir.display()
+                        )));
+                    }
                 }
                 Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
             }
             for sub in ["objects", "uploads", "tmp"] {
-                fs::create_dir_all(dir.join(sub)).map_err(io_ctx("create", &dir))?;
+                create_private_dir_all(&dir.join(sub)).map_err(io_ctx("create", &dir))?;
             }
             let json = serde_json::to_vec(&StoredBucket {
                 created_ns: to_ns(SystemTime::now()),
@@ -508,7 +607,7 @@ impl Backend for Filesystem {
             .map_err(|e| Error::Internal(e.to_string()))?;
             // The marker is written last: a bucket exists once it is complete.
             let tmp = dir.join("tmp").join("bucket.json");
-            fs::write(&tmp, json)
+            write_private(&tmp, &json)
                 .and_then(|_| fs::rename(&tmp, dir.join("bucket.json")))
                 .map_err(io_ctx("create", &dir))?;
             sync_dir(&dir)
@@ -525,8 +624,7 @@ impl Backend for Filesystem {
             {
                 return Err(Error::BucketNotEmpty);
             }
-            fs::remove_file(index.dir.join("bucket.json")).map_err(io_ctx("delete", &index.dir))?;
-            fs::remove_dir_all(&index.dir).map_err(io_ctx("delete", &index.dir))
+            remove_bucket_dir(&index.dir)
         })
         .await;
         if result.is_ok() {
@@ -606,15 +704,20 @@ impl Backend for Filesystem {
         blocking(move || {
             let path = key_path(&index.dir, &key);
             let mut keys = index.keys.lock().unwrap_or_else(|e| e.into_inner());
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            let removed = match fs::remove_file(&path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                 Err(e) => return Err(Error::io(format!("delete {}", path.display()), e)),
-            }
+            };
             if let Some(keys) = keys.as_mut() {
                 keys.remove(&key);
             }
-            Ok(())
+            drop(keys);
+            // Durable once answered: a crash must not bring the object back.
+            match path.parent() {
+                Some(parent) if removed => sync_dir(parent),
+                _ => Ok(()),
+            }
         })
         .await
     }
@@ -638,7 +741,7 @@ impl Backend for Filesystem {
             let mut src = src;
             src.seek(SeekFrom::Start(0))
                 .map_err(io_ctx("seek", &temp))?;
-            let mut dst = File::create(&temp).map_err(io_ctx("create", &temp))?;
+            let mut dst = create_private(&temp).map_err(io_ctx("create", &temp))?;
             std::io::copy(&mut (&mut src).take(size), &mut dst)
                 .map_err(io_ctx("copy to", &temp))?;
             Ok(dst)
@@ -690,9 +793,9 @@ impl Backend for Filesystem {
             metadata: opts.metadata,
         };
         blocking(move || {
-            fs::create_dir_all(&dir).map_err(io_ctx("create", &dir))?;
+            create_private_dir_all(&dir).map_err(io_ctx("create", &dir))?;
             let json = serde_json::to_vec(&upload).map_err(|e| Error::Internal(e.to_string()))?;
-            fs::write(dir.join("upload.json"), json).map_err(io_ctx("write", &dir))
+            write_private(&dir.join("upload.json"), &json).map_err(io_ctx("write", &dir))
         })
         .await?;
         Ok(id)
@@ -748,7 +851,7 @@ impl Backend for Filesystem {
         let (file, size, etag) = blocking(move || {
             let uploaded = read_parts(&part_dir)?;
             let selected = select_parts(&parts, &uploaded)?;
-            let mut dst = File::create(&temp).map_err(io_ctx("create", &temp))?;
+            let mut dst = create_private(&temp).map_err(io_ctx("create", &temp))?;
             let mut size = 0;
             for part in &selected {
                 let path = part_dir.join(part.part_number.to_string());

@@ -14,6 +14,8 @@
 //!   prefix is escaped under [`USER_ESCAPE`] so both maps round-trip exactly, and a
 //!   missing Content-Type is remembered so the server's default type is not reported.
 
+mod keys;
+
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
@@ -263,6 +265,8 @@ impl S3 {
             .region(region)
             .http_client(http_client)
             .force_path_style(options.path_style)
+            // Keys of whitespace only, which the SDK would not send (see keys).
+            .interceptor(keys::KeyFix)
             // The replication layer retries and fails over; one policy, not two stacked.
             .retry_config(RetryConfig::disabled())
             .timeout_config(timeouts.build())
@@ -454,7 +458,7 @@ impl S3 {
             .client
             .head_object()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .set_if_match(conditions.if_match.clone())
             .set_if_none_match(conditions.if_none_match.clone())
             .set_if_modified_since(conditions.if_modified_since.map(DateTime::from))
@@ -1009,7 +1013,7 @@ impl Backend for S3 {
             .client
             .put_object()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .content_length(length)
             .set_content_md5(md5_header(opts.content_md5))
             .set_metadata(Some(join_metadata(&opts.metadata)))
@@ -1042,7 +1046,7 @@ impl Backend for S3 {
             .client
             .get_object()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .set_range(opts.range.map(range_header))
             .set_if_match(c.if_match.clone())
             .set_if_none_match(c.if_none_match.clone())
@@ -1100,7 +1104,7 @@ impl Backend for S3 {
             .client
             .delete_object()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .send()
             .await;
         match result {
@@ -1200,7 +1204,7 @@ impl Backend for S3 {
             .client
             .copy_object()
             .bucket(self.backend_bucket(dst_bucket))
-            .key(dst_key.as_str())
+            .key(keys::wire(dst_key.as_str()))
             .copy_source(copy_source(&self.backend_bucket(src_bucket), src_key))
             .set_copy_source_if_match(c.if_match.clone())
             .set_copy_source_if_none_match(c.if_none_match.clone())
@@ -1346,7 +1350,7 @@ impl Backend for S3 {
             .client
             .create_multipart_upload()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .set_metadata(Some(join_metadata(&opts.metadata)));
         let req = with_headers!(req, &opts.metadata.headers);
         let out = req
@@ -1375,7 +1379,7 @@ impl Backend for S3 {
             .client
             .upload_part()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .upload_id(decode_upload_id(upload_id)?)
             .part_number(part_number as i32)
             .content_length(length)
@@ -1434,7 +1438,7 @@ impl Backend for S3 {
             .client
             .upload_part_copy()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .upload_id(decode_upload_id(upload_id)?)
             .part_number(part_number as i32)
             .copy_source(copy_source(&self.backend_bucket(src_bucket), src_key))
@@ -1521,7 +1525,7 @@ impl Backend for S3 {
             .client
             .complete_multipart_upload()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .upload_id(decode_upload_id(upload_id)?)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -1550,7 +1554,7 @@ impl Backend for S3 {
         self.client
             .abort_multipart_upload()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .upload_id(decode_upload_id(upload_id)?)
             .send()
             .await
@@ -1574,7 +1578,7 @@ impl Backend for S3 {
             .client
             .list_parts()
             .bucket(self.backend_bucket(bucket))
-            .key(key.as_str())
+            .key(keys::wire(key.as_str()))
             .upload_id(decode_upload_id(upload_id)?)
             .max_parts(max as i32)
             .set_part_number_marker(

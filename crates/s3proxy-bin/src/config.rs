@@ -536,6 +536,25 @@ impl Config {
                 );
             }
         }
+        // No fs root inside another, and no state directory where it could be a bucket.
+        let backends = self.effective_backends();
+        let roots: Vec<(usize, &PathBuf)> = backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.path.as_ref().map(|p| (i, p)))
+            .collect();
+        for &(i, root) in &roots {
+            for &(j, other) in &roots {
+                if i != j
+                    && let Some(why) = crate::layout::nested_root(root, other)
+                {
+                    return err(&format!("backends.{j}.path"), &why);
+                }
+            }
+            if let Some(why) = crate::layout::conflict(root, &self.state_dir) {
+                return err("state_dir", &why);
+            }
+        }
         for (i, b) in self.backends.iter().enumerate() {
             if b.timeout_ms == 0 {
                 return err(&format!("backends.{i}.timeout_ms"), "must be at least 1");
@@ -673,6 +692,15 @@ path = "./data"
                 "[replication]\nupload_id_secret = \"short\"",
                 "replication.upload_id_secret",
             ),
+            (
+                "state_dir = \"/srv/d/state\"\n[[backends]]\nname = \"a\"\nkind = \"fs\"\npath = \"/srv/d\"",
+                "state_dir",
+            ),
+            (
+                "state_dir = \"/srv/s\"\n[[backends]]\nname = \"a\"\nkind = \"fs\"\npath = \"/srv/d\"\n[[backends]]\nname = \"b\"\nkind = \"fs\"\npath = \"/srv/d/b1\"",
+                "backends.1.path",
+            ),
+            ("state_dir = \"./data/journal\"", "state_dir"),
         ];
         for (toml, key) in cases {
             let e = load_str(toml).unwrap_err().0;

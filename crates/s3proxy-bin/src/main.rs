@@ -5,6 +5,7 @@
 mod admin;
 mod config;
 mod credentials;
+mod layout;
 mod maintenance;
 
 use clap::{Parser, Subcommand};
@@ -280,8 +281,21 @@ async fn repair(
         if dry_run { "to apply" } else { "applied" },
         summary.failed
     );
+    let aside = replicated.journal().set_aside();
+    for path in &aside {
+        println!("unreadable journal entry kept aside: {}", path.display());
+    }
     if summary.failed > 0 {
         return Err((1, format!("{} repairs failed; see the log", summary.failed)));
+    }
+    if !aside.is_empty() {
+        return Err((
+            1,
+            format!(
+                "{} journal entries could not be read (kept aside, see above); a lost tombstone can bring a deleted object back",
+                aside.len()
+            ),
+        ));
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `Encrypted`: the encryption layer as a [`Backend`].
 
+mod retry;
+
 use crate::format::*;
 use crate::keys::Keyring;
 use async_trait::async_trait;
@@ -1202,7 +1204,15 @@ impl Backend for Encrypted {
         {
             return Err(Error::InvalidPartOrder);
         }
-        let stored_parts = self.all_parts(bucket, key, &inner_id).await?;
+        let stored_parts = match self.all_parts(bucket, key, &inner_id).await {
+            Err(Error::NoSuchUpload) => {
+                return self
+                    .completed_already(bucket, key, &data_key, &parts)
+                    .await
+                    .ok_or(Error::NoSuchUpload);
+            }
+            other => other?,
+        };
         let mut inner_parts = Vec::with_capacity(parts.len());
         let mut plain_md5s = Vec::with_capacity(parts.len());
         let mut spans = Vec::with_capacity(parts.len());

@@ -35,21 +35,18 @@ fn parse<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T> {
 }
 
 /// `<Delete>` of DeleteObjects.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 pub struct DeleteRequest {
     /// Quiet mode: report only failures.
-    #[serde(rename = "Quiet", default)]
     pub quiet: bool,
     /// The keys.
-    #[serde(rename = "Object", default)]
     pub objects: Vec<DeleteObject>,
 }
 
 /// One `<Object>` of DeleteObjects.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct DeleteObject {
-    /// The key.
-    #[serde(rename = "Key")]
+    /// The key, exactly as sent (leading and trailing whitespace included).
     pub key: String,
 }
 
@@ -130,9 +127,104 @@ pub fn parse_acl(body: &str) -> Result<AccessControlPolicy> {
     parse(body)
 }
 
-/// Parse a DeleteObjects body.
+/// Parse a DeleteObjects body. Read event by event rather than through serde: quick-xml's
+/// deserializer trims text, and a key is every byte between `<Key>` and `</Key>` (a key
+/// `"keep "` must not delete `"keep"`).
 pub fn parse_delete(body: &str) -> Result<DeleteRequest> {
-    parse(body)
+    use quick_xml::events::Event;
+    let malformed = |e: &dyn std::fmt::Display| {
+        log::debug!("malformed DeleteObjects body: {e}");
+        Error::MalformedXml
+    };
+    let mut reader = quick_xml::Reader::from_str(body);
+    reader.config_mut().trim_text(false);
+    let mut doc = DeleteRequest::default();
+    // The open elements by local name, the text of the <Key> or <Quiet> being read, and
+    // the key of the <Object> being read.
+    let mut path: Vec<Vec<u8>> = vec![];
+    let mut text: Option<String> = None;
+    let mut key: Option<String> = None;
+    let mut seen_root = false;
+    loop {
+        let (name, empty) = match reader.read_event().map_err(|e| malformed(&e))? {
+            Event::Start(e) => (e.local_name().as_ref().to_vec(), false),
+            Event::Empty(e) => (e.local_name().as_ref().to_vec(), true),
+            Event::Text(e) => {
+                if let Some(t) = text.as_mut() {
+                    t.push_str(&e.unescape().map_err(|e| malformed(&e))?);
+                }
+                continue;
+            }
+            Event::CData(e) => {
+                if let Some(t) = text.as_mut() {
+                    let data = e.into_inner();
+                    t.push_str(std::str::from_utf8(&data).map_err(|e| malformed(&e))?);
+                }
+                continue;
+            }
+            Event::End(_) => {
+                end_element(&mut path, &mut text, &mut key, &mut doc)?;
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        if text.is_some() {
+            return Err(malformed(&"an element inside <Key> or <Quiet>"));
+        }
+        if path.is_empty() {
+            if seen_root || name != b"Delete" {
+                return Err(malformed(&"not a <Delete> document"));
+            }
+            seen_root = true;
+        }
+        path.push(name);
+        if is_text_field(&path) {
+            text = Some(String::new());
+        }
+        if empty {
+            end_element(&mut path, &mut text, &mut key, &mut doc)?;
+        }
+    }
+    if !seen_root || !path.is_empty() {
+        return Err(malformed(&"incomplete document"));
+    }
+    Ok(doc)
+}
+
+/// The element at the end of `path` closes.
+fn end_element(
+    path: &mut Vec<Vec<u8>>,
+    text: &mut Option<String>,
+    key: &mut Option<String>,
+    doc: &mut DeleteRequest,
+) -> Result<()> {
+    if let Some(t) = text.take() {
+        if path_is(path, &[b"Delete", b"Quiet"]) {
+            doc.quiet = match t.trim() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                _ => return Err(Error::MalformedXml),
+            };
+        } else {
+            *key = Some(t);
+        }
+    }
+    if path_is(path, &[b"Delete", b"Object"]) {
+        let key = key.take().ok_or(Error::MalformedXml)?;
+        doc.objects.push(DeleteObject { key });
+    }
+    path.pop();
+    Ok(())
+}
+
+fn path_is(path: &[Vec<u8>], want: &[&[u8]]) -> bool {
+    path.len() == want.len() && path.iter().zip(want).all(|(a, b)| a == b)
+}
+
+/// Whether the element at `path` is one whose text DeleteObjects reads.
+fn is_text_field(path: &[Vec<u8>]) -> bool {
+    path_is(path, &[b"Delete", b"Quiet"]) || path_is(path, &[b"Delete", b"Object", b"Key"])
 }
 
 /// Parse a CompleteMultipartUpload body.
@@ -160,6 +252,20 @@ mod tests {
         assert_eq!(c.parts[0].etag, "\"abc\"");
         let b = parse_create_bucket("<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>").unwrap();
         assert_eq!(b.location_constraint.as_deref(), Some("eu-west-1"));
+        // Keys are exactly the text sent: no trimming, entities and CDATA decoded.
+        let d = parse_delete("<Delete>\n  <Object><Key>keep </Key></Object>\n  <Object><Key> </Key></Object><Object><Key>\ta\nb\t</Key></Object><Object><Key>x&#32;<![CDATA[ <y> ]]></Key></Object><Object><Key/></Object>\n</Delete>").unwrap();
+        let keys: Vec<&str> = d.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["keep ", " ", "\ta\nb\t", "x  <y> ", ""]);
+        assert!(!d.quiet);
+        for bad in [
+            "<Delete><Object></Object></Delete>",
+            "<Delete><Object><Key>a<b/></Key></Object></Delete>",
+            "<Delete><Quiet>maybe</Quiet></Delete>",
+            "<Other><Object><Key>a</Key></Object></Other>",
+            "<Delete><Object><Key>a</Key></Object>",
+        ] {
+            assert!(parse_delete(bad).is_err(), "{bad}");
+        }
         for bad in [
             "",
             "<Delete>",

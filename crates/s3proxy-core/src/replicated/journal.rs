@@ -3,7 +3,11 @@
 //!
 //! One small JSON file per (bucket, key, backend), written atomically (temporary file,
 //! fsync, rename, directory fsync), so the journal survives a crash and several processes
-//! (the server and `s3proxy repair`) can share it.
+//! (the server and `s3proxy repair`) can share it. Each change is a read-merge-write of
+//! the entry's file under an exclusive lock on the directory's `.lock` file, so one
+//! process never removes or overwrites a newer entry another just recorded. Files are
+//! created 0600 in a 0700 directory. An entry that cannot be read is renamed aside
+//! (`*.corrupt`), reported, and left for the operator, never silently dropped.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -59,7 +63,42 @@ impl Entry {
 /// lookups, not scans, however many entries a long outage leaves.
 pub struct Journal {
     dir: Option<PathBuf>,
+    /// Held (flock) while an entry's file is read, merged and written, across processes.
+    lock: Option<fs::File>,
     entries: Mutex<BTreeMap<EntryId, Entry>>,
+}
+
+/// Holds the journal's file lock until dropped.
+struct Locked<'a>(Option<&'a fs::File>);
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0 {
+            let _ = f.unlock();
+        }
+    }
+}
+
+/// A file created for the journal: readable by its owner only.
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The entry in a journal file, `None` when there is no such file.
+fn read_entry(path: &Path) -> std::io::Result<Option<Entry>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The entries of one (bucket, key), in backend order.
@@ -81,10 +120,18 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
 impl Journal {
     /// A journal kept in `dir` (created if missing), loading the entries already there.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io("create", &dir, e))?;
+        let lock_path = dir.join(".lock");
+        let lock = create_private(&lock_path).map_err(|e| io("create", &lock_path, e))?;
         let journal = Journal {
             dir: Some(dir),
+            lock: Some(lock),
             entries: Mutex::new(BTreeMap::new()),
         };
         journal.reload()?;
@@ -95,8 +142,33 @@ impl Journal {
     pub fn in_memory() -> Self {
         Journal {
             dir: None,
+            lock: None,
             entries: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Take the cross-process lock (held until the guard drops).
+    fn locked(&self) -> Result<Locked<'_>> {
+        if let (Some(f), Some(dir)) = (&self.lock, &self.dir) {
+            f.lock().map_err(|e| io("lock", dir, e))?;
+        }
+        Ok(Locked(self.lock.as_ref()))
+    }
+
+    /// Entries renamed aside because they could not be read (`*.corrupt`).
+    pub fn set_aside(&self) -> Vec<PathBuf> {
+        let Some(dir) = &self.dir else {
+            return vec![];
+        };
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("corrupt"))
+            .collect();
+        found.sort();
+        found
     }
 
     /// Re-read the entries on disk (another process may have added or removed some).
@@ -104,23 +176,50 @@ impl Journal {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
+        // Entry files are replaced by renames, so they are read whole without the lock.
         let mut loaded = BTreeMap::new();
+        let mut unreadable = vec![];
         for item in fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
             let path = item.map_err(|e| io("list", dir, e))?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            match fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-            {
-                Some(entry) => {
+            match read_entry(&path) {
+                Ok(Some(entry)) => {
                     loaded.insert(entry.id(), entry);
                 }
-                None => log::warn!("repair journal: skipping unreadable {}", path.display()),
+                Ok(None) => {}
+                Err(_) => unreadable.push(path),
             }
         }
-        *self.entries.lock().unwrap_or_else(|e| e.into_inner()) = loaded;
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if !unreadable.is_empty() {
+            let _locked = self.locked()?;
+            for path in unreadable {
+                match read_entry(&path) {
+                    // Rewritten since, by another process.
+                    Ok(Some(entry)) => {
+                        loaded.insert(entry.id(), entry);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Kept for the operator: it may be a tombstone, whose loss would
+                        // let repair bring a deleted object back.
+                        let aside = path.with_extension("corrupt");
+                        let moved = fs::rename(&path, &aside);
+                        log::error!(
+                            "repair journal: unreadable entry {} ({e}); {}",
+                            path.display(),
+                            match moved {
+                                Ok(()) => format!("kept aside as {}", aside.display()),
+                                Err(e) => format!("could not be set aside ({e})"),
+                            }
+                        );
+                    }
+                }
+            }
+        }
+        *entries = loaded;
         Ok(())
     }
 
@@ -130,27 +229,35 @@ impl Journal {
         let name = entry.file_name();
         let id = entry.id();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = entries.get(&id) {
+        let merge = |entry: &mut Entry, old: &Entry| {
             entry.force |= old.force;
             entry.tombstone = entry.tombstone.clone().max(old.tombstone.clone());
             if old.stamp > entry.stamp {
                 entry.stamp = old.stamp.clone();
             }
+        };
+        if let Some(old) = entries.get(&id) {
+            merge(&mut entry, old);
             if *old == entry {
                 // Already journaled as it is (a read locating a replica still writing, a
                 // missed operation recorded again): no rewrite, no fsyncs.
                 return Ok(());
             }
         }
+        let _locked = self.locked()?;
         if let Some(dir) = &self.dir {
             let path = dir.join(&name);
+            // Another process may have recorded a newer generation meanwhile: merged in.
+            if let Ok(Some(on_disk)) = read_entry(&path) {
+                merge(&mut entry, &on_disk);
+            }
             let tmp = dir.join(format!(
                 ".{name}.{}",
                 hex::encode(rand::random::<[u8; 6]>())
             ));
             let json = serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?;
             let write = || -> std::io::Result<()> {
-                let mut f = fs::File::create(&tmp)?;
+                let mut f = create_private(&tmp)?;
                 f.write_all(&json)?;
                 f.sync_all()?;
                 fs::rename(&tmp, &path)?;
@@ -174,13 +281,28 @@ impl Journal {
             Some(current) if current.stamp == entry.stamp && current.force == entry.force => {}
             _ => return Ok(()),
         }
+        let _locked = self.locked()?;
         if let Some(dir) = &self.dir {
             let path = dir.join(entry.file_name());
+            match read_entry(&path) {
+                // Another process recorded a newer generation: it stays, and is now ours.
+                Ok(Some(on_disk))
+                    if on_disk.stamp != entry.stamp || on_disk.force != entry.force =>
+                {
+                    entries.insert(id, on_disk);
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(io("read", &path, e)),
+            }
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("remove", &path, e)),
             }
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("fsync", dir, e))?;
         }
         entries.remove(&id);
         Ok(())
@@ -339,5 +461,53 @@ mod tests {
         j.record(entry("r1", "007")).unwrap();
         assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
         assert_eq!(j.pending()[0].stamp, "007");
+    }
+
+    #[test]
+    fn processes_sharing_a_journal_do_not_drop_each_others_entries() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let server = Journal::open(dir.path().join("j")).unwrap();
+        let repair = Journal::open(dir.path().join("j")).unwrap();
+        server.record(entry("r1", "001")).unwrap();
+        repair.reload().unwrap();
+        // The server records a newer miss; the repair tool, which repaired the older one,
+        // must not remove it.
+        server.record(entry("r1", "002")).unwrap();
+        repair.remove(&entry("r1", "001")).unwrap();
+        assert_eq!(
+            Journal::open(dir.path().join("j")).unwrap().pending()[0].stamp,
+            "002"
+        );
+        // And a record merges into what the other recorded.
+        let mut del = entry("r1", "000");
+        del.tombstone = Some("000".into());
+        repair.record(del).unwrap();
+        let reread = Journal::open(dir.path().join("j")).unwrap().pending();
+        assert_eq!(reread[0].stamp, "002");
+        assert_eq!(reread[0].tombstone.as_deref(), Some("000"));
+        // Private: 0700 directory, 0600 entries.
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("j")), 0o700);
+        assert_eq!(
+            mode(&dir.path().join("j").join(entry("r1", "").file_name())),
+            0o600
+        );
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_kept_aside_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.record(entry("r1", "001")).unwrap();
+        let bad = dir.path().join(entry("r2", "").file_name());
+        fs::write(&bad, b"{ not json").unwrap();
+        let j2 = Journal::open(dir.path()).unwrap();
+        assert_eq!(j2.len(), 1);
+        assert_eq!(j2.set_aside(), [bad.with_extension("corrupt")]);
+        assert_eq!(
+            fs::read(bad.with_extension("corrupt")).unwrap(),
+            b"{ not json"
+        );
     }
 }

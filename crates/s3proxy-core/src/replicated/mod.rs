@@ -4,8 +4,9 @@
 //! - Writes go to every backend concurrently (the body teed as it streams). A write
 //!   succeeds once the write quorum acknowledged it; backends that missed it are recorded
 //!   in the durable [`Journal`] and repaired when they are healthy again (also after a
-//!   restart). Below the quorum the write fails with 503 and the partial version is
-//!   withdrawn.
+//!   restart). Below the quorum the write fails with 503 and every replica keeps
+//!   serving the version it had: the write is withdrawn before any backend can commit
+//!   it (see `quorum`), and nothing is deleted.
 //! - Every version carries a [`Hlc`] stamp in its internal metadata; replicas are compared
 //!   by it, never by backend timestamps, and clients see the same ETag, size, metadata and
 //!   Last-Modified whichever replica answers.
@@ -34,8 +35,10 @@
 
 mod health;
 mod journal;
+mod quorum;
 mod stamp;
 mod tee;
+mod uploads;
 
 pub use health::{Health, HealthSnapshot};
 use journal::EntryId;
@@ -47,10 +50,12 @@ use async_trait::async_trait;
 use base64::Engine;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
+use quorum::counts_against_backend;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Internal metadata key holding the client-visible ETag of a version when a replica's own
@@ -367,9 +372,10 @@ impl Replicated {
                 Err(e) if e.is_transient() => {
                     let opened = if timed_out {
                         r.health.unresponsive()
-                    } else if matches!(e, Error::Internal(_)) {
+                    } else if !counts_against_backend(e) {
                         // The backend answered, with a failure of this request only (a key
-                        // it cannot hold, say): that is no reason to stop sending it others.
+                        // it cannot hold, say), or the proxy failed the call itself: that
+                        // is no reason to stop sending it others.
                         false
                     } else {
                         r.health.failure()
@@ -730,7 +736,13 @@ impl Replicated {
         }
         let stall = self.longest_timeout();
         let guard = InflightWrite::start(self, bucket, key, None);
-        let (bodies, pump) = tee::tee(body, available.len(), stall);
+        // Held until `required` backends are ready to commit: below that, withdrawn
+        // before any backend replaces what it holds (see tee).
+        let tee::Teed {
+            bodies,
+            pump,
+            withdrawn,
+        } = tee::tee(body, available.len(), stall, required);
         let mut tasks = futures::stream::FuturesUnordered::new();
         for (index, body) in available.iter().copied().zip(bodies) {
             let backend = self.replicas()[index].backend.clone();
@@ -783,7 +795,9 @@ impl Replicated {
                         health.success(elapsed);
                         successes += 1;
                     }
-                    Err(e) if e.is_transient() => {
+                    // A write the proxy withdrew, or one this backend refused alone (a key it
+                    // cannot hold): not a sign the backend is down.
+                    Err(e) if counts_against_backend(e) && !withdrawn.load(Ordering::SeqCst) => {
                         health.failure();
                     }
                     Err(_) => {}
@@ -858,27 +872,8 @@ impl Replicated {
             return Err(e);
         }
         if successes < required {
-            // Withdraw the partial version, and let repair restore whatever the backends
-            // held before from the replicas that still have it.
-            let mut first_client_error = None;
-            for (i, o) in outcomes.iter().enumerate() {
-                match o {
-                    Ok(_) => {
-                        let b = self.replicas()[i].backend.clone();
-                        if let Err(e) = b.delete_object(bucket, key).await {
-                            log::warn!(
-                                "{op} {bucket}/{key}: cannot withdraw the partial write from {}: {e}",
-                                b.name()
-                            );
-                        }
-                        self.journal_missed(bucket, key, i, stamp, false, false);
-                    }
-                    Err(e) if !e.is_transient() && first_client_error.is_none() => {
-                        first_client_error = Some(i);
-                    }
-                    Err(_) => self.journal_missed(bucket, key, i, stamp, false, false),
-                }
-            }
+            // Nothing is deleted or rolled back: see quorum::refused.
+            self.refused_write(op, bucket, key, stamp, &outcomes);
             // Every backend refusing for the same reason (NoSuchBucket, BadDigest...) is the
             // client's answer, not an outage.
             if successes == 0
@@ -939,64 +934,6 @@ impl Replicated {
             )));
         }
         Ok(first_ok)
-    }
-
-    /// The MAC over an upload id's payload (hex of its first 12 bytes is appended).
-    fn upload_mac(&self, payload: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.shared.opts.upload_id_key)
-            .expect("any key length");
-        mac.update(payload.as_bytes());
-        mac
-    }
-
-    /// The client's upload id: each backend's own id, with the version stamp, authenticated.
-    fn encode_upload(&self, stamp: &str, ids: &[Option<UploadId>]) -> Result<UploadId> {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut payload = b64.encode(stamp);
-        for id in ids {
-            payload.push('.');
-            if let Some(id) = id {
-                payload.push_str(&b64.encode(id.as_str()));
-            }
-        }
-        let mac = hex::encode(&self.upload_mac(&payload).finalize().into_bytes()[..12]);
-        UploadId::new(format!("{payload}.{mac}"))
-    }
-
-    fn decode_upload(&self, id: &UploadId) -> Result<(String, Vec<Option<UploadId>>)> {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let (payload, mac) = id.as_str().rsplit_once('.').ok_or(Error::NoSuchUpload)?;
-        // hmac's own verification compares in constant time.
-        let mac = hex::decode(mac).map_err(|_| Error::NoSuchUpload)?;
-        if mac.len() != 12
-            || self
-                .upload_mac(payload)
-                .verify_truncated_left(&mac)
-                .is_err()
-        {
-            return Err(Error::NoSuchUpload);
-        }
-        let mut parts = payload.split('.');
-        let decode = |s: &str| {
-            b64.decode(s)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or(Error::NoSuchUpload)
-        };
-        let stamp = decode(parts.next().ok_or(Error::NoSuchUpload)?)?;
-        let ids: Vec<Option<UploadId>> = parts
-            .map(|p| {
-                if p.is_empty() {
-                    Ok(None)
-                } else {
-                    decode(p).and_then(UploadId::new).map(Some)
-                }
-            })
-            .collect::<Result<_>>()?;
-        if ids.len() != self.replicas().len() {
-            return Err(Error::NoSuchUpload);
-        }
-        Ok((stamp, ids))
     }
 
     /// Bring one journaled key up to date on its backend. Returns whether the entry is done.
@@ -1074,10 +1011,8 @@ impl Replicated {
                 // wait for them before deciding it was deleted.
                 return Ok(false);
             }
-            // Otherwise the delete holds for the target. (When the target holds nothing and
-            // nothing reachable does, a copy on an unreachable replica is not lost: the read
-            // that finds it journals the others. Waiting for it instead would let one
-            // flapping backend hold up every repair of deleted keys.)
+            // A journaled delete holds for the target, whatever the unreachable replicas
+            // hold. (Without one, the target holds nothing to delete.)
             if target_version
                 .as_deref()
                 .is_some_and(|v| tombstone.as_deref().is_none_or(|t| v <= t))
@@ -1090,7 +1025,11 @@ impl Replicated {
                 );
                 target_backend.delete_object(&bucket, &key).await?;
             }
-            return Ok(true);
+            // "Deleted" was decided without the replicas that did not answer, and one of
+            // them may hold the only copy of a version (a write only it took, after any
+            // delete): the entry stays until they answer, so that version reaches the
+            // target then.
+            return Ok(!unreachable);
         }
         let (version, source, info) = newest.expect("not deleted, so a newest version exists");
         if !entry.force && target_version.as_deref() == Some(version.as_str()) {
@@ -2243,7 +2182,7 @@ impl Backend for Replicated {
         let ids: Vec<Option<UploadId>> =
             outcomes.iter().map(|o| o.as_ref().ok().cloned()).collect();
         self.quorum_result(outcomes, |_| false)?;
-        self.encode_upload(&stamp, &ids)
+        self.encode_upload(&ids)
     }
 
     async fn upload_part(
@@ -2255,8 +2194,10 @@ impl Backend for Replicated {
         body: Body,
         opts: PartOptions,
     ) -> Result<String> {
-        let (stamp, ids) = self.decode_upload(upload_id)?;
-        let ids = Arc::new(ids);
+        let upload = self.decode_upload(upload_id)?;
+        // Parts are not versions: the stamp only names this write in the journal.
+        let stamp = upload.stamp.unwrap_or_else(|| self.shared.clock.next());
+        let ids = Arc::new(upload.ids);
         let write_ids = ids.clone();
         self.replicated_write(
             "UploadPart",
@@ -2274,7 +2215,8 @@ impl Backend for Replicated {
                                 .upload_part(&bucket, &key, id, part_number, body, opts)
                                 .await
                         }
-                        None => Err(Error::ServiceUnavailable("not part of this upload".into())),
+                        // Not a failure of the backend: it was down when the upload began.
+                        None => Err(Error::Internal("not part of this upload".into())),
                     }
                 }
             },
@@ -2292,7 +2234,7 @@ impl Backend for Replicated {
         src_key: &ObjectKey,
         src: GetOptions,
     ) -> Result<String> {
-        let (_, ids) = self.decode_upload(upload_id)?;
+        let ids = self.decode_upload(upload_id)?.ids;
         let holders = self
             .locate(src_bucket, src_key, "UploadPartCopy/locate")
             .await?;
@@ -2353,7 +2295,7 @@ impl Backend for Replicated {
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
     ) -> Result<PutResult> {
-        let (stamp, ids) = self.decode_upload(upload_id)?;
+        let uploads::DecodedUpload { stamp, ids } = self.decode_upload(upload_id)?;
         self.settle_stragglers(bucket, key).await;
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let id = ids[i].clone();
@@ -2384,9 +2326,31 @@ impl Backend for Replicated {
             &format!("{bucket}/{key}"),
             &outcomes,
         );
+        let any_ok = outcomes.iter().any(|o| o.is_ok());
+        if !any_ok
+            && outcomes
+                .iter()
+                .any(|o| matches!(o, Err(Error::NoSuchUpload)))
+            && let Some(done) = self.completed_already(bucket, key, &parts).await
+        {
+            return Ok(done);
+        }
+        // The version's stamp, which the upload's metadata gave the object: in the id of
+        // uploads created before ids stopped carrying it, else on a replica that completed.
+        let stamp = match (stamp, outcomes.iter().position(|o| o.is_ok())) {
+            (Some(stamp), _) => stamp,
+            (None, Some(i)) => self
+                .call(i, |b| async move {
+                    b.head_object(bucket, key, GetOptions::default()).await
+                })
+                .await
+                .ok()
+                .and_then(|info| version_of(&info.metadata).map(str::to_string))
+                .unwrap_or_else(|| self.shared.clock.next()),
+            (None, None) => self.shared.clock.next(),
+        };
         // A replica that failed while another completed lacks the object: journal it
         // whatever its error was (a part it never got gives InvalidPart there).
-        let any_ok = outcomes.iter().any(|o| o.is_ok());
         for (i, o) in outcomes.iter().enumerate() {
             if matches!(o, Err(e) if e.is_transient() || any_ok) {
                 self.journal_missed(bucket, key, i, &stamp, false, false);
@@ -2406,7 +2370,7 @@ impl Backend for Replicated {
         key: &ObjectKey,
         upload_id: &UploadId,
     ) -> Result<()> {
-        let (_, ids) = self.decode_upload(upload_id)?;
+        let ids = self.decode_upload(upload_id)?.ids;
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let id = ids[i].clone();
             async move {
@@ -2442,7 +2406,7 @@ impl Backend for Replicated {
         upload_id: &UploadId,
         opts: ListPartsOptions,
     ) -> Result<ListPartsResult> {
-        let (_, ids) = self.decode_upload(upload_id)?;
+        let ids = self.decode_upload(upload_id)?.ids;
         self.settle_stragglers(bucket, key).await;
         let mut last_error = Error::NoSuchUpload;
         for i in self.read_order(&[]) {
@@ -2467,40 +2431,29 @@ impl Backend for Replicated {
         bucket: &BucketName,
         opts: ListUploadsOptions,
     ) -> Result<ListUploadsResult> {
-        // Backends know only their own upload ids; each is listed as an upload of that
-        // backend alone (enough to inspect and abort them).
+        // Each backend lists its own upload ids; they are put together into the ids
+        // CreateMultipartUpload gave (see uploads).
         let outcomes = self
             .fan_out("ListMultipartUploads", bucket.as_str(), |b| {
                 let (bucket, opts) = (bucket.clone(), opts.clone());
                 async move { b.list_multipart_uploads(&bucket, opts).await }
             })
             .await;
-        let mut result = ListUploadsResult::default();
         let mut first_error = None;
-        let mut any = false;
-        for (i, o) in outcomes.into_iter().enumerate() {
+        let mut pages = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
             match o {
-                Ok(page) => {
-                    any = true;
-                    result.is_truncated |= page.is_truncated;
-                    for u in page.uploads {
-                        let mut ids = vec![None; self.replicas().len()];
-                        ids[i] = Some(u.upload_id.clone());
-                        result.uploads.push(UploadInfo {
-                            key: u.key,
-                            upload_id: self.encode_upload("listed", &ids)?,
-                            initiated: u.initiated,
-                        });
-                    }
-                }
+                Ok(page) => pages.push(Some(page)),
                 Err(e) => {
                     first_error.get_or_insert(e);
+                    pages.push(None);
                 }
             }
         }
-        if !any {
+        if pages.iter().all(Option::is_none) {
             return Err(first_error.unwrap_or(Error::NoSuchBucket));
         }
+        let mut result = self.group_listed(pages)?;
         result
             .uploads
             .sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));

@@ -1,0 +1,69 @@
+//! What a write that misses its quorum leaves behind, and which failures count against a
+//! backend's health.
+//!
+//! A write below its quorum must leave every replica serving the last acknowledged
+//! version. Deleting what some replicas already stored (the rollback this replaced) cannot
+//! give that: when the previous version is held only by the replicas that failed, it
+//! deletes the last readable copies of acknowledged data. So nothing is deleted or rolled
+//! back. Instead a backend never gets the last bytes of a write until the quorum's worth of
+//! backends are connected and have taken everything before them ([`super::tee`]): a
+//! backend commits only a whole body, so a write that cannot reach its quorum is withdrawn
+//! while every backend still holds, and serves, the version it had.
+//!
+//! A backend that fails after the last bytes went out (it crashed at the very end, or
+//! answered an error after storing) can still leave the write short of its quorum with
+//! some backends holding the new version. Those are not rolled back either: the new version
+//! carries the newest stamp and is what reads serve from then on, and the backends that
+//! missed it are journaled, so repair brings them to it. The client was told 503, which in
+//! S3 means "the outcome is unknown; retry", and a retry writes a newer version over it.
+
+use super::*;
+
+/// Whether a failed call says something about the backend's health. Errors the backend
+/// gave for this request alone (a key it cannot hold, an internal error on one object), or
+/// that the proxy made itself (a request the SDK would not build, a write the proxy
+/// withdrew), do not: only outages, timeouts and overload do. Client errors (4xx) never do.
+pub(super) fn counts_against_backend(e: &Error) -> bool {
+    e.is_transient() && !matches!(e, Error::Internal(_))
+}
+
+impl Replicated {
+    /// Record what a write that missed its quorum left. Nothing is deleted (see the module
+    /// documentation): when some backends committed it anyway, their version is the newest
+    /// and the others are journaled to receive it.
+    pub(super) fn refused_write<T>(
+        &self,
+        op: &str,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        stamp: &str,
+        outcomes: &[Outcome<T>],
+    ) {
+        let committed: Vec<&str> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.is_ok())
+            .map(|(i, _)| self.replicas()[i].backend.name())
+            .collect();
+        if committed.is_empty() {
+            log::warn!(
+                "{op} {bucket}/{key}: refused below the write quorum; every backend keeps the version it had"
+            );
+            return;
+        }
+        // A part stored on some replicas changes no object: the upload's completion is what
+        // the quorum decides. Only an object written by some backends is repaired.
+        if op == "UploadPart" {
+            return;
+        }
+        log::warn!(
+            "{op} {bucket}/{key}: write quorum missed after {} committed it; that version stands and is repaired onto the others",
+            committed.join(", ")
+        );
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.is_err() {
+                self.journal_missed(bucket, key, i, stamp, false, false);
+            }
+        }
+    }
+}
