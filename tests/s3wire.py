@@ -160,6 +160,22 @@ def send(port, method, path, query="", body=b"", headers=None, timeout=30):
     return Response(resp.status, resp.headers, data)
 
 
+def send_pairs(port, method, path, pairs, body=b""):
+    """Send headers exactly as listed, repeated names included (no signing)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for k, v in pairs:
+        conn.putheader(k, v)
+    conn.putheader("content-length", str(len(body)))
+    conn.endheaders()
+    if body:
+        conn.send(body)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return Response(resp.status, resp.headers, data)
+
+
 def v4(port, method, path, query="", body=b"", headers=None, payload_hash=None, host=None, **kw):
     """A SigV4-signed request (the payload's SHA-256 signed unless `payload_hash` says otherwise)."""
     host = host or f"127.0.0.1:{port}"

@@ -157,7 +157,7 @@ def test_unsigned_amz_headers_are_refused(px, s3, vault):
     # A second copy-source header beside the signed one is refused.
     h, _ = w.sign_v4("PUT", "/uploads/copy2.txt", headers={"x-amz-copy-source": "/vault/doc.txt"}, host=host(px))
     conn_headers = list(h.items()) + [("x-amz-copy-source", "/vault/secret.txt")]
-    r = send_pairs(px.port, "PUT", "/uploads/copy2.txt", conn_headers)
+    r = w.send_pairs(px.port, "PUT", "/uploads/copy2.txt", conn_headers)
     assert r.status in (400, 403), r
     assert_absent(s3, "uploads", "copy2.txt")
     # A signed "a,b" split into two headers signs the same (values join with a comma):
@@ -166,12 +166,12 @@ def test_unsigned_amz_headers_are_refused(px, s3, vault):
     h, _ = w.sign_v4("PUT", "/uploads/split.txt", headers={"x-amz-copy-source": "/vault/secret.txt,b"}, host=host(px))
     pairs = [(k, v) for k, v in h.items() if k != "x-amz-copy-source"]
     pairs += [("x-amz-copy-source", "/vault/secret.txt"), ("x-amz-copy-source", "b")]
-    w.assert_error(send_pairs(px.port, "PUT", "/uploads/split.txt", pairs), 400, "InvalidArgument")
+    w.assert_error(w.send_pairs(px.port, "PUT", "/uploads/split.txt", pairs), 400, "InvalidArgument")
     h = w.sign_v2("PUT", "/uploads/split.txt", headers={"x-amz-copy-source": "/vault/secret.txt,b"})
     h["host"] = host(px)
     pairs = [(k, v) for k, v in h.items() if k != "x-amz-copy-source"]
     pairs += [("x-amz-copy-source", "/vault/secret.txt"), ("x-amz-copy-source", "b")]
-    w.assert_error(send_pairs(px.port, "PUT", "/uploads/split.txt", pairs), 400, "InvalidArgument")
+    w.assert_error(w.send_pairs(px.port, "PUT", "/uploads/split.txt", pairs), 400, "InvalidArgument")
     assert_absent(s3, "uploads", "split.txt")
     # Whitespace the signature collapses cannot name another key: "q 1" signed, "q\t1" sent.
     s3.put_object(Bucket="vault", Key="q\t1", Body=SECRET_DATA)
@@ -194,23 +194,6 @@ def test_unsigned_amz_headers_are_refused(px, s3, vault):
     q = w.presign_v4("GET", "/vault/doc.txt", host=host(px))
     w.assert_error(w.send(px.port, "GET", "/vault/doc.txt", q, headers={"x-amz-meta-x": "1"}), 403, "AccessDenied")
     assert_untouched(s3, "vault", "doc.txt", b"original", {"owner": "me"})
-
-
-def send_pairs(port, method, path, pairs, body=b""):
-    """Send headers as given, repeated names included."""
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-    for k, v in pairs:
-        conn.putheader(k, v)
-    conn.putheader("content-length", str(len(body)))
-    conn.endheaders()
-    if body:
-        conn.send(body)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return w.Response(resp.status, resp.headers, data)
 
 
 # ----------------------------------------------------- 3. a body swapped under a signed hash

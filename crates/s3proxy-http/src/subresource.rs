@@ -45,20 +45,25 @@ fn acl_document() -> String {
     out
 }
 
+/// The bucket, or the object when `key` is given, exists (else NoSuchBucket, NoSuchKey).
+async fn exists(ctx: &Ctx, bucket: &BucketName, key: Option<&ObjectKey>) -> Result<()> {
+    match key {
+        None => ctx.backend.head_bucket(bucket).await,
+        Some(key) => ctx
+            .backend
+            .head_object(bucket, key, GetOptions::default())
+            .await
+            .map(|_| ()),
+    }
+}
+
 /// GetBucketAcl and GetObjectAcl: the owner with FULL_CONTROL.
 pub(crate) async fn get_acl(
     ctx: &Ctx,
     bucket: &BucketName,
     key: Option<&ObjectKey>,
 ) -> Result<Response<ResponseBody>> {
-    match key {
-        None => ctx.backend.head_bucket(bucket).await?,
-        Some(key) => {
-            ctx.backend
-                .head_object(bucket, key, GetOptions::default())
-                .await?;
-        }
-    }
+    exists(ctx, bucket, key).await?;
     crate::xml_response(acl_document())
 }
 
@@ -84,14 +89,7 @@ pub(crate) async fn put_acl(
             ));
         }
     }
-    match key {
-        None => ctx.backend.head_bucket(bucket).await?,
-        Some(key) => {
-            ctx.backend
-                .head_object(bucket, key, GetOptions::default())
-                .await?;
-        }
-    }
+    exists(ctx, bucket, key).await?;
     empty_response(StatusCode::OK)
 }
 
