@@ -509,3 +509,27 @@ def test_backend_paused_after_taking_the_whole_body_never_leaves_a_key_unreadabl
     versions = [c.version(i, "rep", "doc") for i in range(3)]
     assert versions[0] and versions.count(versions[0]) == 3, versions
     assert c.s3.get_object(Bucket="rep", Key="doc")["Body"].read() in (b"v1", b"v2")
+
+
+def test_server_and_repair_tool_share_the_journal(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    c.backends[2].kill()
+    bodies = {f"k{i:02}": data(50_000 + i, i) for i in range(20)}
+    for k, v in list(bodies.items())[:10]:
+        c.s3.put_object(Bucket="rep", Key=k, Body=v)
+    c.backends[2].start()
+    # The repair tool runs while the server keeps writing (and journaling) other keys.
+    tool = subprocess.Popen([BIN, "--config", os.path.join(c.front_dir, "s3proxy.toml"), "repair"],
+                            cwd=c.front_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    c.backends[1].kill()
+    for k, v in list(bodies.items())[10:]:
+        c.s3.put_object(Bucket="rep", Key=k, Body=v)
+    out, err = tool.communicate(timeout=120)
+    c.backends[1].start()
+    c.wait_journal_empty(60)
+    for k in bodies:
+        versions = [c.version(i, "rep", k) for i in range(3)]
+        assert versions[0] and versions.count(versions[0]) == 3, (k, versions, out, err[-2000:])
+        assert c.s3.get_object(Bucket="rep", Key=k)["Body"].read() == bodies[k]
+    assert not glob.glob(os.path.join(c.state, "journal", "*.corrupt"))
