@@ -36,6 +36,7 @@
 mod health;
 mod journal;
 mod quorum;
+mod report;
 mod stamp;
 mod tee;
 mod uploads;
