@@ -1022,3 +1022,28 @@ async fn repair_does_not_decide_deleted_while_the_only_holder_is_unreachable() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_repairs_are_reported() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].set(DOWN);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from("x").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(s.replicated.failing_repairs().is_empty());
+    settle(&s.replicated).await;
+    let failing = s.replicated.failing_repairs();
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert_eq!(
+        (failing[0].0.backend.as_str(), failing[0].0.key.as_str()),
+        ("r3", "k")
+    );
+    assert!(failing[0].1 >= 1);
+}

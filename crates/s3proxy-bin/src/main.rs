@@ -281,6 +281,16 @@ async fn repair(
         if dry_run { "to apply" } else { "applied" },
         summary.failed
     );
+    let failing = replicated.failing_repairs();
+    for (e, failures) in failing.iter().take(20) {
+        println!(
+            "repair failing ({failures} times): {}/{} on {}; see the log for why",
+            e.bucket, e.key, e.backend
+        );
+    }
+    if failing.len() > 20 {
+        println!("... and {} more failing repairs", failing.len() - 20);
+    }
     let aside = replicated.journal().set_aside();
     for path in &aside {
         println!("unreadable journal entry kept aside: {}", path.display());

@@ -36,6 +36,7 @@
 mod health;
 mod journal;
 mod quorum;
+mod report;
 mod stamp;
 mod tee;
 mod uploads;
@@ -744,6 +745,7 @@ impl Replicated {
             withdrawn,
         } = tee::tee(body, available.len(), stall, required);
         let mut tasks = futures::stream::FuturesUnordered::new();
+        let mut aborts = Vec::with_capacity(available.len());
         for (index, body) in available.iter().copied().zip(bodies) {
             let backend = self.replicas()[index].backend.clone();
             let fut = write(index, backend, body);
@@ -751,6 +753,7 @@ impl Replicated {
                 let started = Instant::now();
                 (fut.await, started.elapsed())
             });
+            aborts.push((index, handle.abort_handle()));
             tasks.push(async move { (index, handle.await) });
         }
         let mut outcomes: Vec<Option<Outcome<T>>> = (0..n)
@@ -774,7 +777,21 @@ impl Replicated {
                 Some(until) => tokio::time::timeout_at(until, tasks.next())
                     .await
                     .unwrap_or_default(),
-                None => tasks.next().await,
+                // Below the quorum, replicas that cannot change the answer (too few are
+                // left) or that took the whole body get the stall timeout to answer; then
+                // they are abandoned (a stopped process never answers).
+                None => loop {
+                    match tokio::time::timeout(stall, tasks.next()).await {
+                        Ok(next) => break next,
+                        Err(_)
+                            if successes + tasks.len() < required
+                                || pump.as_ref().is_none_or(|p| p.is_finished()) =>
+                        {
+                            break None;
+                        }
+                        Err(_) => {}
+                    }
+                },
             };
             let grace_over = match next {
                 None if grace_until.is_some() && !tasks.is_empty() => true,
@@ -857,6 +874,17 @@ impl Replicated {
                     }
                 }
                 break;
+            }
+        }
+        for (i, abort) in &aborts {
+            if outcomes[*i].is_none() {
+                // Abandoned: its connection is dropped, so a body it has not taken whole
+                // is never committed.
+                abort.abort();
+                outcomes[*i] = Some(Err(Error::ServiceUnavailable(format!(
+                    "backend {} gave no answer in time; abandoned",
+                    self.replicas()[*i].backend.name()
+                ))));
             }
         }
         if let Some(p) = pump.take() {
