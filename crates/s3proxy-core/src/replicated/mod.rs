@@ -2460,7 +2460,11 @@ impl Backend for Replicated {
         opts: ListUploadsOptions,
     ) -> Result<ListUploadsResult> {
         // Each backend lists its own upload ids; they are put together into the ids
-        // CreateMultipartUpload gave (see uploads).
+        // CreateMultipartUpload gave (see uploads). Pairing needs all of a key's uploads
+        // from every backend, so backends are asked for full pages (S3's 1000) and the
+        // caller trims to what it was asked for.
+        let mut opts = opts;
+        opts.max_uploads = opts.max_uploads.max(1000);
         let outcomes = self
             .fan_out("ListMultipartUploads", bucket.as_str(), |b| {
                 let (bucket, opts) = (bucket.clone(), opts.clone());
@@ -2484,7 +2488,14 @@ impl Backend for Replicated {
         let mut result = self.group_listed(pages)?;
         result
             .uploads
-            .sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+            // Ties (uploads of one key started in the same second) broken by id, so that
+            // every listing orders them alike and upload-id-marker paging holds.
+            .sort_by(|a, b| {
+                a.key
+                    .cmp(&b.key)
+                    .then(a.initiated.cmp(&b.initiated))
+                    .then_with(|| a.upload_id.as_str().cmp(b.upload_id.as_str()))
+            });
         Ok(result)
     }
 

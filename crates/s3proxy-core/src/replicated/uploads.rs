@@ -111,12 +111,25 @@ impl Replicated {
             .filter_map(|p| p.uploads.last().map(|u| u.key.clone()))
             .min();
         let truncated = pages.iter().flatten().any(|p| p.is_truncated);
+        // A truncated page may also stop inside its last key's uploads: that key is left
+        // for the next page too (its uploads paired only once every backend listed them
+        // all), unless it is the only key there is.
+        let limit_key_whole = limit.as_ref().is_some_and(|l| {
+            !pages
+                .iter()
+                .flatten()
+                .flat_map(|p| p.uploads.iter())
+                .any(|u| u.key < *l)
+        });
         // key -> backend -> its uploads of the key, oldest first.
         let mut by_key: BTreeMap<String, Vec<Vec<UploadInfo>>> = BTreeMap::new();
         for (i, page) in pages.into_iter().enumerate() {
             let Some(page) = page else { continue };
             for u in page.uploads {
-                if limit.as_ref().is_some_and(|l| u.key > *l) {
+                if limit
+                    .as_ref()
+                    .is_some_and(|l| u.key > *l || (u.key == *l && !limit_key_whole))
+                {
                     continue;
                 }
                 by_key
