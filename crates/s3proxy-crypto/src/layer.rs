@@ -2,6 +2,7 @@
 
 use crate::format::*;
 use crate::keys::Keyring;
+use crate::list_cache::{DEFAULT_LIST_CACHE_BYTES, ListCache};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chacha20poly1305::XChaCha20Poly1305;
@@ -48,9 +49,11 @@ const INLINE_DECRYPT: u64 = 16 << 10;
 /// # });
 /// ```
 pub struct Encrypted {
-    inner: DynBackend,
+    pub(crate) inner: DynBackend,
     ring: Arc<Keyring>,
     parts: Mutex<HashMap<(String, u32), PartRecord>>,
+    /// Plaintext sizes and ETags for listings (list_cache.rs).
+    pub(crate) listed: ListCache,
 }
 
 #[derive(Clone)]
@@ -60,11 +63,11 @@ struct PartRecord {
 }
 
 /// What the encryption metadata of a stored object says.
-struct Decoded {
+pub(crate) struct Decoded {
     data_key: [u8; 32],
-    layout: Layout,
-    etag: String,
-    has_info: bool,
+    pub(crate) layout: Layout,
+    pub(crate) etag: String,
+    pub(crate) has_info: bool,
 }
 
 fn strip_enc(internal: &mut BTreeMap<String, String>) {
@@ -98,7 +101,20 @@ impl Encrypted {
             inner,
             ring: Arc::new(ring),
             parts: Mutex::new(HashMap::new()),
+            listed: ListCache::new(DEFAULT_LIST_CACHE_BYTES),
         }
+    }
+
+    /// Keep at most about `bytes` of plaintext sizes and ETags for listings over backends
+    /// that list no metadata (S3); 0 looks every such object up on every listing.
+    pub fn with_list_cache(mut self, bytes: usize) -> Encrypted {
+        self.listed = ListCache::new(bytes);
+        self
+    }
+
+    /// The listing cache: entries held and the bytes they are counted as.
+    pub fn list_cache_usage(&self) -> (usize, usize) {
+        self.listed.usage()
     }
 
     /// The keyring in use.
@@ -106,7 +122,7 @@ impl Encrypted {
         &self.ring
     }
 
-    fn decode(&self, key: &ObjectKey, stored: &ObjectInfo) -> Result<Decoded> {
+    pub(crate) fn decode(&self, key: &ObjectKey, stored: &ObjectInfo) -> Result<Decoded> {
         let internal = &stored.metadata.internal;
         let wrapped = internal.get(KEY_META).ok_or_else(|| {
             Error::Corrupt(format!(
@@ -250,6 +266,7 @@ impl Encrypted {
                 let decoded = self
                     .decode(key, &got.info)
                     .map_err(|e| classify(e, got.served_by.clone()))?;
+                self.remember_listed(bucket, key.as_str(), &got.info.etag, &decoded);
                 let info = Self::plain_info(&got.info, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
                 let body = self.reader(
@@ -276,6 +293,7 @@ impl Encrypted {
                     .await
                     .map_err(Fatal)?;
                 let decoded = self.decode(key, &stored).map_err(|e| classify(e, None))?;
+                self.remember_listed(bucket, key.as_str(), &stored.etag, &decoded);
                 let info = Self::plain_info(&stored, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
                 let (a, b) = range.resolve(info.size).map_err(Fatal)?;
@@ -965,11 +983,20 @@ impl Backend for Encrypted {
             .await?;
         let etag = take_digest(&digest)?;
         let mut last_modified = put.last_modified;
-        if etag_known.is_none() {
+        let remember = |stored_etag: &str| {
+            let view = (size, etag.clone());
+            self.remember_written(bucket, key, stored_etag, stored_size(size), view);
+        };
+        if etag_known.is_some() {
+            remember(&put.etag);
+        } else {
             let sealed = seal_info(&data_key, &info(etag.clone()));
             metadata.internal.insert(INFO_META.into(), sealed);
             match self.attach_info(bucket, key, &put.etag, metadata).await {
-                Ok(r) => last_modified = r.last_modified,
+                Ok(r) => {
+                    remember(&r.etag);
+                    last_modified = r.last_modified
+                }
                 // Overwritten meanwhile: the newer object stands.
                 Err(Error::PreconditionFailed) | Err(Error::NoSuchKey) => {}
                 Err(e) => log::warn!(
@@ -1030,12 +1057,14 @@ impl Backend for Encrypted {
             )
             .await?;
         let decoded = self.decode(key, &stored)?;
+        self.remember_listed(bucket, key.as_str(), &stored.etag, &decoded);
         let info = Self::plain_info(&stored, &decoded);
         opts.conditions.check(&info, false)?;
         Ok(info)
     }
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
+        self.listed.forget(bucket.as_str(), key.as_str());
         self.inner.delete_object(bucket, key).await
     }
 
@@ -1044,6 +1073,9 @@ impl Backend for Encrypted {
         bucket: &BucketName,
         keys: Vec<ObjectKey>,
     ) -> Result<Vec<DeleteOutcome>> {
+        for key in &keys {
+            self.listed.forget(bucket.as_str(), key.as_str());
+        }
         self.inner.delete_objects(bucket, keys).await
     }
 
@@ -1100,6 +1132,7 @@ impl Backend for Encrypted {
                 },
             )
             .await?;
+        self.remember_listed(dst_bucket, dst_key.as_str(), &copied.etag, &decoded);
         Ok(PutResult {
             etag: info.etag,
             last_modified: copied.last_modified,
@@ -1108,26 +1141,7 @@ impl Backend for Encrypted {
 
     async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
         let mut page = self.inner.list_objects(bucket, opts).await?;
-        for o in &mut page.objects {
-            let info = o.internal.as_ref().and_then(|m| {
-                let data_key = unwrap_data_key(&self.ring, m.get(KEY_META)?).ok()?;
-                open_info(&data_key, m.get(INFO_META)?).ok()
-            });
-            match info {
-                Some(info) => {
-                    o.size = info.size;
-                    o.etag = info.etag;
-                }
-                None => {
-                    if let Some(size) = plain_size(o.size) {
-                        o.size = size;
-                    }
-                }
-            }
-            if let Some(internal) = &mut o.internal {
-                strip_enc(internal);
-            }
-        }
+        self.plaintext_listing(bucket, &mut page).await?;
         Ok(page)
     }
 
@@ -1272,6 +1286,8 @@ impl Backend for Encrypted {
         );
         metadata.internal.insert(INFO_META.into(), sealed);
         let copied = self.attach_info(bucket, key, &done.etag, metadata).await?;
+        let view = (layout.plain_size(), etag.clone());
+        self.remember_written(bucket, key, &copied.etag, layout.stored_size(), view);
         Ok(PutResult {
             etag,
             last_modified: copied.last_modified,

@@ -1,0 +1,429 @@
+//! Listings that show what HEAD shows.
+//!
+//! A backend's listing gives each object's *stored* size and ETag. Over the filesystem and
+//! memory backends it also carries the object's internal metadata, from which the
+//! plaintext size and ETag are read directly. S3 backends list no metadata, and neither
+//! value can be computed from the stored ones in general: the plaintext ETag is an MD5 of
+//! the plaintext, and a multipart object's stored size depends on where its parts end. So
+//! the encryption layer keeps a bounded [`ListCache`] of plaintext views keyed by the
+//! object's name *and its stored ETag and size*, filled by every HEAD, GET, PUT, copy and
+//! completion that decodes or writes an object, and looks up (HEAD, a few at a time)
+//! the objects a listing page finds in neither. docs/FORMAT.md ("Listing") gives the
+//! reasoning and the measured costs.
+//!
+//! An entry can never be stale: each write of an object stores fresh random nonces under
+//! a fresh data key, so its ciphertext, and with it the backend's ETag, changes whenever
+//! the object does; a metadata update in place (a copy onto itself) keeps the ciphertext
+//! and the plaintext view alike. Entries are only made from objects that carry their info
+//! record: one still without it (a large PUT whose record is attached by the copy that
+//! follows) keeps its stored ETag across that copy, while the ETag HEAD shows changes.
+//! Every instance computes the same entry for the same stored object, so any instance
+//! can fill its own cache and nothing is shared or invalidated between instances.
+
+use crate::format::*;
+use crate::layer::{Decoded, Encrypted};
+use futures::StreamExt;
+use s3proxy_core::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Default memory budget of the cache: about 300,000 objects of ~200 bytes of names and
+/// ETags each.
+pub const DEFAULT_LIST_CACHE_BYTES: usize = 64 << 20;
+
+/// Objects of one listing page looked up at once on a miss.
+const LIST_LOOKUPS: usize = 32;
+
+/// Bytes counted per entry besides its strings: the hash map slot, two `String` headers
+/// per map, the sizes.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// What a listing shows for one stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PlainView {
+    pub size: u64,
+    pub etag: String,
+}
+
+struct Entry {
+    stored_etag: String,
+    stored_size: u64,
+    view: PlainView,
+}
+
+impl Entry {
+    fn cost(bucket: &str, key: &str, e: &Entry) -> usize {
+        ENTRY_OVERHEAD + bucket.len() + key.len() + e.stored_etag.len() + e.view.etag.len()
+    }
+}
+
+type Map = HashMap<(String, String), Entry>;
+
+/// Two generations: entries go into `hot`; when `hot` has used half the budget it
+/// becomes `cold` (the previous `cold` is dropped), and a hit in `cold` moves the entry
+/// back into `hot`. An approximation of LRU with O(1) work per operation and at most the
+/// budget in use.
+#[derive(Default)]
+struct Generations {
+    hot: Map,
+    hot_bytes: usize,
+    cold: Map,
+    cold_bytes: usize,
+}
+
+/// Plaintext sizes and ETags by (bucket, key, stored ETag, stored size), bounded in
+/// memory; one entry per (bucket, key).
+pub struct ListCache {
+    budget: usize,
+    gens: Mutex<Generations>,
+}
+
+impl ListCache {
+    /// A cache using at most about `budget` bytes; 0 keeps nothing (every listed object
+    /// without metadata in its listing is then looked up, on every listing).
+    pub fn new(budget: usize) -> ListCache {
+        ListCache {
+            budget,
+            gens: Mutex::new(Generations::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.gens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The view of (bucket, key) as stored with this ETag and size, if known.
+    #[cfg(test)]
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        stored_etag: &str,
+        stored_size: u64,
+    ) -> Option<PlainView> {
+        let mut g = self.lock();
+        Self::get_locked(&mut g, self.budget, bucket, key, stored_etag, stored_size)
+    }
+
+    fn get_locked(
+        g: &mut Generations,
+        budget: usize,
+        bucket: &str,
+        key: &str,
+        stored_etag: &str,
+        stored_size: u64,
+    ) -> Option<PlainView> {
+        let id = (bucket.to_string(), key.to_string());
+        let matches = |e: &Entry| e.stored_etag == stored_etag && e.stored_size == stored_size;
+        if let Some(e) = g.hot.get(&id) {
+            return matches(e).then(|| e.view.clone());
+        }
+        let e = g.cold.remove(&id)?;
+        g.cold_bytes -= Entry::cost(bucket, key, &e);
+        let view = matches(&e).then(|| e.view.clone());
+        if view.is_some() {
+            Self::insert_locked(g, budget, id, e);
+        }
+        view
+    }
+
+    /// Remember what (bucket, key), stored with this ETag and size, shows.
+    pub(crate) fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        stored_etag: &str,
+        stored_size: u64,
+        view: PlainView,
+    ) {
+        let entry = Entry {
+            stored_etag: stored_etag.to_string(),
+            stored_size,
+            view,
+        };
+        let mut g = self.lock();
+        Self::insert_locked(
+            &mut g,
+            self.budget,
+            (bucket.to_string(), key.to_string()),
+            entry,
+        );
+    }
+
+    fn insert_locked(g: &mut Generations, budget: usize, id: (String, String), entry: Entry) {
+        let cost = Entry::cost(&id.0, &id.1, &entry);
+        if cost > budget / 2 {
+            return;
+        }
+        if let Some(old) = g.cold.remove(&id) {
+            g.cold_bytes -= Entry::cost(&id.0, &id.1, &old);
+        }
+        if g.hot_bytes + cost > budget / 2 {
+            g.cold = std::mem::take(&mut g.hot);
+            g.cold_bytes = std::mem::take(&mut g.hot_bytes);
+        }
+        let replaced = g.hot.insert(id.clone(), entry);
+        g.hot_bytes += cost;
+        if let Some(old) = replaced {
+            g.hot_bytes -= Entry::cost(&id.0, &id.1, &old);
+        }
+    }
+
+    /// Forget (bucket, key) (it was deleted).
+    pub(crate) fn forget(&self, bucket: &str, key: &str) {
+        let id = (bucket.to_string(), key.to_string());
+        let mut g = self.lock();
+        if let Some(old) = g.hot.remove(&id) {
+            g.hot_bytes -= Entry::cost(bucket, key, &old);
+        }
+        if let Some(old) = g.cold.remove(&id) {
+            g.cold_bytes -= Entry::cost(bucket, key, &old);
+        }
+    }
+
+    /// Entries held, and the bytes they are counted as.
+    pub fn usage(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.hot.len() + g.cold.len(), g.hot_bytes + g.cold_bytes)
+    }
+}
+
+impl Encrypted {
+    /// Remember the plaintext view of an object just decoded or written, when it will not
+    /// change while its stored ETag stays (it carries its info record).
+    pub(crate) fn remember_listed(
+        &self,
+        bucket: &BucketName,
+        key: &str,
+        stored_etag: &str,
+        decoded: &Decoded,
+    ) {
+        if decoded.has_info {
+            self.listed.put(
+                bucket.as_str(),
+                key,
+                stored_etag,
+                decoded.layout.stored_size(),
+                PlainView {
+                    size: decoded.layout.plain_size(),
+                    etag: decoded.etag.clone(),
+                },
+            );
+        }
+    }
+
+    /// Remember the plaintext (size, ETag) of an object this layer just wrote with its
+    /// info record, stored with this ETag and size.
+    pub(crate) fn remember_written(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        stored_etag: &str,
+        stored_size: u64,
+        (size, etag): (u64, String),
+    ) {
+        let view = PlainView { size, etag };
+        self.listed.put(
+            bucket.as_str(),
+            key.as_str(),
+            stored_etag,
+            stored_size,
+            view,
+        );
+    }
+
+    /// Turn a page of the inner backend's listing into the plaintext one: every object
+    /// with the size and ETag HEAD shows for it. From the cache, else from the internal
+    /// metadata the listing carries, else by looking the object up (HEAD), at most
+    /// [`LIST_LOOKUPS`] at a time.
+    pub(crate) async fn plaintext_listing(
+        &self,
+        bucket: &BucketName,
+        page: &mut ListResult,
+    ) -> Result<()> {
+        // Cache hits first, under one lock; then views from the metadata some backends
+        // list (a key unwrap each: outside the lock); then lookups.
+        let hits: Vec<Option<PlainView>> = {
+            let mut g = self.listed.lock();
+            page.objects
+                .iter()
+                .map(|o| {
+                    let budget = self.listed.budget;
+                    ListCache::get_locked(&mut g, budget, bucket.as_str(), &o.key, &o.etag, o.size)
+                })
+                .collect()
+        };
+        let mut missing = vec![];
+        let mut learned = vec![];
+        for (i, (o, hit)) in page.objects.iter_mut().zip(hits).enumerate() {
+            let view = match hit {
+                Some(view) => Some(view),
+                None => self.view_from_listing(o).inspect(|view| {
+                    learned.push((o.key.clone(), o.etag.clone(), o.size, view.clone()));
+                }),
+            };
+            match view {
+                Some(view) => {
+                    o.size = view.size;
+                    o.etag = view.etag;
+                }
+                None => missing.push(i),
+            }
+            if let Some(internal) = &mut o.internal {
+                internal.retain(|k, _| !k.starts_with(ENC_PREFIX));
+            }
+        }
+        if !learned.is_empty() {
+            let mut g = self.listed.lock();
+            for (key, stored_etag, stored_size, view) in learned {
+                let entry = Entry {
+                    stored_etag,
+                    stored_size,
+                    view,
+                };
+                let id = (bucket.to_string(), key);
+                ListCache::insert_locked(&mut g, self.listed.budget, id, entry);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        log::debug!(
+            "{bucket}: listing: {} of {} objects looked up",
+            missing.len(),
+            page.objects.len()
+        );
+        let keys: Vec<(usize, String)> = missing
+            .into_iter()
+            .map(|i| (i, page.objects[i].key.clone()))
+            .collect();
+        let lookups = keys
+            .into_iter()
+            .map(|(i, key)| async move { (i, self.look_up(bucket, &key).await) });
+        let mut found = futures::stream::iter(lookups).buffer_unordered(LIST_LOOKUPS);
+        while let Some((i, looked)) = found.next().await {
+            let o = &mut page.objects[i];
+            match looked? {
+                Some((stored, view)) => {
+                    // Changed (or on another replica) since the listing: show the object
+                    // a HEAD finds now.
+                    if stored.etag != o.etag || stored.size != o.size {
+                        o.last_modified = stored.last_modified;
+                    }
+                    o.size = view.size;
+                    o.etag = view.etag;
+                }
+                // Deleted since, or not an object this layer can read: what the stored
+                // object says (a HEAD would fail).
+                None => {
+                    if let Some(size) = plain_size(o.size) {
+                        o.size = size;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The plaintext view from the internal metadata a listing carries (filesystem and
+    /// memory backends), without a lookup.
+    fn view_from_listing(&self, o: &ObjectSummary) -> Option<PlainView> {
+        let m = o.internal.as_ref()?;
+        let data_key = unwrap_data_key(self.keyring(), m.get(KEY_META)?).ok()?;
+        let info = open_info(&data_key, m.get(INFO_META)?).ok()?;
+        Some(PlainView {
+            size: info.size,
+            etag: info.etag,
+        })
+    }
+
+    /// HEAD one listed object: its stored info and plaintext view, `None` when it is gone
+    /// or cannot be decoded. Backend failures fail the listing, as they would fail a HEAD.
+    async fn look_up(
+        &self,
+        bucket: &BucketName,
+        key: &str,
+    ) -> Result<Option<(ObjectInfo, PlainView)>> {
+        let Ok(name) = ObjectKey::new(key) else {
+            return Ok(None);
+        };
+        let stored = match self
+            .inner
+            .head_object(bucket, &name, GetOptions::default())
+            .await
+        {
+            Ok(stored) => stored,
+            Err(Error::NoSuchKey) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.decode(&name, &stored) {
+            Ok(decoded) => {
+                self.remember_listed(bucket, key, &stored.etag, &decoded);
+                let view = PlainView {
+                    size: decoded.layout.plain_size(),
+                    etag: decoded.etag.clone(),
+                };
+                Ok(Some((stored, view)))
+            }
+            Err(e) => {
+                log::debug!("{bucket}/{key}: listed as stored: {e}");
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(n: u64) -> PlainView {
+        PlainView {
+            size: n,
+            etag: format!("e{n}"),
+        }
+    }
+
+    #[test]
+    fn hits_only_on_the_same_stored_etag_and_size() {
+        let c = ListCache::new(1 << 20);
+        c.put("b", "k", "s1", 100, view(60));
+        assert_eq!(c.get("b", "k", "s1", 100), Some(view(60)));
+        assert_eq!(c.get("b", "k", "s2", 100), None);
+        assert_eq!(c.get("b", "k", "s1", 101), None);
+        assert_eq!(c.get("b2", "k", "s1", 100), None);
+        c.put("b", "k", "s2", 100, view(61));
+        assert_eq!(c.get("b", "k", "s1", 100), None);
+        assert_eq!(c.get("b", "k", "s2", 100), Some(view(61)));
+        assert_eq!(c.usage().0, 1);
+        c.forget("b", "k");
+        assert_eq!(c.usage(), (0, 0));
+    }
+
+    #[test]
+    fn stays_within_its_budget_and_keeps_what_is_used() {
+        let budget = 100 * (ENTRY_OVERHEAD + 20);
+        let c = ListCache::new(budget);
+        for i in 0..10_000u64 {
+            if i == 0 {
+                c.put("b", "hot", "etag", 1, view(1));
+            }
+            c.put("b", &format!("key{i:06}"), "etag", i, view(i));
+            // A key used all along stays.
+            assert_eq!(c.get("b", "hot", "etag", 1), Some(view(1)), "{i}");
+            assert!(c.usage().1 <= budget);
+        }
+        let (entries, _) = c.usage();
+        assert!(entries > 40 && entries <= 100, "{entries}");
+        assert_eq!(c.get("b", "key009999", "etag", 9999), Some(view(9999)));
+        assert_eq!(c.get("b", "key000000", "etag", 0), None);
+    }
+
+    #[test]
+    fn a_zero_budget_keeps_nothing() {
+        let c = ListCache::new(0);
+        c.put("b", "k", "s", 1, view(1));
+        assert_eq!(c.get("b", "k", "s", 1), None);
+        assert_eq!(c.usage(), (0, 0));
+    }
+}
