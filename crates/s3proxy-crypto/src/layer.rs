@@ -266,7 +266,7 @@ impl Encrypted {
                 let decoded = self
                     .decode(key, &got.info)
                     .map_err(|e| classify(e, got.served_by.clone()))?;
-                self.remember_listed(bucket, key.as_str(), &got.info.etag, &decoded);
+                self.remember_listed(bucket, key.as_str(), &got.info.etag, &[], &decoded);
                 let info = Self::plain_info(&got.info, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
                 let body = self.reader(
@@ -287,13 +287,9 @@ impl Encrypted {
                 })
             }
             Some(range) => {
-                let stored = self
-                    .inner
-                    .head_object(bucket, key, base)
-                    .await
-                    .map_err(Fatal)?;
+                let (stored, forms) = self.head_inner(bucket, key, base).await.map_err(Fatal)?;
                 let decoded = self.decode(key, &stored).map_err(|e| classify(e, None))?;
-                self.remember_listed(bucket, key.as_str(), &stored.etag, &decoded);
+                self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
                 let info = Self::plain_info(&stored, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
                 let (a, b) = range.resolve(info.size).map_err(Fatal)?;
@@ -1044,9 +1040,8 @@ impl Backend for Encrypted {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<ObjectInfo> {
-        let stored = self
-            .inner
-            .head_object(
+        let (stored, forms) = self
+            .head_inner(
                 bucket,
                 key,
                 GetOptions {
@@ -1057,7 +1052,7 @@ impl Backend for Encrypted {
             )
             .await?;
         let decoded = self.decode(key, &stored)?;
-        self.remember_listed(bucket, key.as_str(), &stored.etag, &decoded);
+        self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
         let info = Self::plain_info(&stored, &decoded);
         opts.conditions.check(&info, false)?;
         Ok(info)
@@ -1087,9 +1082,8 @@ impl Backend for Encrypted {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
-        let stored = self
-            .inner
-            .head_object(src_bucket, src_key, GetOptions::default())
+        let (stored, _) = self
+            .head_inner(src_bucket, src_key, GetOptions::default())
             .await?;
         let decoded = self.decode(src_key, &stored)?;
         let info = Self::plain_info(&stored, &decoded);
@@ -1132,7 +1126,12 @@ impl Backend for Encrypted {
                 },
             )
             .await?;
-        self.remember_listed(dst_bucket, dst_key.as_str(), &copied.etag, &decoded);
+        if stored.etag.contains('-') {
+            // A copy of a multipart object may be given another ETag than the copy reports.
+            self.learn_listed(dst_bucket, dst_key).await;
+        } else {
+            self.remember_listed(dst_bucket, dst_key.as_str(), &copied.etag, &[], &decoded);
+        }
         Ok(PutResult {
             etag: info.etag,
             last_modified: copied.last_modified,
@@ -1258,9 +1257,8 @@ impl Backend for Encrypted {
         let etag = multipart_etag(plain_md5s.iter().map(String::as_str))?;
         // Metadata is fixed when an upload starts, before the size and ETag are known: the
         // key and info records are attached now, by a copy onto itself.
-        let stored = self
-            .inner
-            .head_object(
+        let (stored, _) = self
+            .head_inner(
                 bucket,
                 key,
                 GetOptions {
@@ -1286,8 +1284,7 @@ impl Backend for Encrypted {
         );
         metadata.internal.insert(INFO_META.into(), sealed);
         let copied = self.attach_info(bucket, key, &done.etag, metadata).await?;
-        let view = (layout.plain_size(), etag.clone());
-        self.remember_written(bucket, key, &copied.etag, layout.stored_size(), view);
+        self.learn_listed(bucket, key).await;
         Ok(PutResult {
             etag,
             last_modified: copied.last_modified,

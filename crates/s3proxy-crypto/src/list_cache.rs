@@ -34,9 +34,17 @@ pub const DEFAULT_LIST_CACHE_BYTES: usize = 64 << 20;
 /// Objects of one listing page looked up at once on a miss.
 const LIST_LOOKUPS: usize = 32;
 
-/// Bytes counted per entry besides its strings: the hash map slot, two `String` headers
-/// per map, the sizes.
+/// Bytes counted per entry besides its strings: the hash map slot, the `String` and
+/// `Vec` headers, the sizes.
 const ENTRY_OVERHEAD: usize = 160;
+/// Bytes counted per stored form besides its ETag.
+const FORM_OVERHEAD: usize = 32;
+
+/// Stored forms (ETag, size) remembered for one view. Replicas holding the same bytes
+/// may give them different ETags (a copy of a multipart object gets the MD5 of its bytes
+/// on moto and AWS and keeps its multipart ETag on s3s-fs), and a replicating layer
+/// lists one replica's while a HEAD may read another's.
+const MAX_FORMS: usize = 4;
 
 /// What a listing shows for one stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,14 +54,21 @@ pub(crate) struct PlainView {
 }
 
 struct Entry {
-    stored_etag: String,
-    stored_size: u64,
+    /// (stored ETag, stored size) pairs each seen decoded to `view`, oldest first.
+    forms: Vec<(String, u64)>,
     view: PlainView,
 }
 
 impl Entry {
     fn cost(bucket: &str, key: &str, e: &Entry) -> usize {
-        ENTRY_OVERHEAD + bucket.len() + key.len() + e.stored_etag.len() + e.view.etag.len()
+        let forms: usize = e.forms.iter().map(|(t, _)| FORM_OVERHEAD + t.len()).sum();
+        ENTRY_OVERHEAD + bucket.len() + key.len() + e.view.etag.len() + forms
+    }
+
+    fn matches(&self, stored_etag: &str, stored_size: u64) -> bool {
+        self.forms
+            .iter()
+            .any(|(t, n)| t == stored_etag && *n == stored_size)
     }
 }
 
@@ -69,6 +84,32 @@ struct Generations {
     hot_bytes: usize,
     cold: Map,
     cold_bytes: usize,
+}
+
+impl Generations {
+    fn take(&mut self, id: &(String, String)) -> Option<Entry> {
+        if let Some(e) = self.hot.remove(id) {
+            self.hot_bytes -= Entry::cost(&id.0, &id.1, &e);
+            return Some(e);
+        }
+        let e = self.cold.remove(id)?;
+        self.cold_bytes -= Entry::cost(&id.0, &id.1, &e);
+        Some(e)
+    }
+
+    /// Put an entry (whose key is in neither generation) into `hot`.
+    fn place(&mut self, budget: usize, id: (String, String), entry: Entry) {
+        let cost = Entry::cost(&id.0, &id.1, &entry);
+        if cost > budget / 2 {
+            return;
+        }
+        if self.hot_bytes + cost > budget / 2 {
+            self.cold = std::mem::take(&mut self.hot);
+            self.cold_bytes = std::mem::take(&mut self.hot_bytes);
+        }
+        self.hot.insert(id, entry);
+        self.hot_bytes += cost;
+    }
 }
 
 /// Plaintext sizes and ETags by (bucket, key, stored ETag, stored size), bounded in
@@ -114,17 +155,16 @@ impl ListCache {
         stored_size: u64,
     ) -> Option<PlainView> {
         let id = (bucket.to_string(), key.to_string());
-        let matches = |e: &Entry| e.stored_etag == stored_etag && e.stored_size == stored_size;
         if let Some(e) = g.hot.get(&id) {
-            return matches(e).then(|| e.view.clone());
+            return e.matches(stored_etag, stored_size).then(|| e.view.clone());
         }
-        let e = g.cold.remove(&id)?;
-        g.cold_bytes -= Entry::cost(bucket, key, &e);
-        let view = matches(&e).then(|| e.view.clone());
-        if view.is_some() {
-            Self::insert_locked(g, budget, id, e);
+        if !g.cold.get(&id)?.matches(stored_etag, stored_size) {
+            return None;
         }
-        view
+        let e = g.take(&id)?;
+        let view = e.view.clone();
+        g.place(budget, id, e);
+        Some(view)
     }
 
     /// Remember what (bucket, key), stored with this ETag and size, shows.
@@ -136,49 +176,41 @@ impl ListCache {
         stored_size: u64,
         view: PlainView,
     ) {
-        let entry = Entry {
-            stored_etag: stored_etag.to_string(),
-            stored_size,
-            view,
-        };
         let mut g = self.lock();
-        Self::insert_locked(
-            &mut g,
-            self.budget,
-            (bucket.to_string(), key.to_string()),
-            entry,
-        );
+        let id = (bucket.to_string(), key.to_string());
+        Self::insert_locked(&mut g, self.budget, id, stored_etag, stored_size, view);
     }
 
-    fn insert_locked(g: &mut Generations, budget: usize, id: (String, String), entry: Entry) {
-        let cost = Entry::cost(&id.0, &id.1, &entry);
-        if cost > budget / 2 {
-            return;
+    /// A view seen for a stored form: another form of the view already known is added to
+    /// it; a different view (a newer object) replaces the entry.
+    fn insert_locked(
+        g: &mut Generations,
+        budget: usize,
+        id: (String, String),
+        stored_etag: &str,
+        stored_size: u64,
+        view: PlainView,
+    ) {
+        let mut entry = match g.take(&id) {
+            Some(e) if e.view == view => e,
+            _ => Entry {
+                forms: vec![],
+                view,
+            },
+        };
+        if !entry.matches(stored_etag, stored_size) {
+            if entry.forms.len() == MAX_FORMS {
+                entry.forms.remove(0);
+            }
+            entry.forms.push((stored_etag.to_string(), stored_size));
         }
-        if let Some(old) = g.cold.remove(&id) {
-            g.cold_bytes -= Entry::cost(&id.0, &id.1, &old);
-        }
-        if g.hot_bytes + cost > budget / 2 {
-            g.cold = std::mem::take(&mut g.hot);
-            g.cold_bytes = std::mem::take(&mut g.hot_bytes);
-        }
-        let replaced = g.hot.insert(id.clone(), entry);
-        g.hot_bytes += cost;
-        if let Some(old) = replaced {
-            g.hot_bytes -= Entry::cost(&id.0, &id.1, &old);
-        }
+        g.place(budget, id, entry);
     }
 
     /// Forget (bucket, key) (it was deleted).
     pub(crate) fn forget(&self, bucket: &str, key: &str) {
         let id = (bucket.to_string(), key.to_string());
-        let mut g = self.lock();
-        if let Some(old) = g.hot.remove(&id) {
-            g.hot_bytes -= Entry::cost(bucket, key, &old);
-        }
-        if let Some(old) = g.cold.remove(&id) {
-            g.cold_bytes -= Entry::cost(bucket, key, &old);
-        }
+        self.lock().take(&id);
     }
 
     /// Entries held, and the bytes they are counted as.
@@ -191,25 +223,40 @@ impl ListCache {
 impl Encrypted {
     /// Remember the plaintext view of an object just decoded or written, when it will not
     /// change while its stored ETag stays (it carries its info record).
+    /// `forms` are other ETags of the same stored bytes (on other replicas).
     pub(crate) fn remember_listed(
         &self,
         bucket: &BucketName,
         key: &str,
         stored_etag: &str,
+        forms: &[String],
         decoded: &Decoded,
     ) {
         if decoded.has_info {
-            self.listed.put(
-                bucket.as_str(),
-                key,
-                stored_etag,
-                decoded.layout.stored_size(),
-                PlainView {
-                    size: decoded.layout.plain_size(),
-                    etag: decoded.etag.clone(),
-                },
-            );
+            let view = PlainView {
+                size: decoded.layout.plain_size(),
+                etag: decoded.etag.clone(),
+            };
+            let size = decoded.layout.stored_size();
+            for etag in forms.iter().map(String::as_str).chain([stored_etag]) {
+                self.listed
+                    .put(bucket.as_str(), key, etag, size, view.clone());
+            }
         }
+    }
+
+    /// HEAD in the inner backend, with the other ETags of the same stored bytes a
+    /// replicating layer reports for its replicas.
+    pub(crate) async fn head_inner(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<(ObjectInfo, Vec<String>)> {
+        let (stored, mut etags) = self.inner.head_object_etags(bucket, key, opts).await?;
+        etags.retain(|e| !e.is_empty() && *e != stored.etag);
+        etags.truncate(MAX_FORMS - 1);
+        Ok((stored, etags))
     }
 
     /// Remember the plaintext (size, ETag) of an object this layer just wrote with its
@@ -230,6 +277,17 @@ impl Encrypted {
             stored_size,
             view,
         );
+    }
+
+    /// Remember the plaintext view of an object just written by a copy of a multipart
+    /// object (a completion attaches its info record so). The ETag a backend gives such a
+    /// copy is not always the one the copy reports (moto and AWS give the copy the MD5
+    /// of its bytes; a replicating layer reports the source's), so the object is looked
+    /// up once now rather than on the first listing. Failures are left to that listing.
+    pub(crate) async fn learn_listed(&self, bucket: &BucketName, key: &ObjectKey) {
+        if let Err(e) = self.look_up(bucket, key.as_str()).await {
+            log::debug!("{bucket}/{key}: looking the new object up for listings: {e}");
+        }
     }
 
     /// Turn a page of the inner backend's listing into the plaintext one: every object
@@ -276,13 +334,9 @@ impl Encrypted {
         if !learned.is_empty() {
             let mut g = self.listed.lock();
             for (key, stored_etag, stored_size, view) in learned {
-                let entry = Entry {
-                    stored_etag,
-                    stored_size,
-                    view,
-                };
                 let id = (bucket.to_string(), key);
-                ListCache::insert_locked(&mut g, self.listed.budget, id, entry);
+                let budget = self.listed.budget;
+                ListCache::insert_locked(&mut g, budget, id, &stored_etag, stored_size, view);
             }
         }
         if missing.is_empty() {
@@ -308,6 +362,15 @@ impl Encrypted {
                     // Changed (or on another replica) since the listing: show the object
                     // a HEAD finds now.
                     if stored.etag != o.etag || stored.size != o.size {
+                        log::debug!(
+                            "{bucket}/{}: listed stored as {:?} ({} bytes), found as {:?} ({} \
+                             bytes)",
+                            o.key,
+                            o.etag,
+                            o.size,
+                            stored.etag,
+                            stored.size
+                        );
                         o.last_modified = stored.last_modified;
                     }
                     o.size = view.size;
@@ -347,18 +410,14 @@ impl Encrypted {
         let Ok(name) = ObjectKey::new(key) else {
             return Ok(None);
         };
-        let stored = match self
-            .inner
-            .head_object(bucket, &name, GetOptions::default())
-            .await
-        {
-            Ok(stored) => stored,
+        let (stored, forms) = match self.head_inner(bucket, &name, GetOptions::default()).await {
+            Ok(found) => found,
             Err(Error::NoSuchKey) => return Ok(None),
             Err(e) => return Err(e),
         };
         match self.decode(&name, &stored) {
             Ok(decoded) => {
-                self.remember_listed(bucket, key, &stored.etag, &decoded);
+                self.remember_listed(bucket, key, &stored.etag, &forms, &decoded);
                 let view = PlainView {
                     size: decoded.layout.plain_size(),
                     etag: decoded.etag.clone(),
@@ -417,6 +476,24 @@ mod tests {
         assert!(entries > 40 && entries <= 100, "{entries}");
         assert_eq!(c.get("b", "key009999", "etag", 9999), Some(view(9999)));
         assert_eq!(c.get("b", "key000000", "etag", 0), None);
+    }
+
+    #[test]
+    fn one_view_keeps_several_stored_forms_and_a_new_view_replaces_them() {
+        let c = ListCache::new(1 << 20);
+        for i in 0..MAX_FORMS as u64 {
+            c.put("b", "k", &format!("s{i}"), 100, view(60));
+        }
+        for i in 0..MAX_FORMS as u64 {
+            assert_eq!(c.get("b", "k", &format!("s{i}"), 100), Some(view(60)));
+        }
+        c.put("b", "k", "newest", 100, view(60));
+        assert_eq!(c.get("b", "k", "s0", 100), None);
+        assert_eq!(c.get("b", "k", "newest", 100), Some(view(60)));
+        c.put("b", "k", "other", 100, view(61));
+        assert_eq!(c.get("b", "k", "newest", 100), None);
+        assert_eq!(c.get("b", "k", "other", 100), Some(view(61)));
+        assert_eq!(c.usage().0, 1);
     }
 
     #[test]

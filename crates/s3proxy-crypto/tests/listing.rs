@@ -16,10 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const MB: usize = 1_000_000;
 const MIB: usize = 1 << 20;
 
-/// Memory, listing as S3 does (no internal metadata), counting HEADs.
+/// Memory, listing as S3 does (no internal metadata), counting HEADs. With `skew`, it
+/// plays a replicating layer over two replicas holding the same bytes under different
+/// ETags (moto gives a copied multipart object the MD5 of its bytes, s3s-fs keeps the
+/// multipart ETag): HEAD presents "h" + the listed ETag and `head_object_etags` reports
+/// both, as `Replicated` does; listings show the other replica's.
 struct ListsLikeS3 {
     mem: Memory,
     heads: AtomicU64,
+    skew: bool,
 }
 
 impl ListsLikeS3 {
@@ -60,7 +65,11 @@ impl Backend for ListsLikeS3 {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
-        self.mem.get_object(bucket, key, opts).await
+        let mut got = self.mem.get_object(bucket, key, opts).await?;
+        if self.skew {
+            got.info.etag = format!("h{}", got.info.etag);
+        }
+        Ok(got)
     }
     async fn head_object(
         &self,
@@ -69,7 +78,26 @@ impl Backend for ListsLikeS3 {
         opts: GetOptions,
     ) -> Result<ObjectInfo> {
         self.heads.fetch_add(1, Ordering::Relaxed);
-        self.mem.head_object(bucket, key, opts).await
+        let mut info = self.mem.head_object(bucket, key, opts).await?;
+        if self.skew {
+            info.etag = format!("h{}", info.etag);
+        }
+        Ok(info)
+    }
+    async fn head_object_etags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<(ObjectInfo, Vec<String>)> {
+        let info = self.head_object(bucket, key, opts).await?;
+        let raw = info.etag.trim_start_matches('h').to_string();
+        let etags = if self.skew {
+            vec![info.etag.clone(), raw]
+        } else {
+            vec![]
+        };
+        Ok((info, etags))
     }
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
         self.mem.delete_object(bucket, key).await
@@ -155,6 +183,7 @@ fn s3_like() -> Arc<ListsLikeS3> {
     Arc::new(ListsLikeS3 {
         mem: Memory::new("mem"),
         heads: AtomicU64::new(0),
+        skew: false,
     })
 }
 
@@ -390,4 +419,51 @@ async fn objects_this_layer_cannot_read_list_as_stored_and_deleted_ones_vanish()
     enc.delete_object(&bucket, &k("enc")).await.unwrap();
     assert_eq!(enc.list_cache_usage().0, 0);
     assert!(!listed(&enc, &bucket, 10).await.contains_key("enc"));
+}
+
+#[tokio::test]
+async fn every_replicas_etag_of_the_same_bytes_is_recognised() {
+    let inner = Arc::new(ListsLikeS3 {
+        mem: Memory::new("mem"),
+        heads: AtomicU64::new(0),
+        skew: true,
+    });
+    let writer = Encrypted::new(inner.clone(), ring());
+    let bucket = b("skew");
+    writer.create_bucket(&bucket).await.unwrap();
+    let body = data(10 * MB + 3, 5);
+    let etag = multipart(
+        &writer,
+        &bucket,
+        "mp",
+        &[body.slice(..10 * MB), body.slice(10 * MB..)],
+    )
+    .await;
+    writer
+        .put_object(
+            &bucket,
+            &k("s"),
+            bytes::Bytes::from("abc").into(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let want: Views = [
+        ("mp".to_string(), (body.len() as u64, etag)),
+        ("s".to_string(), (3, md5_hex(b"abc"))),
+    ]
+    .into();
+    // The writer looked the completed object up and learnt both forms.
+    let before = inner.heads();
+    assert_eq!(listed(&writer, &bucket, 10).await, want);
+    assert_eq!(inner.heads(), before);
+    let reader = Encrypted::new(inner.clone(), ring());
+    assert_eq!(listed(&reader, &bucket, 10).await, want);
+    assert_eq!(headed(&reader, &bucket, &want).await, want);
+    let before = inner.heads();
+    for _ in 0..3 {
+        assert_eq!(listed(&reader, &bucket, 10).await, want);
+        assert_eq!(listed(&writer, &bucket, 10).await, want);
+    }
+    assert_eq!(inner.heads(), before, "a warm listing looked objects up");
 }
