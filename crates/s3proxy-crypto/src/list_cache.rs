@@ -412,11 +412,21 @@ impl Encrypted {
         };
         let (stored, forms) = match self.head_inner(bucket, &name, GetOptions::default()).await {
             Ok(found) => found,
-            Err(Error::NoSuchKey) => return Ok(None),
+            Err(Error::NoSuchKey) => {
+                log::debug!("{bucket}/{key}: listed, but gone: listed as stored");
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         match self.decode(&name, &stored) {
             Ok(decoded) => {
+                log::debug!(
+                    "{bucket}/{key}: found {:?} ({} bytes), also {forms:?}: {} bytes, {:?}",
+                    stored.etag,
+                    stored.size,
+                    decoded.layout.plain_size(),
+                    decoded.etag
+                );
                 self.remember_listed(bucket, key, &stored.etag, &forms, &decoded);
                 let view = PlainView {
                     size: decoded.layout.plain_size(),
