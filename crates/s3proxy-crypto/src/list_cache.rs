@@ -27,8 +27,7 @@ use s3proxy_core::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Default memory budget of the cache: about 300,000 objects of ~200 bytes of names and
-/// ETags each.
+/// Default memory budget of the cache: about 200,000 objects with 50-byte keys.
 pub const DEFAULT_LIST_CACHE_BYTES: usize = 64 << 20;
 
 /// Objects of one listing page looked up at once on a miss.
