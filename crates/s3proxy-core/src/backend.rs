@@ -66,6 +66,18 @@ pub trait Backend: Send + Sync + 'static {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<ObjectInfo>;
+    /// [`Backend::head_object`], and the backend ETags of the same stored bytes: one per
+    /// replica holding the version shown, for a replicating layer, whose replicas may give
+    /// identical bytes different ETags (and whose listings show one replica's), else none.
+    /// A layer above that caches by stored ETag recognises every listed form with them.
+    async fn head_object_etags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<(ObjectInfo, Vec<String>)> {
+        Ok((self.head_object(bucket, key, opts).await?, vec![]))
+    }
     /// Delete an object. Deleting a missing key succeeds, as in S3.
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()>;
     /// Delete several objects; one outcome per key, in order.

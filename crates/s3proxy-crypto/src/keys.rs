@@ -363,6 +363,14 @@ pub struct EncryptionConfig {
     /// The id of the key new objects are encrypted with.
     #[serde(default)]
     pub active: Option<String>,
+    /// Memory (MiB) for the plaintext sizes and ETags listings show over backends that
+    /// list no metadata (S3); 0 looks every such listed object up on every listing.
+    #[serde(default = "default_list_cache_mib")]
+    pub list_cache_mib: u64,
+}
+
+fn default_list_cache_mib() -> u64 {
+    (crate::list_cache::DEFAULT_LIST_CACHE_BYTES >> 20) as u64
 }
 
 impl Default for EncryptionConfig {
@@ -372,6 +380,7 @@ impl Default for EncryptionConfig {
             key_file: None,
             keys: vec![],
             active: None,
+            list_cache_mib: default_list_cache_mib(),
         }
     }
 }
@@ -437,6 +446,8 @@ impl EncryptionConfig {
             return Ok(inner);
         }
         let ring = self.keyring()?;
-        Ok(Arc::new(Encrypted::new(inner, ring)))
+        let cache =
+            usize::try_from(self.list_cache_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        Ok(Arc::new(Encrypted::new(inner, ring).with_list_cache(cache)))
     }
 }

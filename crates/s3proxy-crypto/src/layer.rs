@@ -4,6 +4,7 @@ mod retry;
 
 use crate::format::*;
 use crate::keys::Keyring;
+use crate::list_cache::{DEFAULT_LIST_CACHE_BYTES, ListCache};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chacha20poly1305::XChaCha20Poly1305;
@@ -50,9 +51,11 @@ const INLINE_DECRYPT: u64 = 16 << 10;
 /// # });
 /// ```
 pub struct Encrypted {
-    inner: DynBackend,
+    pub(crate) inner: DynBackend,
     ring: Arc<Keyring>,
     parts: Mutex<HashMap<(String, u32), PartRecord>>,
+    /// Plaintext sizes and ETags for listings (list_cache.rs).
+    pub(crate) listed: ListCache,
 }
 
 #[derive(Clone)]
@@ -62,11 +65,11 @@ struct PartRecord {
 }
 
 /// What the encryption metadata of a stored object says.
-struct Decoded {
+pub(crate) struct Decoded {
     data_key: [u8; 32],
-    layout: Layout,
-    etag: String,
-    has_info: bool,
+    pub(crate) layout: Layout,
+    pub(crate) etag: String,
+    pub(crate) has_info: bool,
 }
 
 fn strip_enc(internal: &mut BTreeMap<String, String>) {
@@ -100,7 +103,20 @@ impl Encrypted {
             inner,
             ring: Arc::new(ring),
             parts: Mutex::new(HashMap::new()),
+            listed: ListCache::new(DEFAULT_LIST_CACHE_BYTES),
         }
+    }
+
+    /// Keep at most about `bytes` of plaintext sizes and ETags for listings over backends
+    /// that list no metadata (S3); 0 looks every such object up on every listing.
+    pub fn with_list_cache(mut self, bytes: usize) -> Encrypted {
+        self.listed = ListCache::new(bytes);
+        self
+    }
+
+    /// The listing cache: entries held and the bytes they are counted as.
+    pub fn list_cache_usage(&self) -> (usize, usize) {
+        self.listed.usage()
     }
 
     /// The keyring in use.
@@ -108,7 +124,7 @@ impl Encrypted {
         &self.ring
     }
 
-    fn decode(&self, key: &ObjectKey, stored: &ObjectInfo) -> Result<Decoded> {
+    pub(crate) fn decode(&self, key: &ObjectKey, stored: &ObjectInfo) -> Result<Decoded> {
         let internal = &stored.metadata.internal;
         let wrapped = internal.get(KEY_META).ok_or_else(|| {
             Error::Corrupt(format!(
@@ -252,6 +268,7 @@ impl Encrypted {
                 let decoded = self
                     .decode(key, &got.info)
                     .map_err(|e| classify(e, got.served_by.clone()))?;
+                self.remember_listed(bucket, key.as_str(), &got.info.etag, &[], &decoded);
                 let info = Self::plain_info(&got.info, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
                 let body = self.reader(
@@ -272,12 +289,9 @@ impl Encrypted {
                 })
             }
             Some(range) => {
-                let stored = self
-                    .inner
-                    .head_object(bucket, key, base)
-                    .await
-                    .map_err(Fatal)?;
+                let (stored, forms) = self.head_inner(bucket, key, base).await.map_err(Fatal)?;
                 let decoded = self.decode(key, &stored).map_err(|e| classify(e, None))?;
+                self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
                 let info = Self::plain_info(&stored, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
                 let (a, b) = range.resolve(info.size).map_err(Fatal)?;
@@ -967,11 +981,20 @@ impl Backend for Encrypted {
             .await?;
         let etag = take_digest(&digest)?;
         let mut last_modified = put.last_modified;
-        if etag_known.is_none() {
+        let remember = |stored_etag: &str| {
+            let view = (size, etag.clone());
+            self.remember_written(bucket, key, stored_etag, stored_size(size), view);
+        };
+        if etag_known.is_some() {
+            remember(&put.etag);
+        } else {
             let sealed = seal_info(&data_key, &info(etag.clone()));
             metadata.internal.insert(INFO_META.into(), sealed);
             match self.attach_info(bucket, key, &put.etag, metadata).await {
-                Ok(r) => last_modified = r.last_modified,
+                Ok(r) => {
+                    remember(&r.etag);
+                    last_modified = r.last_modified
+                }
                 // Overwritten meanwhile: the newer object stands.
                 Err(Error::PreconditionFailed) | Err(Error::NoSuchKey) => {}
                 Err(e) => log::warn!(
@@ -1019,9 +1042,8 @@ impl Backend for Encrypted {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<ObjectInfo> {
-        let stored = self
-            .inner
-            .head_object(
+        let (stored, forms) = self
+            .head_inner(
                 bucket,
                 key,
                 GetOptions {
@@ -1032,12 +1054,14 @@ impl Backend for Encrypted {
             )
             .await?;
         let decoded = self.decode(key, &stored)?;
+        self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
         let info = Self::plain_info(&stored, &decoded);
         opts.conditions.check(&info, false)?;
         Ok(info)
     }
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
+        self.listed.forget(bucket.as_str(), key.as_str());
         self.inner.delete_object(bucket, key).await
     }
 
@@ -1046,6 +1070,9 @@ impl Backend for Encrypted {
         bucket: &BucketName,
         keys: Vec<ObjectKey>,
     ) -> Result<Vec<DeleteOutcome>> {
+        for key in &keys {
+            self.listed.forget(bucket.as_str(), key.as_str());
+        }
         self.inner.delete_objects(bucket, keys).await
     }
 
@@ -1057,9 +1084,8 @@ impl Backend for Encrypted {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
-        let stored = self
-            .inner
-            .head_object(src_bucket, src_key, GetOptions::default())
+        let (stored, _) = self
+            .head_inner(src_bucket, src_key, GetOptions::default())
             .await?;
         let decoded = self.decode(src_key, &stored)?;
         let info = Self::plain_info(&stored, &decoded);
@@ -1102,6 +1128,12 @@ impl Backend for Encrypted {
                 },
             )
             .await?;
+        if stored.etag.contains('-') {
+            // A copy of a multipart object may be given another ETag than the copy reports.
+            self.learn_listed(dst_bucket, dst_key).await;
+        } else {
+            self.remember_listed(dst_bucket, dst_key.as_str(), &copied.etag, &[], &decoded);
+        }
         Ok(PutResult {
             etag: info.etag,
             last_modified: copied.last_modified,
@@ -1110,26 +1142,7 @@ impl Backend for Encrypted {
 
     async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
         let mut page = self.inner.list_objects(bucket, opts).await?;
-        for o in &mut page.objects {
-            let info = o.internal.as_ref().and_then(|m| {
-                let data_key = unwrap_data_key(&self.ring, m.get(KEY_META)?).ok()?;
-                open_info(&data_key, m.get(INFO_META)?).ok()
-            });
-            match info {
-                Some(info) => {
-                    o.size = info.size;
-                    o.etag = info.etag;
-                }
-                None => {
-                    if let Some(size) = plain_size(o.size) {
-                        o.size = size;
-                    }
-                }
-            }
-            if let Some(internal) = &mut o.internal {
-                strip_enc(internal);
-            }
-        }
+        self.plaintext_listing(bucket, &mut page).await?;
         Ok(page)
     }
 
@@ -1254,9 +1267,8 @@ impl Backend for Encrypted {
         let etag = multipart_etag(plain_md5s.iter().map(String::as_str))?;
         // Metadata is fixed when an upload starts, before the size and ETag are known: the
         // key and info records are attached now, by a copy onto itself.
-        let stored = self
-            .inner
-            .head_object(
+        let (stored, _) = self
+            .head_inner(
                 bucket,
                 key,
                 GetOptions {
@@ -1282,6 +1294,7 @@ impl Backend for Encrypted {
         );
         metadata.internal.insert(INFO_META.into(), sealed);
         let copied = self.attach_info(bucket, key, &done.etag, metadata).await?;
+        self.learn_listed(bucket, key).await;
         Ok(PutResult {
             etag,
             last_modified: copied.last_modified,

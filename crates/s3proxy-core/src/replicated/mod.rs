@@ -1946,6 +1946,27 @@ impl Backend for Replicated {
         Ok(info)
     }
 
+    async fn head_object_etags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<(ObjectInfo, Vec<String>)> {
+        let holders = self.locate(bucket, key, "HeadObject").await?;
+        let shown = &holders[0].info;
+        let etags = holders
+            .iter()
+            .filter(|h| {
+                version_of(&h.info.metadata) == version_of(&shown.metadata)
+                    && h.info.size == shown.size
+            })
+            .map(|h| h.info.etag.clone())
+            .collect();
+        let info = self.present(shown.clone());
+        opts.conditions.check(&info, false)?;
+        Ok((info, etags))
+    }
+
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
         let stamp = self.shared.clock.next();
         let guard = InflightWrite::start(self, bucket, key, Some(stamp.clone()));
