@@ -211,10 +211,16 @@ def test_list_shows_head_size_and_etag(stack, bucket):
     assert heads == want
     # The writing instance saw every object: its listings look nothing up, also over
     # replicas that give the same bytes different ETags (moto gives a copied multipart
-    # object the MD5 of its bytes, s3s-fs keeps its multipart ETag).
+    # object the MD5 of its bytes, s3s-fs keeps its multipart ETag). But a replica still
+    # writing at quorum 1 is brought up to date by a later copy, after which moto may
+    # give a multipart object yet another ETag: one lookup each, then warm again.
+    assert listed(s3, bucket) == want
+    first = lookups(stack.proxy, bucket)
+    multi = sum(k.startswith("multi/") for k in want)
+    assert first <= (multi if stack.kind == "moto+s3s-fs" else 0), first
     for v1 in (False, True):
         assert listed(s3, bucket, v1=v1) == want, (stack.kind, v1)
-    assert lookups(stack.proxy, bucket) == 0
+    assert lookups(stack.proxy, bucket) == first
     # Another instance: the first listing looks every object up, the next ones nothing.
     other = stack.instance()
     client = make_client(other.endpoint)
