@@ -399,3 +399,51 @@ path = "{data_dir}"
         assert r.returncode == 1 and "rot/obj3" in r.stdout and "1 failed" in r.stdout, r.stdout + r.stderr
     finally:
         p.stop()
+
+
+def test_request_limit_answers_slow_down_and_loses_nothing(workdir):
+    p = Proxy(os.path.join(workdir, "proxy"), creds() + f"""
+[admin]
+enabled = false
+[limits]
+max_requests = 1
+[[backends]]
+name = "local"
+kind = "fs"
+path = "{os.path.join(workdir, 'fs')}"
+""")
+    try:
+        s3 = make_client(p.endpoint)
+        s3.create_bucket(Bucket="lim")
+        s3.put_object(Bucket="lim", Key="old", Body=b"kept")
+        # One upload in flight holds the only slot: its body arrives slowly.
+        body = os.urandom(1 << 20)
+        headers, _ = w.sign_v4("PUT", "/lim/slow", payload_hash=hashlib.sha256(body).hexdigest(),
+                               headers={"content-length": str(len(body))}, host=f"127.0.0.1:{p.port}")
+        slow = socket.create_connection(("127.0.0.1", p.port), timeout=30)
+        slow.sendall(b"PUT /lim/slow HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+                     + b"\r\n" + body[:1000])
+        time.sleep(0.5)
+        # Another request is answered at once with 503 SlowDown, not queued.
+        started = time.time()
+        r = w.v4(p.port, "GET", "/lim/old")
+        w.assert_error(r, 503, "SlowDown")
+        assert time.time() - started < 2
+        # The upload in flight finishes whole; afterwards requests are served again.
+        slow.sendall(body[1000:])
+        assert read_head(slow).startswith(b"HTTP/1.1 200")
+        slow.close()
+        assert s3.get_object(Bucket="lim", Key="slow")["Body"].read() == body
+        assert s3.get_object(Bucket="lim", Key="old")["Body"].read() == b"kept"
+    finally:
+        p.stop()
+
+
+def read_head(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data

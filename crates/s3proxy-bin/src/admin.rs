@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use s3proxy_core::replicated::{Replicated, WriteQuorum};
+use s3proxy_core::replicated::{HealthSnapshot, Replicated, WriteQuorum};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,16 +47,22 @@ impl Admin {
         })
     }
 
-    /// Backends available and the number a write needs.
-    fn quorum(&self) -> (usize, usize) {
+    /// Backends available and the number a write needs, from one health snapshot.
+    fn quorum(&self, health: &[(String, HealthSnapshot)]) -> (usize, usize) {
         match &self.replicated {
             None => (1, 1),
-            Some(r) => {
-                let health = r.health();
+            Some(_) => {
                 let up = health.iter().filter(|(_, h)| !h.open).count();
                 (up, self.write_quorum.required(health.len()))
             }
         }
+    }
+
+    fn health(&self) -> Vec<(String, HealthSnapshot)> {
+        self.replicated
+            .as_ref()
+            .map(|r| r.health())
+            .unwrap_or_default()
     }
 
     /// Gauges read at scrape time from the replication layer's own state.
@@ -64,7 +70,8 @@ impl Admin {
         let Some(r) = &self.replicated else {
             return;
         };
-        for (name, h) in r.health() {
+        let health = r.health();
+        for (name, h) in &health {
             let backend = name.clone();
             metrics::gauge!("s3proxy_backend_circuit_open", "backend" => backend.clone())
                 .set(if h.open { 1.0 } else { 0.0 });
@@ -78,7 +85,7 @@ impl Admin {
         let journal = r.journal();
         metrics::gauge!("s3proxy_repair_journal_pending").set(journal.len() as f64);
         metrics::gauge!("s3proxy_writes_in_flight").set(r.writes_in_flight() as f64);
-        let (up, needed) = self.quorum();
+        let (up, needed) = self.quorum(&health);
         metrics::gauge!("s3proxy_backends_available").set(up as f64);
         metrics::gauge!("s3proxy_write_quorum").set(needed as f64);
     }
@@ -106,7 +113,7 @@ impl Admin {
             }
             "/health" => text(StatusCode::OK, "ok\n".into()),
             "/ready" => {
-                let (up, needed) = self.quorum();
+                let (up, needed) = self.quorum(&self.health());
                 if up >= needed {
                     text(
                         StatusCode::OK,
