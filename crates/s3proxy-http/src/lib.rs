@@ -359,7 +359,10 @@ impl S3Server {
         {
             return (op, Err(e));
         }
-        let mut raw = incoming_stream(body, self.config.body_idle_timeout);
+        // Bytes are counted as they arrive: chunked uploads without a length and bodies
+        // cut short count what was really received.
+        let received = metrics::counter!("s3proxy_request_bytes_total", "operation" => op);
+        let mut raw = incoming_stream(body, self.config.body_idle_timeout, received);
         // hyper sends `100 Continue` when the body is first read. A handler may first
         // work with the backends for a while (a multipart upload's replicas, a copy's
         // source), and a client that waited a second sends the body unasked and can then
@@ -370,12 +373,6 @@ impl S3Server {
         {
             let first = raw.next().await;
             raw = Box::pin(futures::stream::iter(first).chain(raw));
-        }
-        if let Ok(length) =
-            request::data_length(&parts.headers, request::is_chunked(&authenticated))
-            && length > 0
-        {
-            metrics::counter!("s3proxy_request_bytes_total", "operation" => op).increment(length);
         }
         let chunked = request::is_chunked(&authenticated);
         let body = match request::verified_body(raw, &parts.headers, &authenticated) {
@@ -456,16 +453,16 @@ async fn route_to_handler(
     }
 }
 
-/// The request body as a stream of data chunks; a client that pauses longer than
-/// `idle` gets RequestTimeout instead of holding the request open.
-fn incoming_stream<B>(body: B, idle: Duration) -> ByteStream
+/// The request body as a stream of data chunks, each counted in `received`; a client
+/// that pauses longer than `idle` gets RequestTimeout instead of holding the request open.
+fn incoming_stream<B>(body: B, idle: Duration, received: metrics::Counter) -> ByteStream
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
 {
     Box::pin(futures::stream::try_unfold(
-        body,
-        move |mut body| async move {
+        (body, received),
+        move |(mut body, received)| async move {
             loop {
                 match tokio::time::timeout(idle, body.frame()).await {
                     Err(_) => return Err(Error::RequestTimeout),
@@ -478,7 +475,8 @@ where
                         if let Ok(data) = frame.into_data()
                             && !data.is_empty()
                         {
-                            return Ok(Some((data, body)));
+                            received.increment(data.len() as u64);
+                            return Ok(Some((data, (body, received))));
                         }
                     }
                 }
