@@ -1,7 +1,7 @@
 //! The stored format, version 1 (docs/FORMAT.md is the normative description).
 //!
 //! Everything here is pure: sizes, layouts, segment sealing, data-key wrapping and the
-//! sealed info record. The backend layer in `layer.rs` only moves bytes around these.
+//! sealed info record. The backend layer in `layer/` only moves bytes around these.
 
 use crate::keys::{Keyring, MasterKey};
 use base64::Engine;

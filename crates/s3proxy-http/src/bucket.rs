@@ -2,10 +2,11 @@
 //! GetBucketLocation, GetBucketVersioning.
 
 use crate::auth::grants::{Access, Grants};
+use crate::body::{ResponseBody, read_xml_body};
+use crate::dispatch::{Ctx, S3Request};
+use crate::response::{empty_response, owner_xml, xml_response};
+use crate::time;
 use crate::xml::{self, elem};
-use crate::{
-    Ctx, ResponseBody, S3Request, empty_response, owner_xml, read_xml_body, time, xml_response,
-};
 use http::{Response, StatusCode};
 use s3proxy_core::{BucketName, Error, Result};
 
@@ -54,7 +55,7 @@ pub(crate) async fn create_bucket(
         .status(StatusCode::OK)
         .header("location", format!("/{bucket}"))
         .header("content-length", 0)
-        .body(crate::empty_body())
+        .body(crate::body::empty_body())
         .map_err(|e| s3proxy_core::Error::Internal(e.to_string()))
 }
 

@@ -1,8 +1,11 @@
 //! CopyObject and UploadPartCopy.
 
+use crate::body::ResponseBody;
+use crate::dispatch::{Ctx, S3Request};
 use crate::request::{self, header};
+use crate::response::xml_keepalive;
+use crate::time;
 use crate::xml::{self, elem};
-use crate::{Ctx, ResponseBody, S3Request, time, xml_keepalive};
 use http::Response;
 use percent_encoding::percent_decode_str;
 use s3proxy_core::*;

@@ -1,6 +1,6 @@
 //! The S3 error document.
 
-use crate::ResponseBody;
+use crate::body::{ResponseBody, empty_body, full_body};
 use crate::xml::escape;
 use http::{Response, StatusCode};
 use s3proxy_core::Error;
@@ -20,14 +20,14 @@ pub fn error_response(
         .header("x-amz-id-2", request_id);
     if !with_body || status == StatusCode::NOT_MODIFIED {
         return builder
-            .body(crate::empty_body())
+            .body(empty_body())
             .expect("static headers are valid");
     }
     let body = error_document(err, resource, request_id);
     builder
         .header("content-type", "application/xml")
         .header("content-length", body.len())
-        .body(crate::full_body(body))
+        .body(full_body(body))
         .expect("static headers are valid")
 }
 

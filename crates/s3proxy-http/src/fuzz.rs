@@ -227,7 +227,7 @@ proptest! {
         let _ = auth::parse_amz_date(&value);
         let _ = crate::request::address(&value, Some(&host), &["s3.local".to_string()]);
         let h = header_map(&[("x-amz-copy-source".into(), value.clone())]);
-        let req = crate::S3Request {
+        let req = crate::dispatch::S3Request {
             headers: h,
             query: crate::request::Query::default(),
             body: Box::pin(futures::stream::empty()),

@@ -1,8 +1,11 @@
 //! ListObjects (v1) and ListObjectsV2.
 
+use crate::body::ResponseBody;
+use crate::dispatch::Ctx;
 use crate::request::Query;
+use crate::response::{owner_xml, xml_response};
+use crate::time;
 use crate::xml::{self, elem};
-use crate::{Ctx, ResponseBody, owner_xml, time, xml_response};
 use base64::Engine;
 use http::Response;
 use s3proxy_core::{BucketName, Error, ListOptions, Result, list::MAX_KEYS};

@@ -1,11 +1,12 @@
 //! Multipart uploads: create, upload part, complete, abort, list parts, list uploads.
 
+use crate::body::{ResponseBody, read_xml_body};
+use crate::dispatch::{Ctx, S3Request};
 use crate::object::quoted;
 use crate::request::{self, Query};
+use crate::response::{empty_response, owner_xml, xml_keepalive, xml_response};
+use crate::time;
 use crate::xml::{self, elem};
-use crate::{
-    Ctx, ResponseBody, S3Request, empty_response, owner_xml, read_xml_body, time, xml_response,
-};
 use http::{Response, StatusCode};
 use s3proxy_core::*;
 
@@ -74,7 +75,7 @@ pub(crate) async fn complete(
         key.clone(),
         upload_id.clone(),
     );
-    crate::xml_keepalive(ctx, async move {
+    xml_keepalive(ctx, async move {
         let done = backend
             .complete_multipart_upload(&bucket, &key, &upload_id, parts)
             .await?;

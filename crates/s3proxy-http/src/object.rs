@@ -1,10 +1,11 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
 
+use crate::body::{ResponseBody, read_xml_body, stream_body};
+use crate::dispatch::{Ctx, S3Request};
 use crate::request::{self, header};
+use crate::response::{empty_response, xml_response};
+use crate::time;
 use crate::xml::{self, elem};
-use crate::{
-    Ctx, ResponseBody, S3Request, empty_response, read_xml_body, stream_body, time, xml_response,
-};
 use http::{HeaderValue, Response, StatusCode, response::Builder};
 use s3proxy_core::*;
 
@@ -176,7 +177,7 @@ pub(crate) async fn get_object(
     };
     let body = match body {
         Some(stream) => stream_body(stream),
-        None => crate::empty_body(),
+        None => crate::body::empty_body(),
     };
     b.body(body)
         .map_err(|e| Error::Internal(format!("building response: {e}")))
@@ -198,7 +199,7 @@ async fn not_modified(
         .status(StatusCode::NOT_MODIFIED)
         .header("etag", quoted(&info.etag)?)
         .header("last-modified", time::http_date(info.last_modified))
-        .body(crate::empty_body())
+        .body(crate::body::empty_body())
         .map_err(|e| Error::Internal(format!("building response: {e}")))
 }
 

@@ -1,8 +1,10 @@
 //! The accept loop: plain TCP or TLS, connection and request limits, and a graceful stop
 //! that lets requests in flight finish.
 
+use crate::dispatch::S3Server;
+use crate::response::timeout_response;
 use crate::tls::TlsFiles;
-use crate::{S3Server, conn, error, time, timeout_response};
+use crate::{conn, error, time};
 use s3proxy_core::Error;
 use std::future::Future;
 use std::sync::Arc;

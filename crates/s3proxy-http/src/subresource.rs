@@ -3,9 +3,12 @@
 //! private ACL accepted), object tags (none), and object versions of an unversioned
 //! bucket (every object as version `null`).
 
+use crate::body::{ResponseBody, read_xml_body};
+use crate::dispatch::{Ctx, S3Request};
 use crate::request::{Query, header};
+use crate::response::{empty_response, owner_xml, xml_response};
+use crate::time;
 use crate::xml::{self, elem};
-use crate::{Ctx, ResponseBody, S3Request, empty_response, owner_xml, read_xml_body, time};
 use http::{HeaderMap, Response, StatusCode};
 use s3proxy_core::{BucketName, Error, GetOptions, ListOptions, ObjectKey, Result};
 
@@ -64,7 +67,7 @@ pub(crate) async fn get_acl(
     key: Option<&ObjectKey>,
 ) -> Result<Response<ResponseBody>> {
     exists(ctx, bucket, key).await?;
-    crate::xml_response(acl_document())
+    xml_response(acl_document())
 }
 
 /// PutBucketAcl and PutObjectAcl: accepted when they ask for what is already so (the
@@ -104,7 +107,7 @@ pub(crate) async fn get_object_tagging(
         .await?;
     let mut out = xml::open("Tagging");
     out.push_str("<TagSet></TagSet></Tagging>");
-    crate::xml_response(out)
+    xml_response(out)
 }
 
 /// ListObjectVersions of an unversioned bucket: each object once, as version `null`,
@@ -180,5 +183,5 @@ pub(crate) async fn list_object_versions(
         out.push_str("</CommonPrefixes>");
     }
     out.push_str("</ListVersionsResult>");
-    crate::xml_response(out)
+    xml_response(out)
 }

@@ -1,7 +1,9 @@
 //! CompleteMultipartUpload retried after it succeeded (the client lost the answer): S3
 //! answers 200 with the same ETag, not NoSuchUpload.
 
-use super::*;
+use super::Encrypted;
+use crate::format::*;
+use s3proxy_core::*;
 
 impl Encrypted {
     /// When the backends no longer know the upload: the key's current object, if it is

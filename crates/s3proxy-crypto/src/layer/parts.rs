@@ -1,0 +1,257 @@
+//! Multipart uploads: the upload token (the backend's upload id, authenticated, carrying
+//! the upload's data key), the parts remembered per instance (plaintext MD5s for
+//! CompleteMultipartUpload and ListParts), UploadPart and CompleteMultipartUpload.
+
+use super::seal::{PlainDigest, seal_body, take_digest};
+use super::{Encrypted, if_match, strip_enc};
+use crate::format::*;
+use s3proxy_core::*;
+use std::collections::BTreeMap;
+
+/// Parts remembered per instance so CompleteMultipartUpload can check the plaintext ETags
+/// a client lists and ListParts can show them. Bounded; losing it only weakens those two.
+const PART_CACHE_LIMIT: usize = 100_000;
+
+#[derive(Clone)]
+pub(super) struct PartRecord {
+    plain_md5: String,
+    stored_etag: String,
+}
+
+impl Encrypted {
+    fn remember_part(&self, inner_id: &str, part: u32, record: PartRecord) {
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        if parts.len() >= PART_CACHE_LIMIT {
+            parts.clear();
+        }
+        parts.insert((inner_id.to_string(), part), record);
+    }
+
+    pub(super) fn known_part(
+        &self,
+        inner_id: &str,
+        part: u32,
+        stored_etag: &str,
+    ) -> Option<String> {
+        let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        parts
+            .get(&(inner_id.to_string(), part))
+            .filter(|r| r.stored_etag == stored_etag)
+            .map(|r| r.plain_md5.clone())
+    }
+
+    pub(super) fn forget_upload(&self, inner_id: &str) {
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        parts.retain(|(id, _), _| id != inner_id);
+    }
+
+    pub(super) fn open_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+    ) -> Result<(UploadId, [u8; 32])> {
+        let (inner, data_key) = parse_upload_token(
+            &self.ring,
+            bucket.as_str(),
+            key.as_str(),
+            upload_id.as_str(),
+        )
+        .ok_or(Error::NoSuchUpload)?;
+        Ok((
+            UploadId::new(inner).map_err(|_| Error::NoSuchUpload)?,
+            data_key,
+        ))
+    }
+
+    pub(super) fn token(&self, bucket: &str, key: &str, inner: &UploadId) -> Result<UploadId> {
+        UploadId::new(upload_token(
+            self.ring.active(),
+            bucket,
+            key,
+            inner.as_str(),
+        ))
+        .map_err(|_| {
+            Error::Internal(format!(
+                "the backend's upload id is too long to carry the encryption layer's id: {inner}"
+            ))
+        })
+    }
+
+    async fn all_parts(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        inner_id: &UploadId,
+    ) -> Result<BTreeMap<u32, PartInfo>> {
+        let mut all = BTreeMap::new();
+        let mut marker = 0;
+        loop {
+            let page = self
+                .inner
+                .list_parts(
+                    bucket,
+                    key,
+                    inner_id,
+                    ListPartsOptions {
+                        part_number_marker: marker,
+                        max_parts: 1000,
+                    },
+                )
+                .await?;
+            for p in page.parts {
+                marker = marker.max(p.part_number);
+                all.insert(p.part_number, p);
+            }
+            match page.next_part_number_marker {
+                Some(next) if page.is_truncated && next > 0 => marker = next,
+                _ if page.is_truncated => {}
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// UploadPart: seal the part with the upload's data key and remember its plaintext MD5.
+    pub(super) async fn upload_sealed_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        body: Body,
+        opts: PartOptions,
+    ) -> Result<String> {
+        let (inner_id, data_key) = self.open_upload(bucket, key, upload_id)?;
+        let (stored, digest) = seal_body(
+            body,
+            &data_key,
+            part_number,
+            PlainDigest::Hash(opts.content_md5),
+        );
+        let stored_etag = self
+            .inner
+            .upload_part(
+                bucket,
+                key,
+                &inner_id,
+                part_number,
+                stored,
+                PartOptions::default(),
+            )
+            .await?;
+        let plain_md5 = take_digest(&digest)?;
+        self.remember_part(
+            inner_id.as_str(),
+            part_number,
+            PartRecord {
+                plain_md5: plain_md5.clone(),
+                stored_etag,
+            },
+        );
+        Ok(plain_md5)
+    }
+
+    /// CompleteMultipartUpload: check the parts the client lists, complete the upload in
+    /// the backend, then attach the key and info records (with the part layout).
+    pub(super) async fn complete_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutResult> {
+        let (inner_id, data_key) = self.open_upload(bucket, key, upload_id)?;
+        if parts.is_empty() {
+            return Err(Error::MalformedXml);
+        }
+        if parts
+            .windows(2)
+            .any(|w| w[0].part_number >= w[1].part_number)
+        {
+            return Err(Error::InvalidPartOrder);
+        }
+        let stored_parts = match self.all_parts(bucket, key, &inner_id).await {
+            Err(Error::NoSuchUpload) => {
+                return self
+                    .completed_already(bucket, key, &data_key, &parts)
+                    .await
+                    .ok_or(Error::NoSuchUpload);
+            }
+            other => other?,
+        };
+        let mut inner_parts = Vec::with_capacity(parts.len());
+        let mut plain_md5s = Vec::with_capacity(parts.len());
+        let mut spans = Vec::with_capacity(parts.len());
+        for p in &parts {
+            let have = stored_parts.get(&p.part_number).ok_or(Error::InvalidPart)?;
+            let claimed = p.etag.trim_matches('"').to_ascii_lowercase();
+            if claimed.len() != 32 || hex::decode(&claimed).is_err() {
+                return Err(Error::InvalidPart);
+            }
+            // Parts uploaded through this instance are checked; others (uploaded through
+            // another instance) are taken as the client lists them.
+            if let Some(known) = self.known_part(inner_id.as_str(), p.part_number, &have.etag)
+                && known != claimed
+            {
+                return Err(Error::InvalidPart);
+            }
+            let plain = plain_size(have.size).ok_or_else(|| {
+                Error::Corrupt(format!("part {} has an invalid stored size", p.part_number))
+            })?;
+            spans.push((p.part_number, plain));
+            inner_parts.push(CompletedPart {
+                part_number: p.part_number,
+                etag: have.etag.clone(),
+            });
+            plain_md5s.push(claimed);
+        }
+        if spans[..spans.len() - 1]
+            .iter()
+            .any(|(_, size)| *size < MIN_PART_SIZE)
+        {
+            return Err(Error::EntityTooSmall);
+        }
+        let done = self
+            .inner
+            .complete_multipart_upload(bucket, key, &inner_id, inner_parts)
+            .await?;
+        self.forget_upload(inner_id.as_str());
+        let layout = Layout::from_parts(spans);
+        let etag = multipart_etag(plain_md5s.iter().map(String::as_str))?;
+        // Metadata is fixed when an upload starts, before the size and ETag are known: the
+        // key and info records are attached now, by a copy onto itself.
+        let (stored, _) = self
+            .head_inner(
+                bucket,
+                key,
+                GetOptions {
+                    conditions: if_match(&done.etag),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut metadata = stored.metadata;
+        strip_enc(&mut metadata.internal);
+        metadata.internal.insert(
+            KEY_META.into(),
+            wrap_data_key(self.ring.active(), &data_key),
+        );
+        let sealed = seal_info(
+            &data_key,
+            &Info {
+                size: layout.plain_size(),
+                etag: etag.clone(),
+                parts: Some(layout.encode()),
+                meta: metadata_hash(&metadata),
+            },
+        );
+        metadata.internal.insert(INFO_META.into(), sealed);
+        let copied = self.attach_info(bucket, key, &done.etag, metadata).await?;
+        self.learn_listed(bucket, key).await;
+        Ok(PutResult {
+            etag,
+            last_modified: copied.last_modified,
+        })
+    }
+}
