@@ -26,9 +26,13 @@ install_deps() {
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
         $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
     fi
-    if ! python3 -c "import boto3, pytest, moto" 2>/dev/null || ! command -v aws >/dev/null; then
+    # minio: the client library whose own functional suite tests/test_minio_functional.py
+    # runs; pinned there too (the suite comes from the same version's sdist).
+    local minio_py=7.2.20
+    if ! python3 -c "import boto3, pytest, moto" 2>/dev/null || ! command -v aws >/dev/null \
+        || ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('minio') != '$minio_py')" 2>/dev/null; then
         step "pip install test clients"
-        python3 -m pip install -q --disable-pip-version-check awscli boto3 pytest "moto[server]"
+        python3 -m pip install -q --disable-pip-version-check awscli boto3 pytest "moto[server]" "minio==$minio_py"
     fi
     # S3 server for the S3 backend's conformance tests; newer releases need a newer rustc.
     if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then

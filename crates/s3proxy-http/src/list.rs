@@ -76,10 +76,10 @@ pub(crate) async fn list_objects(
     } else {
         query.get("marker")
     };
-    let start_after = match (marker, token.as_deref()) {
-        (Some(m), Some(t)) => Some(m.max(t).to_string()),
-        (m, t) => m.or(t).map(str::to_string),
-    };
+    // A continuation token continues a listing and start-after only places its first
+    // page: S3 ignores start-after beside a token. Clients send both (minio-py sets
+    // start-after to the token itself), so the token alone decides where the page starts.
+    let start_after = token.or(marker.map(str::to_string));
     let page = ctx
         .backend
         .list_objects(

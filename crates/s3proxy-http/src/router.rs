@@ -168,6 +168,15 @@ impl Endpoint {
                 }
                 Method::GET if query.has("location") => Endpoint::GetBucketLocation { bucket },
                 Method::GET if query.has("versioning") => Endpoint::GetBucketVersioning { bucket },
+                // Buckets served by s3proxy are unversioned. Without this a PUT ?versioning
+                // would be a CreateBucket of the existing bucket: 200, and the client would
+                // believe versioning is on.
+                Method::PUT if query.has("versioning") => {
+                    return Err(Error::NotImplemented(
+                        "bucket versioning (PutBucketVersioning)".into(),
+                    ));
+                }
+                _ if query.has("versioning") => return Err(Error::MethodNotAllowed),
                 Method::GET if query.has("uploads") => Endpoint::ListMultipartUploads { bucket },
                 Method::GET if query.get("list-type") == Some("2") => {
                     Endpoint::ListObjectsV2 { bucket }
@@ -408,6 +417,18 @@ mod tests {
             name(route(Method::GET, Some(("bkt", None)), "versions", false)),
             "ListObjectVersions"
         );
+        assert_eq!(
+            name(route(Method::GET, Some(("bkt", None)), "versioning", false)),
+            "GetBucketVersioning"
+        );
+        assert!(matches!(
+            route(Method::PUT, Some(("bkt", None)), "versioning", false),
+            Err(Error::NotImplemented(_))
+        ));
+        assert!(matches!(
+            route(Method::DELETE, Some(("bkt", None)), "versioning", false),
+            Err(Error::MethodNotAllowed)
+        ));
         assert_eq!(
             name(route(Method::PUT, Some(("bkt", Some("k"))), "acl", false)),
             "PutObjectAcl"
