@@ -34,6 +34,22 @@ impl Query {
     pub fn has(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }
+
+    /// The first parameter (in name order, so the answer does not depend on hashing)
+    /// that names a sub-resource or an option, leaving out those that only carry a
+    /// presigned request's signature (`X-Amz-*`, SigV2's `AWSAccessKeyId`, `Signature`,
+    /// `Expires`) and the SDKs' operation hint `x-id`.
+    pub fn first_subresource(&self) -> Option<&str> {
+        let signing = |k: &str| {
+            k.len() >= 6 && k[..6].eq_ignore_ascii_case("x-amz-")
+                || matches!(k, "AWSAccessKeyId" | "Signature" | "Expires" | "x-id")
+        };
+        self.0
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !signing(k))
+            .min()
+    }
 }
 
 /// The bucket a virtual-hosted-style request names in its Host header (`bucket.<domain>`).

@@ -182,10 +182,20 @@ impl Endpoint {
                     Endpoint::ListObjectsV2 { bucket }
                 }
                 Method::GET => Endpoint::ListObjects { bucket },
+                Method::POST if query.has("delete") => Endpoint::DeleteObjects { bucket },
+                // Creating and deleting a bucket are the bare bucket URL only: a PUT or
+                // DELETE with a sub-resource s3proxy does not know (`DELETE /b?uploads`,
+                // `PUT /b?quota`) must never be taken for one of them.
+                Method::PUT | Method::DELETE | Method::POST
+                    if let Some(sub) = query.first_subresource() =>
+                {
+                    return Err(Error::NotImplemented(format!(
+                        "{method} on the ?{sub} bucket sub-resource"
+                    )));
+                }
                 Method::PUT => Endpoint::CreateBucket { bucket },
                 Method::DELETE => Endpoint::DeleteBucket { bucket },
                 Method::HEAD => Endpoint::HeadBucket { bucket },
-                Method::POST if query.has("delete") => Endpoint::DeleteObjects { bucket },
                 _ => return Err(Error::MethodNotAllowed),
             });
         };
@@ -429,6 +439,42 @@ mod tests {
             route(Method::DELETE, Some(("bkt", None)), "versioning", false),
             Err(Error::MethodNotAllowed)
         ));
+        // Only the bare bucket URL creates or deletes a bucket.
+        for (method, query) in [
+            (Method::DELETE, "uploads"),
+            (Method::DELETE, "location"),
+            (Method::DELETE, "list-type=2"),
+            (Method::PUT, "quota"),
+            (Method::PUT, "uploads"),
+            (Method::POST, "uploads"),
+        ] {
+            assert!(
+                matches!(
+                    route(method.clone(), Some(("bkt", None)), query, false),
+                    Err(Error::NotImplemented(_))
+                ),
+                "{method} ?{query}"
+            );
+        }
+        // Presigned signatures and the SDKs' operation hint are not sub-resources.
+        assert_eq!(
+            name(route(
+                Method::DELETE,
+                Some(("bkt", None)),
+                "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=00&x-id=DeleteBucket",
+                false
+            )),
+            "DeleteBucket"
+        );
+        assert_eq!(
+            name(route(
+                Method::PUT,
+                Some(("bkt", None)),
+                "AWSAccessKeyId=AK&Signature=s&Expires=1",
+                false
+            )),
+            "CreateBucket"
+        );
         assert_eq!(
             name(route(Method::PUT, Some(("bkt", Some("k"))), "acl", false)),
             "PutObjectAcl"
