@@ -21,7 +21,7 @@
 //! ```
 //! use std::{sync::Arc, time::Duration};
 //! use s3proxy_core::DynBackend;
-//! use s3proxy_core::replicated::*;
+//! use s3proxy_replication::*;
 //!
 //! fn three_way(a: DynBackend, b: DynBackend, c: DynBackend) -> s3proxy_core::Result<Replicated> {
 //!     let replicas = [a, b, c]
@@ -33,10 +33,10 @@
 //! }
 //! ```
 
+mod failing_repairs;
 mod health;
 mod journal;
 mod quorum;
-mod report;
 mod stamp;
 mod tee;
 mod uploads;
@@ -46,12 +46,12 @@ use journal::EntryId;
 pub use journal::{Entry, Journal};
 pub use stamp::{Hlc, VERSION_KEY, stamp_time};
 
-use crate::*;
 use async_trait::async_trait;
 use base64::Engine;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use quorum::counts_against_backend;
+use s3proxy_core::*;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::future::Future;
@@ -81,7 +81,7 @@ impl WriteQuorum {
     /// Acknowledgements needed out of `n` backends.
     ///
     /// ```
-    /// use s3proxy_core::replicated::WriteQuorum;
+    /// use s3proxy_replication::WriteQuorum;
     /// assert_eq!(WriteQuorum::Majority.required(3), 2);
     /// assert_eq!(WriteQuorum::Count(5).required(3), 3);
     /// ```

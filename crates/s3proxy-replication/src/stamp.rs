@@ -12,7 +12,7 @@ pub const VERSION_KEY: &str = "s3proxy-version";
 /// as plain strings.
 ///
 /// ```
-/// use s3proxy_core::replicated::Hlc;
+/// use s3proxy_replication::Hlc;
 /// let clock = Hlc::new("node-a");
 /// let (a, b) = (clock.next(), clock.next());
 /// assert!(a < b);
