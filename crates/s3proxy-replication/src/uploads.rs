@@ -1,89 +1,269 @@
-//! Multipart upload ids, the listing of uploads, and completions retried after a success.
-//!
-//! The id handed to a client is every backend's own upload id, in backend order,
-//! authenticated with the key all instances share: any instance can continue the upload
-//! on every replica, and a client cannot forge one. It carries nothing else, so that
-//! ListMultipartUploads can give back exactly that id from what the backends list: each
-//! backend's uploads of a key, put together into the uploads the proxy created (see
-//! [`Replicated::group_listed`]).
-//!
-//! Ids of the earlier format (the version stamp first) are still accepted.
+//! Multipart uploads over replicas: an upload on every backend under one id (see
+//! `upload_id`), parts written under the quorum, completion, the listing of uploads put
+//! together from the backends' own, and completions retried after a success.
 
-use super::*;
+use crate::Replicated;
+use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
+use crate::upload_id::DecodedUpload;
+use s3proxy_core::*;
 use std::collections::BTreeMap;
-
-/// The first field of a current upload id's payload.
-const FORMAT: &str = "u2";
-
-/// One upload id, decoded: the version stamp (ids of the earlier format only) and each
-/// backend's own id.
-pub(super) struct DecodedUpload {
-    pub stamp: Option<String>,
-    pub ids: Vec<Option<UploadId>>,
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 impl Replicated {
-    /// The MAC over an upload id's payload (hex of its first 12 bytes is appended).
-    fn upload_mac(&self, payload: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.shared.opts.upload_id_key)
-            .expect("any key length");
-        mac.update(payload.as_bytes());
-        mac
+    /// CreateMultipartUpload: an upload on every backend, under one authenticated id.
+    pub(crate) async fn create_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        mut opts: MultipartOptions,
+    ) -> Result<UploadId> {
+        self.check_bucket_not_deleted(bucket)?;
+        let stamp = self.shared.clock.next();
+        opts.metadata
+            .internal
+            .insert(VERSION_KEY.into(), stamp.clone());
+        let outcomes = self
+            .fan_out("CreateMultipartUpload", &format!("{bucket}/{key}"), |b| {
+                let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
+                async move { b.create_multipart_upload(&bucket, &key, opts).await }
+            })
+            .await;
+        let ids: Vec<Option<UploadId>> =
+            outcomes.iter().map(|o| o.as_ref().ok().cloned()).collect();
+        self.quorum_result(outcomes, |_| false)?;
+        self.encode_upload(&ids)
     }
 
-    /// The client's upload id: each backend's own id, authenticated.
-    pub(super) fn encode_upload(&self, ids: &[Option<UploadId>]) -> Result<UploadId> {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut payload = FORMAT.to_string();
-        for id in ids {
-            payload.push('.');
-            if let Some(id) = id {
-                payload.push_str(&b64.encode(id.as_str()));
+    /// UploadPart: the part written to every backend of the upload, under the quorum.
+    pub(crate) async fn replicated_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        body: Body,
+        opts: PartOptions,
+    ) -> Result<String> {
+        let upload = self.decode_upload(upload_id)?;
+        // Parts are not versions: the stamp only names this write in the journal.
+        let stamp = upload.stamp.unwrap_or_else(|| self.shared.clock.next());
+        let ids = Arc::new(upload.ids);
+        let write_ids = ids.clone();
+        self.replicated_write(
+            "UploadPart",
+            bucket,
+            key,
+            &stamp,
+            body,
+            move |index, backend, body| {
+                let (bucket, key, opts, ids) =
+                    (bucket.clone(), key.clone(), opts.clone(), write_ids.clone());
+                async move {
+                    match &ids[index] {
+                        Some(id) => {
+                            backend
+                                .upload_part(&bucket, &key, id, part_number, body, opts)
+                                .await
+                        }
+                        // Not a failure of the backend: it was down when the upload began.
+                        None => Err(Error::Internal("not part of this upload".into())),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// UploadPartCopy: every replica holding the source's newest version copies the part
+    /// from its own copy.
+    #[allow(clippy::too_many_arguments)] // Backend::upload_part_copy's parameters
+    pub(crate) async fn copy_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        src: GetOptions,
+    ) -> Result<String> {
+        let ids = self.decode_upload(upload_id)?.ids;
+        let holders = self
+            .locate(src_bucket, src_key, "UploadPartCopy/locate")
+            .await?;
+        let source = self.present(holders[0].info.clone());
+        src.conditions.check(&source, true)?;
+        let inner_src = GetOptions {
+            range: src.range,
+            conditions: Conditions {
+                if_match: Some(holders[0].info.etag.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
+            let id = ids[i].clone();
+            let inner_src = inner_src.clone();
+            let holds = holders.iter().any(|h| h.index == i);
+            async move {
+                let Some(id) = id else {
+                    return Err(Error::ServiceUnavailable("not part of this upload".into()));
+                };
+                if !holds {
+                    return Err(Error::ServiceUnavailable(
+                        "source version not on this replica".into(),
+                    ));
+                }
+                self.call(i, |b| {
+                    let (bucket, key, id, sb, sk, o) = (
+                        bucket.clone(),
+                        key.clone(),
+                        id.clone(),
+                        src_bucket.clone(),
+                        src_key.clone(),
+                        inner_src.clone(),
+                    );
+                    async move {
+                        b.upload_part_copy(&bucket, &key, &id, part_number, &sb, &sk, o)
+                            .await
+                    }
+                })
+                .await
+            }
+        }))
+        .await;
+        self.log_outcomes(
+            "UploadPartCopy",
+            &format!("{bucket}/{key}#{part_number}"),
+            &outcomes,
+        );
+        let first = self.quorum_result(outcomes, |_| false)?;
+        first.ok_or_else(|| Error::Internal("no successful part copy".into()))
+    }
+
+    /// CompleteMultipartUpload on every backend of the upload; replicas that missed it are
+    /// journaled.
+    pub(crate) async fn complete_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutResult> {
+        let DecodedUpload { stamp, ids } = self.decode_upload(upload_id)?;
+        self.settle_stragglers(bucket, key).await;
+        let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
+            let id = ids[i].clone();
+            let parts = parts.clone();
+            async move {
+                let Some(id) = id else {
+                    return Err(Error::ServiceUnavailable("not part of this upload".into()));
+                };
+                // Assembling may take a while on a backend; allow well beyond one call.
+                let r = &self.replicas()[i];
+                match tokio::time::timeout(
+                    r.timeout * 10,
+                    r.backend.complete_multipart_upload(bucket, key, &id, parts),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::ServiceUnavailable(format!(
+                        "backend {} timed out completing the upload",
+                        r.backend.name()
+                    ))),
+                }
+            }
+        }))
+        .await;
+        self.log_outcomes(
+            "CompleteMultipartUpload",
+            &format!("{bucket}/{key}"),
+            &outcomes,
+        );
+        let any_ok = outcomes.iter().any(|o| o.is_ok());
+        if !any_ok
+            && outcomes
+                .iter()
+                .any(|o| matches!(o, Err(Error::NoSuchUpload)))
+            && let Some(done) = self.completed_already(bucket, key, &parts).await
+        {
+            return Ok(done);
+        }
+        // The version's stamp, which the upload's metadata gave the object: in the id of
+        // uploads created before ids stopped carrying it, else on a replica that completed.
+        let stamp = match (stamp, outcomes.iter().position(|o| o.is_ok())) {
+            (Some(stamp), _) => stamp,
+            (None, Some(i)) => self
+                .call(i, |b| async move {
+                    b.head_object(bucket, key, GetOptions::default()).await
+                })
+                .await
+                .ok()
+                .and_then(|info| version_of(&info.metadata).map(str::to_string))
+                .unwrap_or_else(|| self.shared.clock.next()),
+            (None, None) => self.shared.clock.next(),
+        };
+        // A replica that failed while another completed lacks the object: journal it
+        // whatever its error was (a part it never got gives InvalidPart there).
+        for (i, o) in outcomes.iter().enumerate() {
+            if matches!(o, Err(e) if e.is_transient() || any_ok) {
+                self.journal_missed(bucket, key, i, &stamp, false, false);
             }
         }
-        let mac = hex::encode(&self.upload_mac(&payload).finalize().into_bytes()[..12]);
-        UploadId::new(format!("{payload}.{mac}"))
+        let first = self.quorum_result(outcomes, |_| false)?;
+        let first = first.ok_or_else(|| Error::Internal("no successful completion".into()))?;
+        Ok(PutResult {
+            etag: first.etag,
+            last_modified: stamp_time(&stamp).unwrap_or(first.last_modified),
+        })
     }
 
-    pub(super) fn decode_upload(&self, id: &UploadId) -> Result<DecodedUpload> {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let (payload, mac) = id.as_str().rsplit_once('.').ok_or(Error::NoSuchUpload)?;
-        // hmac's own verification compares in constant time.
-        let mac = hex::decode(mac).map_err(|_| Error::NoSuchUpload)?;
-        if mac.len() != 12
-            || self
-                .upload_mac(payload)
-                .verify_truncated_left(&mac)
-                .is_err()
-        {
-            return Err(Error::NoSuchUpload);
-        }
-        let mut parts = payload.split('.');
-        let decode = |s: &str| {
-            b64.decode(s)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or(Error::NoSuchUpload)
-        };
-        let first = parts.next().ok_or(Error::NoSuchUpload)?;
-        let stamp = if first == FORMAT {
-            None
-        } else {
-            Some(decode(first)?)
-        };
-        let ids: Vec<Option<UploadId>> = parts
-            .map(|p| {
-                if p.is_empty() {
-                    Ok(None)
-                } else {
-                    decode(p).and_then(UploadId::new).map(Some)
-                }
+    /// ListMultipartUploads: each backend's uploads, grouped into the ids the proxy gave.
+    pub(crate) async fn list_uploads(
+        &self,
+        bucket: &BucketName,
+        opts: ListUploadsOptions,
+    ) -> Result<ListUploadsResult> {
+        // Each backend lists its own upload ids; they are put together into the ids
+        // CreateMultipartUpload gave (see uploads). Pairing needs all of a key's uploads
+        // from every backend, so backends are asked for full pages (S3's 1000) and the
+        // caller trims to what it was asked for.
+        let mut opts = opts;
+        opts.max_uploads = opts.max_uploads.max(1000);
+        let outcomes = self
+            .fan_out("ListMultipartUploads", bucket.as_str(), |b| {
+                let (bucket, opts) = (bucket.clone(), opts.clone());
+                async move { b.list_multipart_uploads(&bucket, opts).await }
             })
-            .collect::<Result<_>>()?;
-        if ids.len() != self.replicas().len() {
-            return Err(Error::NoSuchUpload);
+            .await;
+        let mut first_error = None;
+        let mut pages = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            match o {
+                Ok(page) => pages.push(Some(page)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    pages.push(None);
+                }
+            }
         }
-        Ok(DecodedUpload { stamp, ids })
+        if pages.iter().all(Option::is_none) {
+            return Err(first_error.unwrap_or(Error::NoSuchBucket));
+        }
+        let mut result = self.group_listed(pages)?;
+        result
+            .uploads
+            // Ties (uploads of one key started in the same second) broken by id, so that
+            // every listing orders them alike and upload-id-marker paging holds.
+            .sort_by(|a, b| {
+                a.key
+                    .cmp(&b.key)
+                    .then(a.initiated.cmp(&b.initiated))
+                    .then_with(|| a.upload_id.as_str().cmp(b.upload_id.as_str()))
+            });
+        Ok(result)
     }
 
     /// Put the backends' listings together into the proxy's uploads, each under the id
@@ -97,7 +277,7 @@ impl Replicated {
     /// missed a creation, or one was completed or aborted there alone) has each of its
     /// uploads put with the upload initiated nearest in time on the backend listing the
     /// most. Only keys every truncated listing covers are given; the page is then truncated.
-    pub(super) fn group_listed(
+    pub(crate) fn group_listed(
         &self,
         pages: Vec<Option<ListUploadsResult>>,
     ) -> Result<ListUploadsResult> {
@@ -192,7 +372,7 @@ impl Replicated {
     /// current version is what completing these parts made (a retry of a completion whose
     /// answer the client lost), its result; S3 answers such a retry with 200 and the same
     /// ETag.
-    pub(super) async fn completed_already(
+    async fn completed_already(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
