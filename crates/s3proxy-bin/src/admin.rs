@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use s3proxy_core::replicated::{HealthSnapshot, Replicated, WriteQuorum};
+use s3proxy_replication::{HealthSnapshot, Replicated, WriteQuorum};
 use std::sync::Arc;
 use std::time::Duration;
 

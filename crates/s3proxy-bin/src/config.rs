@@ -3,8 +3,8 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use s3proxy_core::replicated::{ReadPreference, WriteQuorum};
 use s3proxy_http::auth::grants::{Access, Grants};
+use s3proxy_replication::{ReadPreference, WriteQuorum};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -10,10 +10,10 @@ mod maintenance;
 
 use clap::{Parser, Subcommand};
 use config::{BackendKind, Config, Overrides};
-use s3proxy_core::replicated::{Journal, Replica, Replicated, ReplicationOptions};
 use s3proxy_core::{BucketName, DynBackend};
 use s3proxy_http::auth::{Credential, grants::Grants};
 use s3proxy_http::{S3Server, ServerConfig};
+use s3proxy_replication::{Journal, Replica, Replicated, ReplicationOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

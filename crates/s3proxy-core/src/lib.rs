@@ -30,7 +30,6 @@ pub mod list;
 mod model;
 mod names;
 mod range;
-pub mod replicated;
 
 pub use backend::{Backend, DynBackend};
 pub use body::{ByteStream, Md5Stream, collect_body};

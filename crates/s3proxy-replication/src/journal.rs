@@ -9,7 +9,7 @@
 //! created 0600 in a 0700 directory. An entry that cannot be read is renamed aside
 //! (`*.corrupt`), reported, and left for the operator, never silently dropped.
 
-use crate::{Error, Result};
+use s3proxy_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

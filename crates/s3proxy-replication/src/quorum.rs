@@ -17,13 +17,15 @@
 //! missed it are journaled, so repair brings them to it. The client was told 503, which in
 //! S3 means "the outcome is unknown; retry", and a retry writes a newer version over it.
 
-use super::*;
+use crate::Replicated;
+use crate::fanout::Outcome;
+use s3proxy_core::*;
 
 /// Whether a failed call says something about the backend's health. Errors the backend
 /// gave for this request alone (a key it cannot hold, an internal error on one object), or
 /// that the proxy made itself (a request the SDK would not build, a write the proxy
 /// withdrew), do not: only outages, timeouts and overload do. Client errors (4xx) never do.
-pub(super) fn counts_against_backend(e: &Error) -> bool {
+pub(crate) fn counts_against_backend(e: &Error) -> bool {
     e.is_transient() && !matches!(e, Error::Internal(_))
 }
 
@@ -31,7 +33,7 @@ impl Replicated {
     /// Record what a write that missed its quorum left. Nothing is deleted (see the module
     /// documentation): when some backends committed it anyway, their version is the newest
     /// and the others are journaled to receive it.
-    pub(super) fn refused_write<T>(
+    pub(crate) fn refused_write<T>(
         &self,
         op: &str,
         bucket: &BucketName,
@@ -65,5 +67,40 @@ impl Replicated {
                 self.journal_missed(bucket, key, i, stamp, false, false);
             }
         }
+    }
+
+    /// Decide the fan-out result of a call that must reach the quorum (bucket operations,
+    /// deletes, copies): the first success, a client error every backend agreed on, or 503.
+    /// Callers journal the backends that missed it.
+    pub(crate) fn quorum_result<T>(
+        &self,
+        outcomes: Vec<Outcome<T>>,
+        ok_errors: impl Fn(&Error) -> bool,
+    ) -> Result<Option<T>> {
+        let n = outcomes.len();
+        let mut first_ok = None;
+        let mut acked = 0;
+        let mut client_errors = vec![];
+        for o in outcomes {
+            match o {
+                Ok(v) => {
+                    acked += 1;
+                    first_ok.get_or_insert(v);
+                }
+                Err(e) if ok_errors(&e) => acked += 1,
+                Err(e) if !e.is_transient() => client_errors.push(e),
+                Err(_) => {}
+            }
+        }
+        if acked == 0 && !client_errors.is_empty() {
+            return Err(client_errors.remove(0));
+        }
+        if acked < self.required() {
+            return Err(Error::ServiceUnavailable(format!(
+                "write quorum not met: {acked} of {n} backends acknowledged, {} required",
+                self.required()
+            )));
+        }
+        Ok(first_ok)
     }
 }

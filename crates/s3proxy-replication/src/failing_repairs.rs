@@ -1,6 +1,7 @@
 //! What the repair journal holds that is not making progress, for operators.
 
-use super::*;
+use crate::Replicated;
+use crate::journal::Entry;
 
 impl Replicated {
     /// The pending journal entries whose repair failed, with how many times in a row

@@ -1,18 +1,28 @@
 //! Version stamps: a hybrid logical clock, so that versions written by different proxy
 //! instances are ordered even when their clocks disagree a little.
 
+use s3proxy_core::ObjectMetadata;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Internal metadata key holding an object version's stamp.
 pub const VERSION_KEY: &str = "s3proxy-version";
 
+/// Internal metadata key holding the client-visible ETag of a version when a replica's own
+/// ETag may differ (a multipart object repaired as a single PUT).
+pub const ETAG_KEY: &str = "s3proxy-etag";
+
+/// The version stamp in an object's internal metadata.
+pub(crate) fn version_of(meta: &ObjectMetadata) -> Option<&str> {
+    meta.internal.get(VERSION_KEY).map(String::as_str)
+}
+
 /// A hybrid logical clock. Stamps are strings `MMMMMMMMMMMM-CCCCCC-NODE` (physical
 /// milliseconds and a counter in fixed-width hex, then the node id) that order correctly
 /// as plain strings.
 ///
 /// ```
-/// use s3proxy_core::replicated::Hlc;
+/// use s3proxy_replication::Hlc;
 /// let clock = Hlc::new("node-a");
 /// let (a, b) = (clock.next(), clock.next());
 /// assert!(a < b);

@@ -1,8 +1,8 @@
 //! Teeing one streaming body into several, for concurrent writes to every backend.
 
-use crate::{Body, Error, Result};
 use bytes::Bytes;
 use futures::StreamExt;
+use s3proxy_core::{Body, Error, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -222,7 +222,7 @@ async fn send_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ByteStream, collect_body};
+    use s3proxy_core::{ByteStream, collect_body};
 
     fn source(chunks: Vec<Result<Bytes>>, length: u64) -> Body {
         let s: ByteStream = Box::pin(futures::stream::iter(chunks));

@@ -1,0 +1,182 @@
+//! Calling backends: one call with its timeout, retries and health bookkeeping, the same
+//! call on every backend at once, and the one log line per fan-out with each backend's
+//! outcome.
+
+use crate::Replicated;
+use crate::quorum::counts_against_backend;
+use s3proxy_core::*;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The outcome of one backend in a fan-out.
+pub(crate) type Outcome<T> = Result<T>;
+
+fn describe<T>(outcome: &Outcome<T>) -> String {
+    match outcome {
+        Ok(_) => "ok".into(),
+        Err(e) if is_straggler(e) => "still writing".into(),
+        Err(e) if e.status() < 500 => e.code().to_string(),
+        Err(e) => format!("failed ({e})"),
+    }
+}
+
+/// The outcome given to a replica still writing when the quorum was met: not a failure;
+/// it finishes in the background and is checked by the repair pass.
+pub(crate) fn is_straggler(e: &Error) -> bool {
+    matches!(e, Error::ServiceUnavailable(m) if m == STILL_WRITING)
+}
+
+pub(crate) const STILL_WRITING: &str = "still writing";
+
+/// The replicas of a fan-out that missed it (unreachable, failing, still writing): the
+/// ones to journal.
+pub(crate) fn missed_by<T>(outcomes: &[Outcome<T>]) -> Vec<usize> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Err(e) if e.is_transient()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+impl Replicated {
+    /// Call one backend with its timeout, retrying transient failures, updating health.
+    pub(crate) async fn call<T, F, Fut>(&self, index: usize, f: F) -> Outcome<T>
+    where
+        F: Fn(DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.call_checked(index, f, false).await
+    }
+
+    /// [`Self::call`], or with `probe` a call that goes through an open circuit (the
+    /// health probe that may close it).
+    pub(crate) async fn call_checked<T, F, Fut>(
+        &self,
+        index: usize,
+        f: F,
+        probe: bool,
+    ) -> Outcome<T>
+    where
+        F: Fn(DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let r = &self.replicas()[index];
+        if !probe && !r.health.is_available() {
+            return Err(Error::ServiceUnavailable(format!(
+                "backend {} is unavailable (circuit open)",
+                r.backend.name()
+            )));
+        }
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let mut timed_out = false;
+            let result = match tokio::time::timeout(r.timeout, f(r.backend.clone())).await {
+                Ok(result) => result,
+                Err(_) => {
+                    timed_out = true;
+                    Err(Error::ServiceUnavailable(format!(
+                        "backend {} timed out after {:?}",
+                        r.backend.name(),
+                        r.timeout
+                    )))
+                }
+            };
+            match &result {
+                Err(e) if e.is_transient() => {
+                    let opened = if timed_out {
+                        r.health.unresponsive()
+                    } else if !counts_against_backend(e) {
+                        // The backend answered, with a failure of this request only (a key
+                        // it cannot hold, say), or the proxy failed the call itself: that
+                        // is no reason to stop sending it others.
+                        false
+                    } else {
+                        r.health.failure()
+                    };
+                    if opened {
+                        log::warn!(
+                            "backend {}: circuit opened after repeated failures: {e}",
+                            r.backend.name()
+                        );
+                    }
+                    // A backend that did not answer in time is not asked again: the
+                    // request moves on to the other replicas instead of waiting twice.
+                    if !timed_out
+                        && !probe
+                        && attempt < self.shared.opts.retries
+                        && r.health.is_available()
+                    {
+                        attempt += 1;
+                        let base = 25u64 << attempt;
+                        let jitter = rand::random::<u64>() % base;
+                        tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                        continue;
+                    }
+                }
+                _ => {
+                    if r.health.success(started.elapsed()) {
+                        log::info!("backend {}: available again", r.backend.name());
+                        self.shared.wake_repair.notify_one();
+                    }
+                }
+            }
+            return result;
+        }
+    }
+
+    /// Run `f` on every backend concurrently; log one line with each outcome.
+    pub(crate) async fn fan_out<T, F, Fut>(&self, op: &str, target: &str, f: F) -> Vec<Outcome<T>>
+    where
+        F: Fn(DynBackend) -> Fut + Clone,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.fan_out_except(op, target, &[], f).await
+    }
+
+    /// [`Self::fan_out`], except on the replicas in `later`, whose outcome is "still
+    /// writing": the caller runs `f` there once they are ready.
+    pub(crate) async fn fan_out_except<T, F, Fut>(
+        &self,
+        op: &str,
+        target: &str,
+        later: &[usize],
+        f: F,
+    ) -> Vec<Outcome<T>>
+    where
+        F: Fn(DynBackend) -> Fut + Clone,
+        Fut: Future<Output = Result<T>>,
+    {
+        let calls = (0..self.replicas().len()).map(|i| {
+            let f = f.clone();
+            async move {
+                if later.contains(&i) {
+                    return Err(Error::ServiceUnavailable(STILL_WRITING.into()));
+                }
+                self.call(i, f).await
+            }
+        });
+        let outcomes = futures::future::join_all(calls).await;
+        self.log_outcomes(op, target, &outcomes);
+        outcomes
+    }
+
+    pub(crate) fn log_outcomes<T>(&self, op: &str, target: &str, outcomes: &[Outcome<T>]) {
+        let line = self
+            .replicas()
+            .iter()
+            .zip(outcomes)
+            .map(|(r, o)| format!("{}={}", r.backend.name(), describe(o)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Err(e) if e.status() >= 500 && !is_straggler(e)))
+        {
+            log::warn!("{op} {target}: {line}");
+        } else {
+            log::info!("{op} {target}: {line}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! What is in flight per key (writes, deletes, repairs, and replicas still writing an
+//! acknowledged write): overlapping operations on a key journal every replica for a check,
+//! repair waits for a key's writes to settle, and copies and completions wait for the
+//! replicas still writing.
+
+use crate::Replicated;
+use crate::journal::Entry;
+use s3proxy_core::*;
+use std::time::{Duration, Instant};
+
+/// What is in flight on one key: how many writes, deletes and repairs, whether two ever
+/// overlapped, and the newest delete among them.
+#[derive(Default)]
+pub(crate) struct InflightSlot {
+    pub(crate) count: usize,
+    pub(crate) contended: bool,
+    pub(crate) tombstone: Option<String>,
+    /// Writes acknowledged to the client whose slower replicas are still writing.
+    pub(crate) stragglers: usize,
+    /// The replicas still writing for those writes (one entry per write and replica).
+    pub(crate) straggling: Vec<usize>,
+}
+
+/// Marks a write, delete or repair of a key as in flight. When operations on one key
+/// overlapped, the last to finish journals every replica for a check: a slower, older write
+/// (or a repair that read an older version) may have landed on a replica after a newer one,
+/// and only comparing version stamps tells. The check carries the newest overlapping
+/// delete's tombstone, so it deletes what an older write brought back instead of spreading it.
+pub(crate) struct InflightWrite {
+    this: Replicated,
+    id: (String, String),
+}
+
+impl InflightWrite {
+    /// `tombstone`: the stamp of the delete this is, if it is one.
+    pub(crate) fn start(
+        this: &Replicated,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        tombstone: Option<String>,
+    ) -> Self {
+        let id = (bucket.to_string(), key.to_string());
+        let mut map = this.inflight();
+        let slot = map.entry(id.clone()).or_default();
+        slot.count += 1;
+        if slot.count > 1 {
+            slot.contended = true;
+        }
+        slot.tombstone = slot.tombstone.take().max(tombstone);
+        InflightWrite {
+            this: this.clone(),
+            id,
+        }
+    }
+
+    /// Count this write's background replicas (+1 when it leaves them behind, -1 when
+    /// they are done).
+    pub(crate) fn add_stragglers(&self, delta: isize) {
+        let mut map = self.this.inflight();
+        if let Some(slot) = map.get_mut(&self.id) {
+            slot.stragglers = slot.stragglers.saturating_add_signed(delta);
+        }
+    }
+
+    /// Mark replicas as still writing this key in the background.
+    pub(crate) fn mark_straggling(&self, replicas: &[usize]) {
+        if let Some(slot) = self.this.inflight().get_mut(&self.id) {
+            slot.straggling.extend_from_slice(replicas);
+        }
+    }
+
+    /// One replica marked by [`Self::mark_straggling`] is done, well or not.
+    pub(crate) fn straggler_done(&self, replica: usize) {
+        if let Some(slot) = self.this.inflight().get_mut(&self.id)
+            && let Some(at) = slot.straggling.iter().position(|r| *r == replica)
+        {
+            slot.straggling.swap_remove(at);
+        }
+    }
+
+    /// Whether another operation on the key overlapped this one so far.
+    pub(crate) fn overlapped(&self) -> bool {
+        self.this
+            .inflight()
+            .get(&self.id)
+            .is_some_and(|slot| slot.contended)
+    }
+}
+
+impl Drop for InflightWrite {
+    fn drop(&mut self) {
+        let (contended, tombstone) = {
+            let mut map = self.this.inflight();
+            let Some(slot) = map.get_mut(&self.id) else {
+                return;
+            };
+            slot.count -= 1;
+            if slot.count > 0 {
+                return;
+            }
+            let slot = map.remove(&self.id).unwrap_or_default();
+            (slot.contended, slot.tombstone)
+        };
+        if contended
+            && let (Ok(bucket), Ok(key)) = (
+                BucketName::new(self.id.0.clone()),
+                ObjectKey::new(self.id.1.clone()),
+            )
+        {
+            let stamp = self.this.shared.clock.next();
+            for replica in self.this.replicas() {
+                let entry = Entry {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    backend: replica.backend.name().to_string(),
+                    stamp: stamp.clone(),
+                    tombstone: tombstone.clone(),
+                    force: false,
+                };
+                if let Err(e) = self.this.shared.journal.record(entry) {
+                    log::error!("cannot record a check of {bucket}/{key}: {e}");
+                }
+            }
+            self.this.shared.wake_repair.notify_one();
+        }
+    }
+}
+
+impl Replicated {
+    /// Keys with writes in flight (stragglers included).
+    pub fn writes_in_flight(&self) -> usize {
+        self.inflight().len()
+    }
+
+    pub(crate) fn write_in_flight(&self, bucket: &str, key: &str) -> bool {
+        self.inflight()
+            .contains_key(&(bucket.to_string(), key.to_string()))
+    }
+
+    /// The in-flight table (a poisoned lock still holds consistent counts).
+    pub(crate) fn inflight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), InflightSlot>> {
+        self.shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wait, at most [`Self::longest_timeout`], until no in-flight slot is `busy`.
+    pub(crate) async fn wait_inflight(
+        &self,
+        busy: impl Fn(&(String, String), &InflightSlot) -> bool,
+    ) {
+        let deadline = Instant::now() + self.longest_timeout();
+        loop {
+            let pending = self.inflight().iter().any(|(id, slot)| busy(id, slot));
+            if !pending || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The replicas still writing an acknowledged write of the key in the background.
+    pub(crate) fn straggling(&self, bucket: &BucketName, key: &ObjectKey) -> Vec<usize> {
+        let id = (bucket.to_string(), key.to_string());
+        let mut replicas = self
+            .inflight()
+            .get(&id)
+            .map(|slot| slot.straggling.clone())
+            .unwrap_or_default();
+        replicas.sort_unstable();
+        replicas.dedup();
+        replicas
+    }
+
+    /// Wait until no acknowledged write to the key has replicas still writing. A multipart
+    /// upload acknowledges a part once the quorum holds it; listing or completing the
+    /// upload right after must see every replica's copy of every part, or the slower
+    /// replicas would fail the completion.
+    pub(crate) async fn settle_stragglers(&self, bucket: &BucketName, key: &ObjectKey) {
+        self.wait_inflight(|(b, k), slot| {
+            b == bucket.as_str() && k == key.as_str() && slot.stragglers > 0
+        })
+        .await;
+    }
+
+    /// Before a bucket goes: wait for writes to it still in flight, then apply the
+    /// journal's pending entries for it, so replicas hold no leftovers the proxy hides.
+    pub(crate) async fn settle_bucket(&self, bucket: &BucketName) {
+        self.wait_inflight(|(b, _), _| b == bucket.as_str()).await;
+        for entry in self.shared.journal.pending_in(bucket.as_str()) {
+            self.repair_and_clear(&entry).await;
+        }
+    }
+}

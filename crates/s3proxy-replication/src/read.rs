@@ -1,0 +1,252 @@
+//! Reading: every replica's view of a key, the newest version and who holds it (stale and
+//! missing replicas are journaled for repair on the way), the order replicas are read in,
+//! and a GET served from the first holder that answers.
+
+use crate::Replicated;
+use crate::failover::Failover;
+use crate::options::ReadPreference;
+use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
+use s3proxy_core::*;
+
+/// The error of a read whose located version every holder had replaced by a newer one.
+const CHANGED: &str = "changed while being read";
+
+pub(crate) fn is_changed(e: &Error) -> bool {
+    matches!(e, Error::ServiceUnavailable(m) if m == CHANGED)
+}
+
+/// A replica's view of one key.
+#[derive(Clone)]
+pub(crate) struct Seen {
+    pub(crate) index: usize,
+    pub(crate) info: ObjectInfo,
+}
+
+impl Replicated {
+    /// Present a replica's info as the client sees it: the version's time and ETag.
+    pub(crate) fn present(&self, mut info: ObjectInfo) -> ObjectInfo {
+        if let Some(t) = info
+            .metadata
+            .internal
+            .remove(VERSION_KEY)
+            .as_deref()
+            .and_then(stamp_time)
+        {
+            info.last_modified = t;
+        }
+        if let Some(etag) = info.metadata.internal.remove(ETAG_KEY) {
+            info.etag = etag;
+        }
+        info
+    }
+
+    /// Order of replicas to read from.
+    pub(crate) fn read_order(&self, exclude: &[String]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.replicas().len())
+            .filter(|i| {
+                !exclude
+                    .iter()
+                    .any(|n| n == self.replicas()[*i].backend.name())
+            })
+            .collect();
+        if self.shared.opts.read_preference == ReadPreference::Latency {
+            order.sort_by(|a, b| {
+                let la = self.replicas()[*a].health.snapshot().latency_ms;
+                let lb = self.replicas()[*b].health.snapshot().latency_ms;
+                la.total_cmp(&lb)
+            });
+        }
+        order
+    }
+
+    /// Every available replica's view of a key; the newest version first. Replicas that
+    /// are missing it or hold an older version are scheduled for repair.
+    pub(crate) async fn locate(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        op: &str,
+    ) -> Result<Vec<Seen>> {
+        self.check_bucket_not_deleted(bucket)?;
+        let target = format!("{bucket}/{key}");
+        let outcomes = self
+            .fan_out(op, &target, |b| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+            })
+            .await;
+        let mut seen = vec![];
+        let mut missing = vec![];
+        let mut first_error = None;
+        let mut no_bucket = 0;
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(info) => seen.push(Seen { index, info }),
+                Err(Error::NoSuchKey) => missing.push(index),
+                Err(Error::NoSuchBucket) => {
+                    no_bucket += 1;
+                    missing.push(index)
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let newest = seen
+            .iter()
+            .map(|s| version_of(&s.info.metadata).unwrap_or("").to_string())
+            .max();
+        let tombstone = self.shared.journal.tombstone(bucket.as_str(), key.as_str());
+        let Some(newest) = newest else {
+            if let Some(e) = first_error {
+                // Some replicas could not answer. The key is missing all the same unless
+                // the journal says a replica that answered missed a write of it: then the
+                // only copy may be on one that did not answer. Without this, one backend
+                // down would turn every HEAD of a new name (s3fs makes many) into a 503.
+                // (Entries older than a journaled delete of the key do not count.)
+                let behind = self.shared.journal.behind(
+                    bucket.as_str(),
+                    key.as_str(),
+                    tombstone.as_deref().unwrap_or(""),
+                );
+                let answered_behind = missing.iter().any(|i| {
+                    behind
+                        .iter()
+                        .any(|b| b == self.replicas()[*i].backend.name())
+                });
+                if missing.is_empty() || answered_behind {
+                    return Err(e);
+                }
+            }
+            if no_bucket == missing.len() {
+                return Err(Error::NoSuchBucket);
+            }
+            return Err(Error::NoSuchKey);
+        };
+        if tombstone.as_deref().is_some_and(|t| t >= newest.as_str()) {
+            // Deleted through the proxy; some replica has not applied the delete yet.
+            return Err(Error::NoSuchKey);
+        }
+        self.shared.clock.observe(&newest);
+        for s in &seen {
+            if version_of(&s.info.metadata).unwrap_or("") < newest.as_str() {
+                log::info!(
+                    "{target}: replica {} holds an older version; repairing",
+                    self.replicas()[s.index].backend.name()
+                );
+                self.journal_missed(bucket, key, s.index, &newest, false, false);
+            }
+        }
+        for index in missing {
+            log::info!(
+                "{target}: replica {} is missing the object; repairing",
+                self.replicas()[index].backend.name()
+            );
+            self.journal_missed(bucket, key, index, &newest, false, false);
+        }
+        let order = self.read_order(&[]);
+        let mut holders: Vec<Seen> = seen
+            .into_iter()
+            .filter(|s| version_of(&s.info.metadata).unwrap_or("") == newest.as_str())
+            .collect();
+        holders.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|i| *i == s.index)
+                .unwrap_or(usize::MAX)
+        });
+        Ok(holders)
+    }
+
+    /// One GET: locate the newest version and read it from the first holder that serves
+    /// it. Every holder refusing the located version means it changed meanwhile:
+    /// [`CHANGED`], for [`Backend::get_object`] to locate again.
+    pub(crate) async fn get_located(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: &GetOptions,
+    ) -> Result<GetResult> {
+        let mut holders = self.locate(bucket, key, "GetObject/locate").await?;
+        holders.retain(|s| {
+            !opts
+                .exclude_replicas
+                .iter()
+                .any(|n| n == self.replicas()[s.index].backend.name())
+        });
+        let Some(first) = holders.first() else {
+            return Err(Error::Corrupt(format!(
+                "{bucket}/{key}: no replica left that has not failed verification"
+            )));
+        };
+        let info = self.present(first.info.clone());
+        opts.conditions.check(&info, false)?;
+        let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
+        let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
+        let mut last_error = None;
+        for (position, holder) in holders.iter().enumerate() {
+            let backend = self.replicas()[holder.index].backend.clone();
+            let inner_opts = GetOptions {
+                range: if info.size == 0 {
+                    None
+                } else {
+                    Some(ByteRange::FromTo(start, end))
+                },
+                conditions: Conditions {
+                    if_match: Some(holder.info.etag.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let got = self
+                .call(holder.index, |b| {
+                    let (bucket, key, o) = (bucket.clone(), key.clone(), inner_opts.clone());
+                    async move { b.get_object(&bucket, &key, o).await }
+                })
+                .await;
+            match got {
+                Ok(got) => {
+                    let served_by = Some(backend.name().to_string());
+                    let failover = Failover {
+                        this: self.clone(),
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                        etag: holder.info.etag.clone(),
+                        holders: holders[position..].iter().map(|h| h.index).collect(),
+                        current: 0,
+                        body: got.body,
+                        next_offset: start,
+                        end: if info.size == 0 { 0 } else { end },
+                    };
+                    let body = if info.size == 0 {
+                        got_empty()
+                    } else {
+                        failover.into_stream()
+                    };
+                    return Ok(GetResult {
+                        info,
+                        range,
+                        body,
+                        served_by,
+                    });
+                }
+                Err(Error::PreconditionFailed) => {
+                    // Overwritten since it was located.
+                    last_error.get_or_insert(Error::ServiceUnavailable(CHANGED.into()));
+                }
+                Err(e) => {
+                    log::warn!(
+                        "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
+                        backend.name()
+                    );
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or(Error::NoSuchKey))
+    }
+}
+
+fn got_empty() -> ByteStream {
+    Box::pin(futures::stream::empty())
+}

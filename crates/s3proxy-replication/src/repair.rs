@@ -1,0 +1,277 @@
+//! Repair of one journaled entry: recording what a replica missed, bringing that replica
+//! to the newest version (or applying a journaled delete, or a bucket's deletion), and
+//! backing off an entry whose repair keeps failing.
+
+use crate::Replicated;
+use crate::inflight::InflightWrite;
+use crate::journal::Entry;
+use crate::stamp::{ETAG_KEY, version_of};
+use s3proxy_core::*;
+use std::time::{Duration, Instant};
+
+/// The longest a journal entry whose repair keeps failing waits between attempts.
+const MAX_REPAIR_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Replicated {
+    /// Record that `index` missed the operation stamped `stamp` on a key.
+    pub(crate) fn journal_missed(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        index: usize,
+        stamp: &str,
+        tombstone: bool,
+        force: bool,
+    ) {
+        let entry = Entry {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            backend: self.replicas()[index].backend.name().to_string(),
+            stamp: stamp.to_string(),
+            tombstone: tombstone.then(|| stamp.to_string()),
+            force,
+        };
+        if let Err(e) = self.shared.journal.record(entry) {
+            log::error!("cannot record a missed write of {bucket}/{key}: {e}");
+        }
+        self.shared.wake_repair.notify_one();
+    }
+
+    /// Repair one journal entry; clear it when done, log why when it failed.
+    /// An entry that failed waits 1 s, 2 s, 4 s… (at most [`MAX_REPAIR_BACKOFF`]) before
+    /// its next attempt.
+    pub(crate) async fn repair_and_clear(&self, entry: &Entry) {
+        let id = entry.id();
+        let backoff = || {
+            self.shared
+                .repair_backoff
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if backoff()
+            .get(&id)
+            .is_some_and(|(_, not_before)| Instant::now() < *not_before)
+        {
+            return;
+        }
+        match self.repair_entry(entry).await {
+            Ok(true) => {
+                backoff().remove(&id);
+                if let Err(e) = self.shared.journal.remove(entry) {
+                    log::warn!("cannot clear a repaired journal entry: {e}");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let mut map = backoff();
+                let failures = map.get(&id).map_or(0, |(n, _)| *n) + 1;
+                let wait = Duration::from_secs(1 << failures.min(16)).min(MAX_REPAIR_BACKOFF);
+                map.insert(id, (failures, Instant::now() + wait));
+                log::warn!(
+                    "repair {}/{} on {} failed ({failures} times; next try in {wait:?}): {e}",
+                    entry.bucket,
+                    entry.key,
+                    entry.backend
+                );
+            }
+        }
+    }
+
+    /// Bring one journaled key up to date on its backend. Returns whether the entry is done.
+    pub(crate) async fn repair_entry(&self, entry: &Entry) -> Result<bool> {
+        let Some(target) = self
+            .replicas()
+            .iter()
+            .position(|r| r.backend.name() == entry.backend)
+        else {
+            log::warn!(
+                "repair journal names unknown backend {:?}; dropping the entry",
+                entry.backend
+            );
+            return Ok(true);
+        };
+        if !self.replicas()[target].health.is_available() {
+            return Ok(false);
+        }
+        if self.write_in_flight(&entry.bucket, &entry.key) {
+            // Decide once the writes settle; an older one may still land.
+            return Ok(false);
+        }
+        if entry.key.is_empty() {
+            return self.repair_bucket_deletion(target, &entry.bucket).await;
+        }
+        let bucket = BucketName::new(entry.bucket.clone())?;
+        let key = ObjectKey::new(entry.key.clone())?;
+        // A repair writes too: a client write or delete that overlaps it must not be undone
+        // by an older version the repair read before it (see InflightWrite).
+        let _guard = InflightWrite::start(self, &bucket, &key, None);
+        // Every replica's view, the target's included.
+        let views = futures::future::join_all((0..self.replicas().len()).map(|i| {
+            let (bucket, key) = (bucket.clone(), key.clone());
+            async move {
+                self.call(i, |b| {
+                    let (bucket, key) = (bucket.clone(), key.clone());
+                    async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+                })
+                .await
+            }
+        }))
+        .await;
+        let mut unreachable = false;
+        let mut newest: Option<(String, usize, ObjectInfo)> = None;
+        let mut target_version = None;
+        for (i, v) in views.into_iter().enumerate() {
+            match v {
+                Ok(info) => {
+                    let version = version_of(&info.metadata).unwrap_or("").to_string();
+                    if i == target {
+                        target_version = Some(version.clone());
+                        if entry.force {
+                            continue;
+                        }
+                    }
+                    if newest.as_ref().is_none_or(|(v, _, _)| version > *v) {
+                        newest = Some((version, i, info));
+                    }
+                }
+                Err(Error::NoSuchKey | Error::NoSuchBucket) => {}
+                Err(e) if i == target => return Err(e),
+                Err(_) => unreachable = true,
+            }
+        }
+        let tombstone = self.shared.journal.tombstone(&entry.bucket, &entry.key);
+        let target_backend = self.replicas()[target].backend.clone();
+        let deleted = match (&newest, &tombstone) {
+            (None, _) => true,
+            (Some((v, _, _)), Some(t)) => t >= v,
+            _ => false,
+        };
+        if deleted {
+            if newest.is_none() && tombstone.is_none() && unreachable && target_version.is_some() {
+                // The target's copy may be the only one but for replicas we cannot reach:
+                // wait for them before deciding it was deleted.
+                return Ok(false);
+            }
+            // A journaled delete holds for the target, whatever the unreachable replicas
+            // hold. (Without one, the target holds nothing to delete.)
+            if target_version
+                .as_deref()
+                .is_some_and(|v| tombstone.as_deref().is_none_or(|t| v <= t))
+            {
+                log::info!(
+                    "repair {}/{} on {}: applying delete",
+                    entry.bucket,
+                    entry.key,
+                    entry.backend
+                );
+                target_backend.delete_object(&bucket, &key).await?;
+            }
+            // "Deleted" was decided without the replicas that did not answer, and one of
+            // them may hold the only copy of a version (a write only it took, after any
+            // delete): the entry stays until they answer, so that version reaches the
+            // target then.
+            return Ok(!unreachable);
+        }
+        let (version, source, info) = newest.expect("not deleted, so a newest version exists");
+        if !entry.force && target_version.as_deref() == Some(version.as_str()) {
+            return Ok(true);
+        }
+        if source == target {
+            return Ok(true);
+        }
+        log::info!(
+            "repair {}/{} on {}: copying version {version} from {}",
+            entry.bucket,
+            entry.key,
+            entry.backend,
+            self.replicas()[source].backend.name()
+        );
+        let got = self.replicas()[source]
+            .backend
+            .get_object(
+                &bucket,
+                &key,
+                GetOptions {
+                    conditions: Conditions {
+                        if_match: Some(info.etag.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut metadata = got.info.metadata.clone();
+        metadata
+            .internal
+            .entry(ETAG_KEY.to_string())
+            .or_insert(got.info.etag.clone());
+        let length = got.info.size;
+        let put = target_backend
+            .put_object(
+                &bucket,
+                &key,
+                Body {
+                    stream: got.body,
+                    length,
+                },
+                PutOptions {
+                    metadata: metadata.clone(),
+                    content_md5: None,
+                },
+            )
+            .await;
+        match put {
+            Err(Error::NoSuchBucket) => {
+                target_backend
+                    .create_bucket(&bucket)
+                    .await
+                    .or_else(|e| match e {
+                        Error::BucketAlreadyOwnedByYou => Ok(()),
+                        e => Err(e),
+                    })?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(true),
+        }
+    }
+
+    /// Delete a bucket on a backend that missed its deletion, with whatever that backend
+    /// still holds in it (the bucket was empty when the client deleted it).
+    async fn repair_bucket_deletion(&self, target: usize, bucket: &str) -> Result<bool> {
+        let backend = self.replicas()[target].backend.clone();
+        let bucket = BucketName::new(bucket.to_string())?;
+        loop {
+            let page = match backend
+                .list_objects(
+                    &bucket,
+                    ListOptions {
+                        max_keys: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Err(Error::NoSuchBucket) => return Ok(true),
+                other => other?,
+            };
+            for o in &page.objects {
+                backend
+                    .delete_object(&bucket, &ObjectKey::new(o.key.clone())?)
+                    .await
+                    .or_else(|e| match e {
+                        Error::NoSuchKey => Ok(()),
+                        e => Err(e),
+                    })?;
+            }
+            if !page.is_truncated || page.objects.is_empty() {
+                break;
+            }
+        }
+        log::info!("repair: deleting bucket {bucket} on {}", backend.name());
+        match backend.delete_bucket(&bucket).await {
+            Ok(()) | Err(Error::NoSuchBucket) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}

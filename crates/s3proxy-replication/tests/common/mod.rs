@@ -1,0 +1,265 @@
+//! What the replication tests share: in-process backends whose faults a test switches
+//! (down, bodies that stall, PUTs that land late, GETs that find the object replaced), and
+//! a replicated set over three of them. (End-to-end tests with real processes killed and
+//! paused are in tests/ at the workspace root.)
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use s3proxy_backends::Memory;
+use s3proxy_core::*;
+use s3proxy_replication::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub const UP: u8 = 0;
+pub const DOWN: u8 = 1;
+/// Bodies stop after their first chunk and never continue.
+pub const STALL_BODIES: u8 = 2;
+
+/// A backend wrapper whose availability the test switches.
+pub struct Faulty {
+    pub inner: Arc<Memory>,
+    pub mode: AtomicU8,
+    /// PUTs wait this long before they store (a write that lands late).
+    pub slow_puts: AtomicBool,
+    /// PutObject calls received (client writes and repairs).
+    pub puts: AtomicUsize,
+    /// GETs to answer with PreconditionFailed, as if the object had just been replaced.
+    pub replaced_for_gets: AtomicUsize,
+}
+
+impl Faulty {
+    pub fn new(name: &str) -> Arc<Self> {
+        Arc::new(Faulty {
+            inner: Arc::new(Memory::new(name)),
+            mode: AtomicU8::new(UP),
+            slow_puts: AtomicBool::new(false),
+            puts: AtomicUsize::new(0),
+            replaced_for_gets: AtomicUsize::new(0),
+        })
+    }
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst)
+    }
+    fn check(&self) -> Result<()> {
+        if self.mode.load(Ordering::SeqCst) == DOWN {
+            Err(Error::ServiceUnavailable(format!(
+                "{} is down",
+                self.inner.name()
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Faulty {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        self.check()?;
+        self.inner.list_buckets().await
+    }
+    async fn create_bucket(&self, b: &BucketName) -> Result<()> {
+        self.check()?;
+        self.inner.create_bucket(b).await
+    }
+    async fn delete_bucket(&self, b: &BucketName) -> Result<()> {
+        self.check()?;
+        self.inner.delete_bucket(b).await
+    }
+    async fn head_bucket(&self, b: &BucketName) -> Result<()> {
+        self.check()?;
+        self.inner.head_bucket(b).await
+    }
+    async fn put_object(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        body: Body,
+        o: PutOptions,
+    ) -> Result<PutResult> {
+        self.check()?;
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        if self.slow_puts.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        self.inner.put_object(b, k, body, o).await
+    }
+    async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
+        self.check()?;
+        if self
+            .replaced_for_gets
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::PreconditionFailed);
+        }
+        let mut got = self.inner.get_object(b, k, o).await?;
+        if self.mode.load(Ordering::SeqCst) == STALL_BODIES {
+            let first = got.body.next().await;
+            got.body = Box::pin(futures::stream::iter(first).chain(futures::stream::pending()));
+        }
+        Ok(got)
+    }
+    async fn head_object(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        o: GetOptions,
+    ) -> Result<ObjectInfo> {
+        self.check()?;
+        self.inner.head_object(b, k, o).await
+    }
+    async fn delete_object(&self, b: &BucketName, k: &ObjectKey) -> Result<()> {
+        self.check()?;
+        self.inner.delete_object(b, k).await
+    }
+    async fn copy_object(
+        &self,
+        sb: &BucketName,
+        sk: &ObjectKey,
+        db: &BucketName,
+        dk: &ObjectKey,
+        o: CopyOptions,
+    ) -> Result<PutResult> {
+        self.check()?;
+        self.inner.copy_object(sb, sk, db, dk, o).await
+    }
+    async fn list_objects(&self, b: &BucketName, o: ListOptions) -> Result<ListResult> {
+        self.check()?;
+        self.inner.list_objects(b, o).await
+    }
+    async fn create_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        o: MultipartOptions,
+    ) -> Result<UploadId> {
+        self.check()?;
+        self.inner.create_multipart_upload(b, k, o).await
+    }
+    async fn upload_part(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+        n: u32,
+        body: Body,
+        o: PartOptions,
+    ) -> Result<String> {
+        self.check()?;
+        self.inner.upload_part(b, k, id, n, body, o).await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+        p: Vec<CompletedPart>,
+    ) -> Result<PutResult> {
+        self.check()?;
+        self.inner.complete_multipart_upload(b, k, id, p).await
+    }
+    async fn abort_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.abort_multipart_upload(b, k, id).await
+    }
+    async fn list_parts(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+        o: ListPartsOptions,
+    ) -> Result<ListPartsResult> {
+        self.check()?;
+        self.inner.list_parts(b, k, id, o).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        b: &BucketName,
+        o: ListUploadsOptions,
+    ) -> Result<ListUploadsResult> {
+        self.check()?;
+        self.inner.list_multipart_uploads(b, o).await
+    }
+}
+
+pub struct Stack {
+    pub backends: Vec<Arc<Faulty>>,
+    pub replicated: Replicated,
+}
+
+pub fn stack(quorum: WriteQuorum, journal: Arc<Journal>) -> Stack {
+    let backends: Vec<Arc<Faulty>> = ["r1", "r2", "r3"].iter().map(|n| Faulty::new(n)).collect();
+    let replicated = replicated_over(&backends, quorum, journal);
+    Stack {
+        backends,
+        replicated,
+    }
+}
+
+pub fn replicated_over(
+    backends: &[Arc<Faulty>],
+    quorum: WriteQuorum,
+    journal: Arc<Journal>,
+) -> Replicated {
+    let replicas = backends
+        .iter()
+        .map(|b| Replica {
+            backend: b.clone() as DynBackend,
+            timeout: Duration::from_millis(500),
+        })
+        .collect();
+    let opts = ReplicationOptions {
+        write_quorum: quorum,
+        retries: 0,
+        upload_id_key: [7; 32],
+        ..Default::default()
+    };
+    Replicated::new("replicated", replicas, opts, journal).unwrap()
+}
+
+pub fn bucket() -> BucketName {
+    BucketName::new("rep").unwrap()
+}
+
+pub fn key(k: &str) -> ObjectKey {
+    ObjectKey::new(k).unwrap()
+}
+
+pub async fn read(b: &dyn Backend, k: &str) -> Result<Bytes> {
+    let got = b
+        .get_object(&bucket(), &key(k), GetOptions::default())
+        .await?;
+    collect_body(got.body, 64 << 20).await
+}
+
+/// Wait for stragglers to finish, then replay the journal once.
+pub async fn settle(r: &Replicated) -> usize {
+    for _ in 0..100 {
+        if r.writes_in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.replay_journal().await
+}
+
+pub async fn version_on(b: &Faulty, k: &str) -> Option<String> {
+    b.inner
+        .head_object(&bucket(), &key(k), GetOptions::default())
+        .await
+        .ok()
+        .and_then(|i| i.metadata.internal.get(VERSION_KEY).cloned())
+}

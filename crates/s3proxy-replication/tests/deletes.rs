@@ -1,0 +1,216 @@
+//! Deletes that stay deleted: tombstones for replicas that missed them or raced a repair,
+//! and bucket deletions.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use s3proxy_core::*;
+use s3proxy_replication::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_while_down_is_not_undone_by_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = stack(
+        WriteQuorum::One,
+        Arc::new(Journal::open(dir.path()).unwrap()),
+    );
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("gone"),
+            Bytes::from("v1").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.backends[0].set(DOWN);
+    s.replicated
+        .delete_object(&bucket(), &key("gone"))
+        .await
+        .unwrap();
+    s.backends[0].set(UP);
+    // Before the journal replays, reads and listings already honour the delete.
+    assert!(matches!(
+        read(&s.replicated, "gone").await,
+        Err(Error::NoSuchKey)
+    ));
+    let listed = s
+        .replicated
+        .list_objects(
+            &bucket(),
+            ListOptions {
+                max_keys: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(listed.objects.is_empty());
+    // A full repair scan must not copy it back; it applies the delete instead.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let summary = s
+        .replicated
+        .repair_scan(None, false, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.copies, 0);
+    for b in &s.backends {
+        assert_eq!(version_on(b, "gone").await, None, "{}", b.name());
+    }
+    settle(&s.replicated).await;
+    assert!(s.replicated.journal().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_during_a_repair_is_not_undone_by_it() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].set(DOWN);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from("old").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    settle(&s.replicated).await;
+    s.backends[2].set(UP);
+    s.backends[2].slow_puts.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    // The repair reads the old version, then its write to r3 lands late; the client's
+    // delete runs in between.
+    let repair = {
+        let r = s.replicated.clone();
+        tokio::spawn(async move { r.replay_journal().await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.replicated
+        .delete_object(&bucket(), &key("k"))
+        .await
+        .unwrap();
+    repair.await.unwrap();
+    s.backends[2].slow_puts.store(false, Ordering::SeqCst);
+    // The late copy is hidden at once, and the next repair pass deletes it.
+    assert!(matches!(
+        read(&s.replicated, "k").await,
+        Err(Error::NoSuchKey)
+    ));
+    let listed = s
+        .replicated
+        .list_objects(
+            &bucket(),
+            ListOptions {
+                max_keys: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(listed.objects.is_empty(), "{:?}", listed.objects);
+    assert_eq!(settle(&s.replicated).await, 0);
+    for b in &s.backends {
+        assert_eq!(version_on(b, "k").await, None, "{}", b.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_listing_objects_is_refused_before_any_replica_deletes_it() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    // One replica alone holds an object (the others missed its write): the bucket lists
+    // it, so it is not empty, although two replicas would delete theirs.
+    s.backends[0]
+        .inner
+        .put_object(
+            &bucket(),
+            &key("only-here"),
+            Bytes::from("x").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.replicated.delete_bucket(&bucket()).await,
+        Err(Error::BucketNotEmpty)
+    ));
+    for b in &s.backends {
+        b.inner
+            .head_bucket(&bucket())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name()));
+    }
+    s.replicated
+        .delete_object(&bucket(), &key("only-here"))
+        .await
+        .unwrap();
+    s.replicated.delete_bucket(&bucket()).await.unwrap();
+    for b in &s.backends {
+        assert!(matches!(
+            b.inner.head_bucket(&bucket()).await,
+            Err(Error::NoSuchBucket)
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_deleted_while_a_backend_is_down_stays_deleted() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from("v").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.replicated
+        .delete_object(&bucket(), &key("k"))
+        .await
+        .unwrap();
+    s.backends[2].set(DOWN);
+    s.replicated.delete_bucket(&bucket()).await.unwrap();
+    // r3 still has the bucket, but the client never sees it again.
+    s.backends[2].set(UP);
+    let names: Vec<String> = s
+        .replicated
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    assert!(matches!(
+        s.replicated.head_bucket(&bucket()).await,
+        Err(Error::NoSuchBucket)
+    ));
+    assert!(matches!(
+        s.replicated
+            .put_object(
+                &bucket(),
+                &key("k2"),
+                Bytes::from("v").into(),
+                PutOptions::default()
+            )
+            .await,
+        Err(Error::NoSuchBucket)
+    ));
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    assert_eq!(settle(&s.replicated).await, 0);
+    assert!(matches!(
+        s.backends[2].inner.head_bucket(&bucket()).await,
+        Err(Error::NoSuchBucket)
+    ));
+    // And it can be created again.
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated.head_bucket(&bucket()).await.unwrap();
+}

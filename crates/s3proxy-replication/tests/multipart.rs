@@ -1,0 +1,149 @@
+//! Multipart uploads over replicas: upload ids, their listing, and retried completions.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use s3proxy_backends::conformance;
+use s3proxy_core::*;
+use s3proxy_replication::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_upload_ids_are_refused() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let id = s
+        .replicated
+        .create_multipart_upload(&bucket(), &key("m"), MultipartOptions::default())
+        .await
+        .unwrap();
+    let forged = UploadId::new(format!("{}x", &id.as_str()[..id.as_str().len() - 1])).unwrap();
+    let r = s
+        .replicated
+        .upload_part(
+            &bucket(),
+            &key("m"),
+            &forged,
+            1,
+            Bytes::from("x").into(),
+            PartOptions::default(),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::NoSuchUpload)));
+}
+
+async fn upload_with_parts(r: &Replicated, k: &str, id: &UploadId) -> (Vec<CompletedPart>, Bytes) {
+    let parts_data = [
+        conformance::pattern(5 << 20, 1),
+        conformance::pattern(100, 2),
+    ];
+    let mut parts = vec![];
+    for (n, d) in parts_data.iter().enumerate() {
+        let etag = r
+            .upload_part(
+                &bucket(),
+                &key(k),
+                id,
+                n as u32 + 1,
+                d.clone().into(),
+                PartOptions::default(),
+            )
+            .await
+            .unwrap();
+        parts.push(CompletedPart {
+            part_number: n as u32 + 1,
+            etag,
+        });
+    }
+    (
+        parts,
+        Bytes::from([&parts_data[0][..], &parts_data[1][..]].concat()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_upload_ids_are_the_created_ones_even_with_a_replica_that_missed_one() {
+    let s = stack(WriteQuorum::Majority, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let create = |k: &'static str| {
+        let r = s.replicated.clone();
+        async move {
+            let id = r
+                .create_multipart_upload(&bucket(), &key(k), MultipartOptions::default())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            id
+        }
+    };
+    let a1 = create("a").await;
+    s.backends[2].set(DOWN); // r3 misses the second upload of "a"
+    let a2 = create("a").await;
+    s.backends[2].set(UP);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // its circuit closes
+    s.replicated.probe_open_circuits().await;
+    let a3 = create("a").await;
+    let b1 = create("b").await;
+    let listed = s
+        .replicated
+        .list_multipart_uploads(
+            &bucket(),
+            ListUploadsOptions {
+                max_uploads: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = listed
+        .uploads
+        .iter()
+        .map(|u| (u.key.clone(), u.upload_id.to_string()))
+        .collect();
+    let want: Vec<(String, String)> = [("a", &a1), ("a", &a2), ("a", &a3), ("b", &b1)]
+        .iter()
+        .map(|(k, id)| (k.to_string(), id.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // The listed id completes the upload on every replica that has it.
+    let (parts, whole) = upload_with_parts(&s.replicated, "a", &listed.uploads[2].upload_id).await;
+    s.replicated
+        .complete_multipart_upload(&bucket(), &key("a"), &listed.uploads[2].upload_id, parts)
+        .await
+        .unwrap();
+    for b in &s.backends {
+        assert!(read(&*b.inner, "a").await.unwrap() == whole, "{}", b.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_completion_answers_as_the_first() {
+    let s = stack(WriteQuorum::All, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let id = s
+        .replicated
+        .create_multipart_upload(&bucket(), &key("m"), MultipartOptions::default())
+        .await
+        .unwrap();
+    let (parts, whole) = upload_with_parts(&s.replicated, "m", &id).await;
+    let first = s
+        .replicated
+        .complete_multipart_upload(&bucket(), &key("m"), &id, parts.clone())
+        .await
+        .unwrap();
+    let again = s
+        .replicated
+        .complete_multipart_upload(&bucket(), &key("m"), &id, parts.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.etag, first.etag);
+    assert_eq!(again.last_modified, first.last_modified);
+    assert!(read(&s.replicated, "m").await.unwrap() == whole);
+    let other = s
+        .replicated
+        .complete_multipart_upload(&bucket(), &key("m"), &id, parts[..1].to_vec())
+        .await;
+    assert!(matches!(other, Err(Error::NoSuchUpload)), "{other:?}");
+}

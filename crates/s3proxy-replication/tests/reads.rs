@@ -1,0 +1,159 @@
+//! Reads: failover in the middle of a body, read repair of a stale replica, missing keys
+//! with a backend down, and reads racing a write.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use s3proxy_backends::conformance;
+use s3proxy_core::*;
+use s3proxy_replication::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_replica_mid_get_fails_over() {
+    let s = stack(WriteQuorum::All, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let data = conformance::pattern(1 << 20, 3);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("big"),
+            data.clone().into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.backends[0].set(STALL_BODIES);
+    let started = std::time::Instant::now();
+    let got = read(&s.replicated, "big").await.unwrap();
+    assert!(
+        got == data,
+        "the body continued byte-exact from another replica"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_replica_found_by_a_read_is_repaired() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("s"),
+            Bytes::from("old").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Let the replicas still finishing when the quorum was met finish and be checked.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle(&s.replicated).await;
+    assert!(s.replicated.journal().is_empty());
+    // Write the new version behind the proxy's back on two replicas only.
+    let newer = s.backends[0]
+        .inner
+        .head_object(&bucket(), &key("s"), GetOptions::default())
+        .await
+        .unwrap();
+    let mut meta = newer.metadata.clone();
+    meta.internal
+        .insert(VERSION_KEY.into(), "ffffffffffff-000000-test".into());
+    for b in &s.backends[1..] {
+        b.inner
+            .put_object(
+                &bucket(),
+                &key("s"),
+                Bytes::from("new").into(),
+                PutOptions {
+                    metadata: meta.clone(),
+                    content_md5: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(read(&s.replicated, "s").await.unwrap(), "new");
+    assert_eq!(s.replicated.journal().len(), 1);
+    settle(&s.replicated).await;
+    assert_eq!(read(&*s.backends[0].inner, "s").await.unwrap(), "new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_key_with_a_backend_down_is_404_unless_a_reachable_replica_missed_it() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].set(DOWN);
+    // s3fs looks up every new name before creating it: one backend down must not turn
+    // those lookups into errors.
+    assert!(matches!(
+        s.replicated
+            .head_object(&bucket(), &key("new-name"), GetOptions::default())
+            .await,
+        Err(Error::NoSuchKey)
+    ));
+    assert!(matches!(
+        read(&s.replicated, "new-name").await,
+        Err(Error::NoSuchKey)
+    ));
+    // But when the journal says a replica that answered missed a write of the key, the
+    // only copy may be on the one that is down: that is not a 404.
+    s.replicated
+        .journal()
+        .record(Entry {
+            bucket: "rep".into(),
+            key: "written-while-r1-was-down".into(),
+            backend: "r1".into(),
+            stamp: "01".into(),
+            tombstone: None,
+            force: false,
+        })
+        .unwrap();
+    assert!(matches!(
+        s.replicated
+            .head_object(
+                &bucket(),
+                &key("written-while-r1-was-down"),
+                GetOptions::default()
+            )
+            .await,
+        Err(Error::ServiceUnavailable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_racing_a_write_on_every_replica_locates_again() {
+    // Every holder replaced the located version before the read reached it (a write
+    // landed in between): the read locates the object again instead of answering the
+    // client 412, which it never asked for.
+    let s = stack(WriteQuorum::Majority, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let body = conformance::pattern(5_000, 2);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            body.clone().into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    settle(&s.replicated).await;
+    for b in &s.backends {
+        b.replaced_for_gets.store(1, Ordering::SeqCst);
+    }
+    assert_eq!(read(&s.replicated, "k").await.unwrap(), body);
+    // A key that keeps changing ends in 503 (retryable), still not 412.
+    for b in &s.backends {
+        b.replaced_for_gets.store(100, Ordering::SeqCst);
+    }
+    let err = read(&s.replicated, "k").await.unwrap_err();
+    assert!(matches!(err, Error::ServiceUnavailable(_)), "{err:?}");
+}
