@@ -34,6 +34,10 @@
 //!     Replicated::new("replicated", replicas, opts, Arc::new(Journal::in_memory()))
 //! }
 //! ```
+#![warn(missing_docs)]
+// An `unwrap` on request input or a backend's answer is a panic a client can cause:
+// outside tests, errors are handled or the invariant is named with `expect`.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 // Where each mechanism lives: the set and its options (replicated, options); calling the
 // backends (fanout); reads and mid-body failover (read, failover); writes under the quorum
