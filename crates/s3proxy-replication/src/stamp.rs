@@ -123,9 +123,16 @@ fn parse(stamp: &str) -> Option<(u64, u32)> {
     ))
 }
 
-/// The wall-clock time a stamp was issued at (millisecond precision).
+/// The last millisecond of the year 9999: HTTP dates cannot say later (and the date
+/// formatter panics on them), so a stamp beyond it gives no time.
+const LAST_HTTP_MS: u64 = 253_402_300_799_999;
+
+/// The wall-clock time a stamp was issued at (millisecond precision); `None` for a
+/// string that is not a stamp or one beyond the year 9999.
 pub fn stamp_time(stamp: &str) -> Option<SystemTime> {
-    parse(stamp).map(|(ms, _)| UNIX_EPOCH + Duration::from_millis(ms))
+    parse(stamp)
+        .filter(|(ms, _)| *ms <= LAST_HTTP_MS)
+        .map(|(ms, _)| UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// What a stamp found on a replica is worth.
@@ -277,6 +284,8 @@ mod tests {
         let beyond = now_ms() + MAX_CLOCK_SKEW.as_millis() as u64 + 60_000;
         assert!(!c.observe(&format!("{beyond:012x}-000000-x")));
         assert!(!c.observe("ffffffffffff-ffffff-x"));
+        // Past the year 9999 a stamp has no time (an HTTP date cannot say it).
+        assert_eq!(stamp_time("ffffffffffff-ffffff-x"), None);
         assert!(stamp_time(&c.next()).unwrap() < SystemTime::now() + Duration::from_secs(5));
     }
 
@@ -321,7 +330,9 @@ mod tests {
             let k = StampKey::derive(&[3; 32]);
             let rank = k.rank(&b, &key, Some(&s));
             prop_assert!(rank.trust != Trust::Authenticated);
-            let _ = stamp_time(&s);
+            if let Some(t) = stamp_time(&s) {
+                prop_assert!(t <= UNIX_EPOCH + Duration::from_millis(LAST_HTTP_MS));
+            }
             let _ = reading_of(&s);
             let c = Hlc::new("p");
             let before = c.next();
