@@ -6,7 +6,7 @@ use crate::Replicated;
 use crate::fanout::missed_by;
 use crate::inflight::InflightWrite;
 use crate::journal::Entry;
-use crate::read::is_changed;
+use crate::read::ReadAttempt;
 use crate::stamp::{VERSION_KEY, stamp_time, version_of};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -207,14 +207,14 @@ impl Backend for Replicated {
         // on every holder: locate again (a few times) rather than fail the read.
         let mut attempts = 0;
         loop {
-            match self.get_located(bucket, key, &opts).await {
-                Err(e) if is_changed(&e) && attempts < 3 => attempts += 1,
-                Err(e) if is_changed(&e) => {
+            match self.get_located(bucket, key, &opts).await? {
+                ReadAttempt::Served(got) => return Ok(got),
+                ReadAttempt::Changed if attempts < 3 => attempts += 1,
+                ReadAttempt::Changed => {
                     return Err(Error::ServiceUnavailable(format!(
                         "{bucket}/{key} kept changing while being read"
                     )));
                 }
-                other => return other,
             }
         }
     }
@@ -393,6 +393,7 @@ impl Backend for Replicated {
             "AbortMultipartUpload",
             &format!("{bucket}/{key}"),
             &outcomes,
+            &[],
         );
         if outcomes.iter().any(|o| o.is_ok()) {
             return Ok(());

@@ -11,21 +11,19 @@ use std::time::{Duration, Instant};
 /// The outcome of one backend in a fan-out.
 pub(crate) type Outcome<T> = Result<T>;
 
-fn describe<T>(outcome: &Outcome<T>) -> String {
+fn describe<T>(outcome: &Outcome<T>, straggling: bool) -> String {
     match outcome {
         Ok(_) => "ok".into(),
-        Err(e) if is_straggler(e) => "still writing".into(),
+        Err(_) if straggling => "still writing".into(),
         Err(e) if e.status() < 500 => e.code().to_string(),
         Err(e) => format!("failed ({e})"),
     }
 }
 
-/// The outcome given to a replica still writing when the quorum was met: not a failure;
-/// it finishes in the background and is checked by the repair pass.
-pub(crate) fn is_straggler(e: &Error) -> bool {
-    matches!(e, Error::ServiceUnavailable(m) if m == STILL_WRITING)
-}
-
+/// The error text of the outcome given to a replica still writing when the quorum was met:
+/// not a failure; it finishes in the background and is checked by the repair pass. Which
+/// replicas are straggling is passed around by index (see `log_outcomes`), never read
+/// back from this text.
 pub(crate) const STILL_WRITING: &str = "still writing";
 
 /// The replicas of a fan-out that missed it (unreachable, failing, still writing): the
@@ -158,21 +156,37 @@ impl Replicated {
             }
         });
         let outcomes = futures::future::join_all(calls).await;
-        self.log_outcomes(op, target, &outcomes);
+        self.log_outcomes(op, target, &outcomes, later);
         outcomes
     }
 
-    pub(crate) fn log_outcomes<T>(&self, op: &str, target: &str, outcomes: &[Outcome<T>]) {
+    /// One line with each backend's outcome; `straggling` are the replicas still writing
+    /// in the background (not failures).
+    pub(crate) fn log_outcomes<T>(
+        &self,
+        op: &str,
+        target: &str,
+        outcomes: &[Outcome<T>],
+        straggling: &[usize],
+    ) {
         let line = self
             .replicas()
             .iter()
             .zip(outcomes)
-            .map(|(r, o)| format!("{}={}", r.backend.name(), describe(o)))
+            .enumerate()
+            .map(|(i, (r, o))| {
+                format!(
+                    "{}={}",
+                    r.backend.name(),
+                    describe(o, straggling.contains(&i))
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ");
         if outcomes
             .iter()
-            .any(|o| matches!(o, Err(e) if e.status() >= 500 && !is_straggler(e)))
+            .enumerate()
+            .any(|(i, o)| matches!(o, Err(e) if e.status() >= 500 && !straggling.contains(&i)))
         {
             log::warn!("{op} {target}: {line}");
         } else {

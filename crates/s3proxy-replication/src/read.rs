@@ -8,11 +8,15 @@ use crate::options::ReadPreference;
 use crate::stamp::{ETAG_KEY, Rank, VERSION_KEY, stamp_time};
 use s3proxy_core::*;
 
-/// The error of a read whose located version every holder had replaced by a newer one.
-const CHANGED: &str = "changed while being read";
-
-pub(crate) fn is_changed(e: &Error) -> bool {
-    matches!(e, Error::ServiceUnavailable(m) if m == CHANGED)
+/// What one attempt at a GET came to.
+// Returned once per attempt and unpacked at once: boxing would cost an allocation per GET.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum ReadAttempt {
+    /// Served by a holder of the located version.
+    Served(GetResult),
+    /// Every holder had replaced the located version by a newer one meanwhile: locate
+    /// again.
+    Changed,
 }
 
 /// A replica's view of one key.
@@ -164,13 +168,13 @@ impl Replicated {
 
     /// One GET: locate the newest version and read it from the first holder that serves
     /// it. Every holder refusing the located version means it changed meanwhile:
-    /// [`CHANGED`], for [`Backend::get_object`] to locate again.
+    /// [`ReadAttempt::Changed`], for [`Backend::get_object`] to locate again.
     pub(crate) async fn get_located(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         opts: &GetOptions,
-    ) -> Result<GetResult> {
+    ) -> Result<ReadAttempt> {
         let mut holders = self.locate(bucket, key, "GetObject/locate").await?;
         holders.retain(|s| {
             !opts
@@ -188,6 +192,7 @@ impl Replicated {
         let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
         let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
         let mut last_error = None;
+        let mut changed = false;
         for (position, holder) in holders.iter().enumerate() {
             let backend = self.replicas()[holder.index].backend.clone();
             let inner_opts = GetOptions {
@@ -227,16 +232,16 @@ impl Replicated {
                     } else {
                         failover.into_stream()
                     };
-                    return Ok(GetResult {
+                    return Ok(ReadAttempt::Served(GetResult {
                         info,
                         range,
                         body,
                         served_by,
-                    });
+                    }));
                 }
                 Err(Error::PreconditionFailed) => {
                     // Overwritten since it was located.
-                    last_error.get_or_insert(Error::ServiceUnavailable(CHANGED.into()));
+                    changed = true;
                 }
                 Err(e) => {
                     log::warn!(
@@ -247,7 +252,12 @@ impl Replicated {
                 }
             }
         }
-        Err(last_error.unwrap_or(Error::NoSuchKey))
+        // A replica that failed outright says more than one that moved on.
+        match last_error {
+            Some(e) => Err(e),
+            None if changed => Ok(ReadAttempt::Changed),
+            None => Err(Error::NoSuchKey),
+        }
     }
 }
 

@@ -137,6 +137,7 @@ impl Replicated {
             "UploadPartCopy",
             &format!("{bucket}/{key}#{part_number}"),
             &outcomes,
+            &[],
         );
         let first = self.quorum_result(outcomes, |_| false)?;
         first.ok_or_else(|| Error::Internal("no successful part copy".into()))
@@ -181,6 +182,7 @@ impl Replicated {
             "CompleteMultipartUpload",
             &format!("{bucket}/{key}"),
             &outcomes,
+            &[],
         );
         let any_ok = outcomes.iter().any(|o| o.is_ok());
         if !any_ok

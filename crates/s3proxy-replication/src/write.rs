@@ -3,7 +3,7 @@
 //! backends that missed it journaled. What a write below its quorum leaves is in `quorum`.
 
 use crate::Replicated;
-use crate::fanout::{Outcome, STILL_WRITING, is_straggler};
+use crate::fanout::{Outcome, STILL_WRITING};
 use crate::inflight::InflightWrite;
 use crate::quorum::counts_against_backend;
 use crate::tee;
@@ -76,6 +76,8 @@ impl Replicated {
         // stragglers, and spare the journal a record, its fsyncs and a repair check, which
         // with equally fast backends would otherwise follow almost every W=1 write.
         let mut grace_until: Option<tokio::time::Instant> = None;
+        // Replicas left writing in the background once the quorum was met.
+        let mut straggling: Vec<usize> = Vec::new();
         let started = tokio::time::Instant::now();
         loop {
             let next = match grace_until {
@@ -175,9 +177,10 @@ impl Replicated {
                         }
                         guard.add_stragglers(-1);
                     });
-                    for i in stragglers {
+                    for &i in &stragglers {
                         outcomes[i] = Some(Err(Error::ServiceUnavailable(STILL_WRITING.into())));
                     }
+                    straggling = stragglers;
                 }
                 break;
             }
@@ -200,7 +203,7 @@ impl Replicated {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(Error::ServiceUnavailable("no outcome".into()))))
             .collect();
-        self.log_outcomes(op, &format!("{bucket}/{key}"), &outcomes);
+        self.log_outcomes(op, &format!("{bucket}/{key}"), &outcomes, &straggling);
         if let Some(e) = client_error {
             // The client's body failed (bad digest, signature, short): no backend committed.
             return Err(e);
@@ -223,9 +226,7 @@ impl Replicated {
             )));
         }
         for (i, o) in outcomes.iter().enumerate() {
-            if let Err(e) = o
-                && !is_straggler(e)
-            {
+            if o.is_err() && !straggling.contains(&i) {
                 self.journal_missed(bucket, key, i, stamp, false, false);
             }
         }
