@@ -185,9 +185,58 @@ secret_key = "{S3S_SECRET}"
 """
 
 
-# The stacks an end-to-end module can run against. A module opts into more than the plain
-# filesystem one with `pytestmark = pytest.mark.stacks("fs", "replicated")`.
-STACKS = ("fs", "replicated")
+PLAIN_KEY, PLAIN_SECRET = "AKPLAINS3", "plain-s3-secret"
+
+
+def start_plain_s3proxy(workdir):
+    """An unencrypted s3proxy over a filesystem, serving as an S3 server that stores every
+    key S3 accepts (s3s-fs cannot hold some)."""
+    d = os.path.join(workdir, "plain-s3")
+    return Proxy(d, f"""
+[[credentials]]
+access_key = "{PLAIN_KEY}"
+secret_key = "{PLAIN_SECRET}"
+[[backends]]
+name = "disk"
+kind = "fs"
+path = "{d}/data"
+[encryption]
+enabled = false
+[admin]
+enabled = false
+""")
+
+
+def s3_only_config(workdir, moto, plain):
+    """The deployment operators run most: the encrypting proxy in front of S3 services
+    only (moto and another s3proxy), write quorum 1."""
+    return f"""
+state_dir = "{workdir}/state"
+[[credentials]]
+access_key = "{ACCESS_KEY}"
+secret_key = "{SECRET_KEY}"
+[replication]
+write_quorum = 1
+repair_interval_secs = 1
+[[backends]]
+name = "moto"
+kind = "s3"
+endpoint = "{moto.endpoint}"
+access_key = "moto"
+secret_key = "moto"
+[[backends]]
+name = "plain-s3"
+kind = "s3"
+endpoint = "{plain.endpoint}"
+access_key = "{PLAIN_KEY}"
+secret_key = "{PLAIN_SECRET}"
+"""
+
+
+# The stacks an end-to-end module can run against: the plain filesystem one, the encrypted
+# fs + moto + s3s-fs replicas, and the encrypted S3-only one (moto and another s3proxy). A
+# module opts into more than "fs" with `pytestmark = pytest.mark.stacks("fs", "replicated")`.
+STACKS = ("fs", "replicated", "s3only")
 
 
 def pytest_configure(config):
@@ -214,6 +263,9 @@ def proxy(request):
     try:
         if stack == "fs":
             p = Proxy(workdir, fs_config(os.path.join(workdir, "data")))
+        elif stack == "s3only":
+            servers = [start_moto(workdir), start_plain_s3proxy(workdir)]
+            p = Proxy(workdir, s3_only_config(workdir, *servers))
         else:
             servers = [start_moto(workdir), start_s3s_fs(workdir)]
             p = Proxy(workdir, replicated_config(workdir, *servers))
@@ -227,8 +279,8 @@ def proxy(request):
     alive = p.proc.poll() is None
     pending = []
     if servers and alive:
-        unstorable = lambda backend, bucket, key: backend == "s3s-fs" and s3s_fs_cannot_hold(
-            os.path.join(workdir, "s3s-data"), bucket, key)
+        unstorable = lambda backend, bucket, key: (backend == "s3s-fs" and s3s_fs_cannot_hold(
+            os.path.join(workdir, "s3s-data"), bucket, key)) or (backend == "moto" and moto_cannot_hold(key))
         pending = wait_journal_drained(os.path.join(workdir, "state", "journal"), unstorable)
     p.stop()
     for s in servers:
@@ -265,6 +317,12 @@ def wait_journal_drained(journal_dir, excused, timeout=60):
         if not entries or time.time() > deadline:
             return sorted(entries)
         time.sleep(0.5)
+
+
+def moto_cannot_hold(key):
+    """moto's server routes on the decoded path, so a key with a line break in it answers
+    404 NoSuchBucket (AWS stores it). Such keys stay in the journal for moto, by design."""
+    return "\n" in key or "\r" in key
 
 
 def s3s_fs_cannot_hold(data_dir, bucket, key):

@@ -8,7 +8,7 @@ import filecmp
 import pytest
 
 # Also through three replicas of mixed kinds (fs, moto, s3s-fs) behind the encrypting proxy.
-pytestmark = pytest.mark.stacks("fs", "replicated")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
 
 
 def write_random(path, size):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ACCESS_KEY, SECRET_KEY, aws_env
 
-pytestmark = pytest.mark.stacks("fs", "replicated")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
 
 
 def make_tree(root, files, big=()):

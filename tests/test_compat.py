@@ -15,6 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 import s3wire as w
+
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
 from conftest import ACCESS_KEY, SECRET_KEY, Proxy, make_client
 
 
@@ -34,15 +36,9 @@ path = "{os.path.join(workdir, 'data')}"
 
 
 @pytest.fixture(scope="module")
-def px():
-    workdir = tempfile.mkdtemp(prefix="s3proxy-compat-")
-    p = Proxy(workdir, config(workdir))
-    yield p
-    alive = p.proc.poll() is None
-    p.stop()
-    log = p.log()
-    shutil.rmtree(workdir, ignore_errors=True)
-    assert alive and "panicked" not in log, log[-3000:]
+def px(proxy):
+    """conftest's proxy, once per stack this module runs on."""
+    return proxy
 
 
 @pytest.fixture(scope="module")

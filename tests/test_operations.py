@@ -1,8 +1,9 @@
 """What an operator runs s3proxy with, against the real binary: a Prometheus scrape of
 /metrics before and after requests, /health and /ready as a load balancer reads them
 (with a backend process killed), HTTPS with a real TLS client checking the certificate
-and a certificate reloaded on SIGHUP, a SIGTERM in the middle of a 200 MiB upload, and
-connection limits answered with 503 SlowDown."""
+and a certificate reloaded on SIGHUP, a SIGTERM in the middle of a 200 MiB upload,
+connection limits answered with 503 SlowDown, and the replication metrics (repairs,
+tampering, the journal's age, unauthenticated stamps) moved by the events they count."""
 
 import hashlib
 import http.client
@@ -127,6 +128,71 @@ timeout_ms = 2000
     finally:
         moto.stop()
 
+
+
+def test_repair_tamper_and_stamp_metrics_move_with_their_events():
+    from test_replication import Cluster, data, plant
+    c = Cluster("1")
+    admin = free_port()
+    try:
+        c.front.stop()
+        with open(os.path.join(c.front_dir, "s3proxy.toml"), "a") as f:
+            f.write(f'\n[admin]\nlisten = "127.0.0.1:{admin}"\n')
+        c.front.start()
+        scrape = lambda: fetch(f"http://127.0.0.1:{admin}/metrics")[1]
+        age = lambda t: metric(t, "s3proxy_repair_journal_oldest_seconds")
+        copies = lambda t, b: metric(t, "s3proxy_repair_copies_total", backend=b)
+        copied = lambda t, b: metric(t, "s3proxy_repair_bytes_total", backend=b)
+        tampered = lambda t, b: metric(t, "s3proxy_tamper_detections_total", backend=b)
+        c.s3.create_bucket(Bucket="met")
+        body = data(400_000, 9)
+        c.s3.put_object(Bucket="met", Key="k", Body=body)
+        c.wait_journal_empty()
+        before = scrape()
+        assert age(before) == 0 and "s3proxy_repair_journal_oldest_seconds" in before, before
+        # A backend down with writes pending: the oldest entry's age is above 0, and rises.
+        c.backends[2].kill()
+        c.s3.put_object(Bucket="met", Key="k2", Body=body)
+        time.sleep(1.2)
+        first = age(scrape())
+        time.sleep(1.5)
+        second = age(scrape())
+        assert 0 < first < second, (first, second)
+        # It comes back and is repaired around: copies and bytes go up for it alone.
+        c.backends[2].start()
+        c.wait_journal_empty(60)
+        after = scrape()
+        assert copies(after, "r3") - copies(before, "r3") >= 1, after
+        assert copied(after, "r3") - copied(before, "r3") >= 400_000, after
+        assert copies(after, "r1") == copies(before, "r1")
+        assert age(after) == 0
+        # A corrupt replica read: the tamper counter of that backend goes up, and the
+        # replica is repaired.
+        flip = c.object_file(0, "met", "k")
+        with open(flip, "r+b") as f:
+            f.seek(200_000)
+            b = f.read(1)
+            f.seek(200_000)
+            f.write(bytes([b[0] ^ 1]))
+        assert c.s3.get_object(Bucket="met", Key="k")["Body"].read() == body
+        c.wait_journal_empty()
+        deadline = time.time() + 30
+        while time.time() < deadline and copies(scrape(), "r1") == copies(after, "r1"):
+            time.sleep(0.2)
+        late = scrape()
+        assert tampered(late, "r1") - tampered(after, "r1") == 1, late
+        assert tampered(late, "r2") == tampered(before, "r2")
+        assert copies(late, "r1") - copies(after, "r1") == 1
+        # A stamp written straight into a backend is seen and counted as unauthenticated.
+        meta = c.direct[1].head_object(Bucket="met", Key="k")["Metadata"]
+        raw = c.direct[1].get_object(Bucket="met", Key="k")["Body"].read()
+        plant(c, 1, "met", "k", raw, meta, "ffffffffffff-000000-evil")
+        assert c.s3.get_object(Bucket="met", Key="k")["Body"].read() == body
+        forged = scrape()
+        assert metric(forged, "s3proxy_unauthenticated_stamps_total", backend="r2", kind="invalid") >= 1, forged
+        assert metric(forged, "s3proxy_unauthenticated_stamps_total", backend="r1", kind="invalid") == 0
+    finally:
+        c.close()
 
 def make_cert(directory, name, cn="127.0.0.1"):
     cert, key = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")

@@ -533,3 +533,90 @@ def test_server_and_repair_tool_share_the_journal(cluster):
         assert versions[0] and versions.count(versions[0]) == 3, (k, versions, out, err[-2000:])
         assert c.s3.get_object(Bucket="rep", Key=k)["Body"].read() == bodies[k]
     assert not glob.glob(os.path.join(c.state, "journal", "*.corrupt"))
+
+
+def stamp_ms(stamp):
+    """The milliseconds of a version stamp's clock reading."""
+    return int(stamp.split("-")[0], 16)
+
+
+def plant(c, i, bucket, key, body, metadata, stamp):
+    """Store `body` with `metadata` on backend i directly, under a stamp of our choosing, as
+    anyone who can write to that backend can."""
+    c.direct[i].put_object(Bucket=bucket, Key=key, Body=body, Metadata=dict(metadata, **{"s3proxy-version": stamp}))
+
+
+def test_a_forged_far_future_stamp_on_one_backend_does_not_win(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    v1, v2 = data(300_000, 21), data(300_000, 22)
+    c.s3.put_object(Bucket="rep", Key="k", Body=v1)
+    c.wait_journal_empty()
+    # What backend r1 held for v1: its ciphertext and metadata, which still authenticate.
+    old = c.direct[0].get_object(Bucket="rep", Key="k")
+    old_body, old_meta = old["Body"].read(), old["Metadata"]
+    c.s3.put_object(Bucket="rep", Key="k", Body=v2)
+    c.wait_journal_empty()
+    good = c.version(1, "rep", "k")
+    # A rollback: v1 put back on r1 under a stamp from far in the future (a bare one, and
+    # one with a made-up MAC). Before stamps were authenticated it won every comparison.
+    for forged in ["ffffffffffff-000000-evil", "fffffffffff0-000000-evil." + "ab" * 16]:
+        plant(c, 0, "rep", "k", old_body, old_meta, forged)
+        assert c.version(0, "rep", "k") == forged
+        assert c.s3.get_object(Bucket="rep", Key="k")["Body"].read() == v2
+        # The read found r1 behind; repair puts v2 back there.
+        deadline = time.time() + 30
+        while time.time() < deadline and c.version(0, "rep", "k") != good:
+            time.sleep(0.2)
+        assert c.version(0, "rep", "k") == good
+        assert c.stored_data(0, "rep", "k") == c.stored_data(1, "rep", "k")
+    # The front's clock did not jump to the forged time: its next stamp is now.
+    c.s3.put_object(Bucket="rep", Key="k", Body=v1)
+    assert abs(stamp_ms(c.version(1, "rep", "k")) / 1000 - time.time()) < 60
+    assert c.s3.get_object(Bucket="rep", Key="k")["Body"].read() == v1
+    assert "does not verify" in c.front.log()
+
+
+def run_scrub(c):
+    return subprocess.run([BIN, "--config", os.path.join(c.front_dir, "s3proxy.toml"), "scrub"],
+                          cwd=c.front_dir, capture_output=True, text=True, timeout=120)
+
+
+def flip(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x20]))
+
+
+def test_scrub_repairs_corrupt_and_missing_replicas(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    bodies = {f"s{i}": data(200_000 + i, 30 + i) for i in range(3)}
+    for k, v in bodies.items():
+        c.s3.put_object(Bucket="rep", Key=k, Body=v)
+    c.wait_journal_empty()
+    r = run_scrub(c)
+    assert r.returncode == 0 and "scrubbed 9 object replica(s): 0 failed" in r.stdout, r.stdout + r.stderr
+    good = c.stored_data(1, "rep", "s0")
+    # r1's stored bytes of s0 flipped on disk; r3 lost s1 altogether.
+    flip(c.object_file(0, "rep", "s0"), 100_000)
+    c.direct[2].delete_object(Bucket="rep", Key="s1")
+    assert c.stored_data(0, "rep", "s0") != good
+    r = run_scrub(c)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "1 failed" in r.stdout and "repaired r1 rep/s0" in r.stdout, out
+    assert "repaired 1 failing replica(s); 1 missing or stale replica(s) brought up to date" in r.stdout, out
+    assert c.stored_data(0, "rep", "s0") == good, "the corrupt replica is byte-identical to the others"
+    assert c.stored_data(2, "rep", "s1") == c.stored_data(0, "rep", "s1")
+    r = run_scrub(c)
+    assert r.returncode == 0 and "scrubbed 9 object replica(s): 0 failed" in r.stdout, r.stdout + r.stderr
+    # Every replica of s2 corrupt: nothing good to repair from, so scrub says so and fails.
+    for i in range(3):
+        flip(c.object_file(i, "rep", "s2"), 50_000)
+    r = run_scrub(c)
+    assert r.returncode == 1 and "NOT repaired" in r.stdout and "rep/s2" in r.stdout, r.stdout + r.stderr
+    for k in ["s0", "s1"]:
+        assert c.s3.get_object(Bucket="rep", Key=k)["Body"].read() == bodies[k]

@@ -11,6 +11,9 @@
 //! # });
 //! ```
 
+// A test suite: an unwrap that fails is a test that fails.
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use futures::StreamExt;
 use s3proxy_core::*;

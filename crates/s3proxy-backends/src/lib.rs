@@ -10,7 +10,8 @@
 //! - [`S3`]: any S3-compatible service (AWS, MinIO, Ceph, Garage, another s3proxy),
 //!   through the official `aws-sdk-s3`, configured by [`S3Options`].
 //!
-//! [`conformance`] is the behaviour suite every backend must pass.
+//! `conformance` (behind the `conformance` feature) is the behaviour suite every backend
+//! must pass; the tests of this crate and of the layers above run it.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -21,8 +22,13 @@
 //! assert_eq!(backend.list_buckets().await.unwrap()[0].name, "demo");
 //! # });
 //! ```
+#![warn(missing_docs)]
+// An `unwrap` on request input or a backend's answer is a panic a client can cause:
+// outside tests, errors are handled or the invariant is named with `expect`.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod common;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod filesystem;
 mod memory;

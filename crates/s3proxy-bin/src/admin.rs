@@ -82,8 +82,23 @@ impl Admin {
             metrics::counter!("s3proxy_backend_requests_total", "backend" => backend, "outcome" => "error")
                 .absolute(h.failures);
         }
+        for (name, s) in r.stats() {
+            let backend = name;
+            metrics::counter!("s3proxy_repair_copies_total", "backend" => backend.clone())
+                .absolute(s.repair_copies);
+            metrics::counter!("s3proxy_repair_bytes_total", "backend" => backend.clone())
+                .absolute(s.repair_bytes);
+            metrics::counter!("s3proxy_tamper_detections_total", "backend" => backend.clone())
+                .absolute(s.tamper_detections);
+            for (kind, n) in s.unauthenticated_stamps {
+                metrics::counter!("s3proxy_unauthenticated_stamps_total", "backend" => backend.clone(), "kind" => kind.name())
+                    .absolute(n);
+            }
+        }
         let journal = r.journal();
         metrics::gauge!("s3proxy_repair_journal_pending").set(journal.len() as f64);
+        metrics::gauge!("s3proxy_repair_journal_oldest_seconds")
+            .set(journal.oldest_age().map_or(0.0, |age| age.as_secs_f64()));
         metrics::gauge!("s3proxy_writes_in_flight").set(r.writes_in_flight() as f64);
         let (up, needed) = self.quorum(&health);
         metrics::gauge!("s3proxy_backends_available").set(up as f64);

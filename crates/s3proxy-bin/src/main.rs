@@ -115,7 +115,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Read and authenticate every object on every backend; exit 1 when any fails.
+    /// Read and authenticate every object on every backend, and repair (from a good
+    /// replica) each one that fails and each one missing or stale; exit 1 when any could
+    /// not be repaired.
     Scrub {
         /// Only this bucket.
         #[arg(long)]

@@ -3,8 +3,8 @@
 
 use crate::config::Config;
 use s3proxy_core::{
-    BucketName, Conditions, CopyOptions, DynBackend, GetOptions, ListOptions, MetadataDirective,
-    ObjectKey,
+    Backend, BucketName, Conditions, CopyOptions, DynBackend, GetOptions, ListOptions,
+    MetadataDirective, ObjectKey,
 };
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -219,14 +219,50 @@ pub async fn rotate_keys(
     Ok(())
 }
 
-/// `s3proxy scrub`: every object of every backend is read whole through the encryption
-/// layer, which authenticates every segment; what fails is listed with its backend.
-pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failure> {
+/// Read one stored replica whole through the encryption layer (which authenticates every
+/// segment) and check its length.
+async fn verify(
+    backend: &DynBackend,
+    bucket: &BucketName,
+    key: &ObjectKey,
+) -> s3proxy_core::Result<()> {
     use futures::StreamExt;
+    let got = backend
+        .get_object(bucket, key, GetOptions::default())
+        .await?;
+    let mut body = got.body;
+    let mut read = 0u64;
+    while let Some(chunk) = body.next().await {
+        read += chunk?.len() as u64;
+    }
+    if read != got.info.size {
+        return Err(s3proxy_core::Error::Corrupt(format!(
+            "{read} bytes read of {}",
+            got.info.size
+        )));
+    }
+    Ok(())
+}
+
+/// A replica that failed: its backend, bucket, key and why.
+struct Bad {
+    backend: String,
+    bucket: BucketName,
+    key: ObjectKey,
+    why: String,
+}
+
+/// `s3proxy scrub`: every object of every backend is read whole through the encryption
+/// layer, which authenticates every segment; what fails is listed with its backend. With
+/// several backends each failing replica is then replaced from a good one (a forced
+/// repair through the replication layer's journal) and read again, and a repair scan
+/// copies what is missing or stale; exit 1 when something is left unrepaired.
+pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failure> {
     let encryption = crate::encryption_config(config).map_err(|e| (1, e))?;
     let mut progress = Progress::new("scrubbing");
-    let mut bad: Vec<String> = vec![];
+    let mut bad: Vec<Bad> = vec![];
     let mut checked = 0u64;
+    let mut readers: BTreeMap<String, DynBackend> = BTreeMap::new();
     for b in config.effective_backends() {
         let raw = crate::build_one(&b).await.map_err(|e| (1, e))?;
         let backend = encryption
@@ -240,26 +276,13 @@ pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failur
                 for key in keys {
                     progress.step(bucket_name.as_str());
                     checked += 1;
-                    let outcome = async {
-                        let got = backend
-                            .get_object(&bucket_name, &key, GetOptions::default())
-                            .await?;
-                        let mut body = got.body;
-                        let mut read = 0u64;
-                        while let Some(chunk) = body.next().await {
-                            read += chunk?.len() as u64;
-                        }
-                        if read != got.info.size {
-                            return Err(s3proxy_core::Error::Corrupt(format!(
-                                "{read} bytes read of {}",
-                                got.info.size
-                            )));
-                        }
-                        Ok(())
-                    }
-                    .await;
-                    if let Err(e) = outcome {
-                        bad.push(format!("{} {bucket_name}/{key}: {e}", b.name));
+                    if let Err(e) = verify(&backend, &bucket_name, &key).await {
+                        bad.push(Bad {
+                            backend: b.name.clone(),
+                            bucket: bucket_name.clone(),
+                            key,
+                            why: e.to_string(),
+                        });
                     }
                 }
                 match next {
@@ -268,22 +291,90 @@ pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failur
                 }
             }
         }
+        readers.insert(b.name.clone(), backend);
     }
     progress.finish();
     println!("scrubbed {checked} object replica(s): {} failed", bad.len());
-    for line in &bad {
-        println!("  {line}");
+    for f in &bad {
+        println!("  {} {}/{}: {}", f.backend, f.bucket, f.key, f.why);
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err((
+    let (_, replicated) = crate::build_stack(config).await.map_err(|e| (1, e))?;
+    let Some(replicated) = replicated else {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        return Err((
             1,
             format!(
-                "{} replica(s) failed to read or authenticate; `s3proxy repair` rewrites missing \
-                 and stale replicas",
+                "{} object(s) failed to read or authenticate; with one backend there is no \
+                 other replica to repair them from",
                 bad.len()
             ),
-        ))
+        ));
+    };
+    let mut unrepaired = 0u64;
+    let mut repaired = 0u64;
+    for f in &bad {
+        let outcome = match replicated
+            .repair_replica(&f.bucket, &f.key, &f.backend)
+            .await
+        {
+            Ok(true) => match readers.get(&f.backend) {
+                Some(reader) => verify(reader, &f.bucket, &f.key)
+                    .await
+                    .map_err(|e| format!("still fails after the repair: {e}")),
+                None => Ok(()),
+            },
+            Ok(false) => Err("not repaired now; left in the repair journal".to_string()),
+            Err(e) => Err(format!("repair failed ({e}); left in the repair journal")),
+        };
+        match outcome {
+            Ok(()) => {
+                repaired += 1;
+                println!("  repaired {} {}/{}", f.backend, f.bucket, f.key);
+            }
+            // A key deleted meanwhile reads as missing: nothing left to repair.
+            Err(_)
+                if matches!(
+                    replicated
+                        .head_object(&f.bucket, &f.key, GetOptions::default())
+                        .await,
+                    Err(s3proxy_core::Error::NoSuchKey)
+                ) =>
+            {
+                println!("  {} {}/{}: deleted meanwhile", f.backend, f.bucket, f.key);
+            }
+            Err(why) => {
+                unrepaired += 1;
+                println!("  NOT repaired {} {}/{}: {why}", f.backend, f.bucket, f.key);
+            }
+        }
     }
+    // Replicas missing an object, or holding an older version: the repair scan's job.
+    let only = bucket
+        .map(BucketName::new)
+        .transpose()
+        .map_err(|e| (2, format!("--bucket: {e}")))?;
+    let summary = replicated
+        .repair_scan(only.as_ref(), false, &|_, _| {})
+        .await
+        .map_err(|e| (1, format!("repair scan failed: {e}")))?;
+    let pending = replicated.replay_journal().await;
+    println!(
+        "repaired {repaired} failing replica(s); {} missing or stale replica(s) brought up to \
+         date, {} deletes applied; {} not repaired; {pending} journal entries pending",
+        summary.copies.saturating_sub(summary.failed),
+        summary.deletes,
+        unrepaired + summary.failed
+    );
+    if unrepaired + summary.failed > 0 {
+        return Err((
+            1,
+            format!(
+                "{} replica(s) could not be repaired (see above and the log)",
+                unrepaired + summary.failed
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -21,6 +21,10 @@
 //! assert_eq!(key.as_str(), "2024/holiday.jpg");
 //! assert!(BucketName::new("Not_Valid").is_err());
 //! ```
+#![warn(missing_docs)]
+// An `unwrap` on request input or a backend's answer is a panic a client can cause:
+// outside tests, errors are handled or the invariant is named with `expect`.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod backend;
 mod body;

@@ -202,8 +202,15 @@ pub struct CopyOptions {
     pub source_conditions: Conditions,
 }
 
-/// Options of [`crate::Backend::list_objects`].
-#[derive(Clone, Debug, Default)]
+/// Options of [`crate::Backend::list_objects`]. The default lists a whole page (S3's
+/// 1000 keys) of everything, as a bare ListObjects request does; `max_keys: 0` asks for
+/// an empty page, as `max-keys=0` does.
+///
+/// ```
+/// use s3proxy_core::ListOptions;
+/// assert_eq!(ListOptions::default().max_keys, 1000);
+/// ```
+#[derive(Clone, Debug)]
 pub struct ListOptions {
     /// Only keys starting with this.
     pub prefix: String,
@@ -214,6 +221,17 @@ pub struct ListOptions {
     pub start_after: Option<String>,
     /// At most this many keys plus common prefixes (S3 caps it at 1000).
     pub max_keys: usize,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        ListOptions {
+            prefix: String::new(),
+            delimiter: None,
+            start_after: None,
+            max_keys: crate::list::MAX_KEYS,
+        }
+    }
 }
 
 /// One object in a listing.

@@ -119,6 +119,16 @@ impl S3Server {
             request_id: request_id.clone(),
             resource: resource.clone(),
         };
+        // A request that announced a body may be answered before its body was read (an
+        // authentication, routing or ACL refusal). A client that sent `Expect:
+        // 100-continue` then never sends the body, and one that did may be cut short:
+        // either way the connection's next bytes are not the next request, so such an
+        // answer closes the connection.
+        let announced_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
         let permit = match &self.requests {
             None => Ok(None),
             Some(sem) => sem.clone().try_acquire_owned().map(Some),
@@ -136,7 +146,15 @@ impl S3Server {
                 } else {
                     log::debug!("{request_id} {op} {method} {path}: {}", e.code());
                 }
-                error::error_response(&e, &resource, &request_id, method != http::Method::HEAD)
+                let mut r =
+                    error::error_response(&e, &resource, &request_id, method != http::Method::HEAD);
+                if announced_body {
+                    r.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                r
             }
         };
         let headers = response.headers_mut();

@@ -14,6 +14,10 @@
 //! S3Server::new(backend, config).serve(listener).await
 //! # }
 //! ```
+#![warn(missing_docs)]
+// An `unwrap` on request input or a backend's answer is a panic a client can cause:
+// outside tests, errors are handled or the invariant is named with `expect`.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 // Inside the crate, by job: `server.rs` accepts connections (TLS, limits, graceful stop)
 // over `conn.rs`; `dispatch.rs` takes each request from arrival to answer (`S3Server`:

@@ -11,77 +11,175 @@ pub enum Endpoint {
     /// `GET /`
     ListBuckets,
     /// `PUT /bucket`
-    CreateBucket { bucket: BucketName },
+    CreateBucket {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `DELETE /bucket`
-    DeleteBucket { bucket: BucketName },
+    DeleteBucket {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `HEAD /bucket`
-    HeadBucket { bucket: BucketName },
+    HeadBucket {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket?location`
-    GetBucketLocation { bucket: BucketName },
+    GetBucketLocation {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket?versioning`
-    GetBucketVersioning { bucket: BucketName },
+    GetBucketVersioning {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket`
-    ListObjects { bucket: BucketName },
+    ListObjects {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket?list-type=2`
-    ListObjectsV2 { bucket: BucketName },
+    ListObjectsV2 {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket?uploads`
-    ListMultipartUploads { bucket: BucketName },
+    ListMultipartUploads {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `POST /bucket?delete`
-    DeleteObjects { bucket: BucketName },
+    DeleteObjects {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket?acl`
-    GetBucketAcl { bucket: BucketName },
+    GetBucketAcl {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `PUT /bucket?acl`
-    PutBucketAcl { bucket: BucketName },
+    PutBucketAcl {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket?versions`
-    ListObjectVersions { bucket: BucketName },
+    ListObjectVersions {
+        /// The bucket the URL names.
+        bucket: BucketName,
+    },
     /// `GET /bucket/key?acl`
-    GetObjectAcl { bucket: BucketName, key: ObjectKey },
+    GetObjectAcl {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `PUT /bucket/key?acl`
-    PutObjectAcl { bucket: BucketName, key: ObjectKey },
+    PutObjectAcl {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `GET /bucket/key?tagging`
-    GetObjectTagging { bucket: BucketName, key: ObjectKey },
+    GetObjectTagging {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `GET /bucket/key`
-    GetObject { bucket: BucketName, key: ObjectKey },
+    GetObject {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `HEAD /bucket/key`
-    HeadObject { bucket: BucketName, key: ObjectKey },
+    HeadObject {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `PUT /bucket/key`
-    PutObject { bucket: BucketName, key: ObjectKey },
+    PutObject {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `PUT /bucket/key` with `x-amz-copy-source`
-    CopyObject { bucket: BucketName, key: ObjectKey },
+    CopyObject {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `DELETE /bucket/key`
-    DeleteObject { bucket: BucketName, key: ObjectKey },
+    DeleteObject {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `POST /bucket/key?uploads`
-    CreateMultipartUpload { bucket: BucketName, key: ObjectKey },
+    CreateMultipartUpload {
+        /// The bucket the URL names.
+        bucket: BucketName,
+        /// The object key the URL names.
+        key: ObjectKey,
+    },
     /// `PUT /bucket/key?partNumber=N&uploadId=ID`
     UploadPart {
+        /// The bucket the URL names.
         bucket: BucketName,
+        /// The object key the URL names.
         key: ObjectKey,
+        /// The `uploadId` query parameter.
         upload_id: UploadId,
+        /// The `partNumber` query parameter (1 to 10000).
         part_number: u32,
     },
     /// `PUT /bucket/key?partNumber=N&uploadId=ID` with `x-amz-copy-source`
     UploadPartCopy {
+        /// The bucket the URL names.
         bucket: BucketName,
+        /// The object key the URL names.
         key: ObjectKey,
+        /// The `uploadId` query parameter.
         upload_id: UploadId,
+        /// The `partNumber` query parameter (1 to 10000).
         part_number: u32,
     },
     /// `POST /bucket/key?uploadId=ID`
     CompleteMultipartUpload {
+        /// The bucket the URL names.
         bucket: BucketName,
+        /// The object key the URL names.
         key: ObjectKey,
+        /// The `uploadId` query parameter.
         upload_id: UploadId,
     },
     /// `DELETE /bucket/key?uploadId=ID`
     AbortMultipartUpload {
+        /// The bucket the URL names.
         bucket: BucketName,
+        /// The object key the URL names.
         key: ObjectKey,
+        /// The `uploadId` query parameter.
         upload_id: UploadId,
     },
     /// `GET /bucket/key?uploadId=ID`
     ListParts {
+        /// The bucket the URL names.
         bucket: BucketName,
+        /// The object key the URL names.
         key: ObjectKey,
+        /// The `uploadId` query parameter.
         upload_id: UploadId,
     },
 }

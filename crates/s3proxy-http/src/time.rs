@@ -41,9 +41,11 @@ pub fn iso8601(t: SystemTime) -> String {
     )
 }
 
-/// `Fri, 24 May 2013 00:00:00 GMT`.
+/// `Fri, 24 May 2013 00:00:00 GMT`. A time after the year 9999 (which HTTP dates cannot
+/// say, and httpdate panics on) is given as its last second.
 pub fn http_date(t: SystemTime) -> String {
-    httpdate::fmt_http_date(t)
+    let last = UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799);
+    httpdate::fmt_http_date(t.min(last))
 }
 
 #[cfg(test)]
@@ -61,5 +63,8 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
+        // No panic past the year 9999.
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(http_date(far), "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 }

@@ -133,6 +133,7 @@ impl Backend for Replicated {
                 stamp: stamp.clone(),
                 tombstone: Some(stamp.clone()),
                 force: false,
+                since: None,
             };
             if let Err(e) = self.shared.journal.record(entry) {
                 log::error!("cannot record the deletion of bucket {bucket}: {e}");
@@ -173,7 +174,7 @@ impl Backend for Replicated {
         body: Body,
         mut opts: PutOptions,
     ) -> Result<PutResult> {
-        let stamp = self.shared.clock.next();
+        let stamp = self.new_stamp(bucket.as_str(), key.as_str());
         opts.metadata
             .internal
             .insert(VERSION_KEY.into(), stamp.clone());
@@ -444,6 +445,7 @@ impl Backend for Replicated {
             log::warn!(
                 "{bucket}/{key}: replica {replica} served data that failed verification; repairing it"
             );
+            self.replicas()[index].counters.tampered();
             let stamp = self.shared.clock.next();
             self.journal_missed(bucket, key, index, &stamp, false, true);
         }

@@ -25,7 +25,7 @@ impl Replicated {
             .await?;
         let source = self.present(holders[0].info.clone());
         opts.source_conditions.check(&source, true)?;
-        let stamp = self.shared.clock.next();
+        let stamp = self.new_stamp(dst_bucket.as_str(), dst_key.as_str());
         let mut metadata = match &opts.directive {
             MetadataDirective::Copy => holders[0].info.metadata.clone(),
             MetadataDirective::Replace(m) => {

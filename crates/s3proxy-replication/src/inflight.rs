@@ -116,6 +116,7 @@ impl Drop for InflightWrite {
                     stamp: stamp.clone(),
                     tombstone: tombstone.clone(),
                     force: false,
+                    since: None,
                 };
                 if let Err(e) = self.this.shared.journal.record(entry) {
                     log::error!("cannot record a check of {bucket}/{key}: {e}");

@@ -37,6 +37,11 @@ pub struct Entry {
     /// version stamp is current.
     #[serde(default)]
     pub force: bool,
+    /// When the backend first fell behind on this key (seconds since the epoch); set by
+    /// [`Journal::record`] when `None`, and kept by every later merge. Entries written
+    /// before this field existed have none: their stamp's time stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 /// Where an entry sits in the in-memory index: (bucket, key, backend), so that every
@@ -111,6 +116,13 @@ fn of_key<'a>(
         .range((bucket.to_string(), key.to_string(), String::new())..)
         .map(|(_, e)| e)
         .take_while(move |e| e.bucket == bucket && e.key == key)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -229,8 +241,16 @@ impl Journal {
         let name = entry.file_name();
         let id = entry.id();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entry.since.is_none() {
+            entry.since = Some(unix_now());
+        }
         let merge = |entry: &mut Entry, old: &Entry| {
             entry.force |= old.force;
+            // Behind since the first miss; an entry from before `since` existed keeps none.
+            entry.since = match (entry.since, old.since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
             entry.tombstone = entry.tombstone.clone().max(old.tombstone.clone());
             if old.stamp > entry.stamp {
                 entry.stamp = old.stamp.clone();
@@ -359,6 +379,21 @@ impl Journal {
             .max()
     }
 
+    /// How long the oldest pending entry has been waiting: the time since its backend
+    /// first fell behind on its key.
+    pub fn oldest_age(&self) -> Option<std::time::Duration> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::SystemTime::now();
+        entries
+            .values()
+            .filter_map(|e| match e.since {
+                Some(s) => Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+                None => crate::stamp::stamp_time(&e.stamp),
+            })
+            .min()
+            .map(|oldest| now.duration_since(oldest).unwrap_or_default())
+    }
+
     /// Number of pending entries.
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -382,6 +417,7 @@ mod tests {
             stamp: stamp.into(),
             tombstone: None,
             force: false,
+            since: None,
         }
     }
 
@@ -395,6 +431,7 @@ mod tests {
             stamp: "005".into(),
             tombstone: tombstone.map(Into::into),
             force: false,
+            since: None,
         };
         for e in [
             at("b", "", "r1", Some("005")),

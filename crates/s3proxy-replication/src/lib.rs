@@ -9,8 +9,9 @@
 //!   restart). Below the quorum the write fails with 503 and every replica keeps
 //!   serving the version it had: the write is withdrawn before any backend can commit
 //!   it (see `quorum`), and nothing is deleted.
-//! - Every version carries a [`Hlc`] stamp in its internal metadata; replicas are compared
-//!   by it, never by backend timestamps, and clients see the same ETag, size, metadata and
+//! - Every version carries a [`Hlc`] stamp in its internal metadata, authenticated with a
+//!   key derived from the shared secret; replicas are compared by it (a stamp that does
+//!   not verify ranks below every one that does), never by backend timestamps, and clients see the same ETag, size, metadata and
 //!   Last-Modified whichever replica answers.
 //! - Reads ask every available replica for the object's metadata, serve from one holding
 //!   the newest version, fail over on error or stall (also in the middle of a body), and
@@ -34,11 +35,16 @@
 //!     Replicated::new("replicated", replicas, opts, Arc::new(Journal::in_memory()))
 //! }
 //! ```
+#![warn(missing_docs)]
+// An `unwrap` on request input or a backend's answer is a panic a client can cause:
+// outside tests, errors are handled or the invariant is named with `expect`.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 // Where each mechanism lives: the set and its options (replicated, options); calling the
 // backends (fanout); reads and mid-body failover (read, failover); writes under the quorum
 // and what a missed quorum leaves (write, tee, quorum); operations in flight per key
-// (inflight); version stamps (stamp); the repair journal and repair (journal, repair,
+// (inflight); version stamps and their authentication (stamp); counters for operators
+// (stats); the repair journal and repair (journal, repair,
 // background, repair_scan, failing_repairs); backend health (health); multipart uploads
 // (upload_id, uploads); the Backend impl (backend, with copy and listing).
 mod backend;
@@ -58,6 +64,7 @@ mod repair;
 mod repair_scan;
 mod replicated;
 mod stamp;
+mod stats;
 mod tee;
 mod upload_id;
 mod uploads;
@@ -68,4 +75,5 @@ pub use journal::{Entry, Journal};
 pub use options::{ReadPreference, Replica, ReplicationOptions, WriteQuorum};
 pub use repair_scan::RepairSummary;
 pub use replicated::Replicated;
-pub use stamp::{ETAG_KEY, Hlc, VERSION_KEY, stamp_time};
+pub use stamp::{ETAG_KEY, Hlc, MAX_CLOCK_SKEW, Trust, VERSION_KEY, stamp_time};
+pub use stats::ReplicaStats;

@@ -53,12 +53,11 @@ impl Replicated {
                     .cloned();
                 let newer = match merged.get(&o.key) {
                     Some(Item::Object(existing)) => {
-                        let old = existing
-                            .internal
-                            .as_ref()
-                            .and_then(|m| m.get(VERSION_KEY))
-                            .cloned();
-                        version > old
+                        let old = existing.internal.as_ref().and_then(|m| m.get(VERSION_KEY));
+                        let rank = |v: Option<&String>| {
+                            self.rank_quietly(bucket.as_str(), &o.key, v.map(String::as_str))
+                        };
+                        rank(version.as_ref()) > rank(old)
                     }
                     _ => true,
                 };

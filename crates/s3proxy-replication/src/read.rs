@@ -5,7 +5,7 @@
 use crate::Replicated;
 use crate::failover::Failover;
 use crate::options::ReadPreference;
-use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
+use crate::stamp::{ETAG_KEY, Rank, VERSION_KEY, stamp_time};
 use s3proxy_core::*;
 
 /// The error of a read whose located version every holder had replaced by a newer one.
@@ -20,6 +20,8 @@ pub(crate) fn is_changed(e: &Error) -> bool {
 pub(crate) struct Seen {
     pub(crate) index: usize,
     pub(crate) info: ObjectInfo,
+    /// How its version ranks (see `stamp`).
+    pub(crate) rank: Rank,
 }
 
 impl Replicated {
@@ -81,7 +83,10 @@ impl Replicated {
         let mut no_bucket = 0;
         for (index, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
-                Ok(info) => seen.push(Seen { index, info }),
+                Ok(info) => {
+                    let rank = self.rank_seen(bucket.as_str(), key.as_str(), index, &info.metadata);
+                    seen.push(Seen { index, info, rank })
+                }
                 Err(Error::NoSuchKey) => missing.push(index),
                 Err(Error::NoSuchBucket) => {
                     no_bucket += 1;
@@ -92,10 +97,7 @@ impl Replicated {
                 }
             }
         }
-        let newest = seen
-            .iter()
-            .map(|s| version_of(&s.info.metadata).unwrap_or("").to_string())
-            .max();
+        let newest = seen.iter().map(|s| s.rank.clone()).max();
         let tombstone = self.shared.journal.tombstone(bucket.as_str(), key.as_str());
         let Some(newest) = newest else {
             if let Some(e) = first_error {
@@ -123,13 +125,18 @@ impl Replicated {
             }
             return Err(Error::NoSuchKey);
         };
-        if tombstone.as_deref().is_some_and(|t| t >= newest.as_str()) {
+        if tombstone
+            .as_deref()
+            .is_some_and(|t| t >= newest.stamp.as_str())
+        {
             // Deleted through the proxy; some replica has not applied the delete yet.
             return Err(Error::NoSuchKey);
         }
-        self.shared.clock.observe(&newest);
+        self.observe(bucket.as_str(), key.as_str(), &newest);
+        let newest_rank = newest;
+        let newest = newest_rank.stamp.clone();
         for s in &seen {
-            if version_of(&s.info.metadata).unwrap_or("") < newest.as_str() {
+            if s.rank < newest_rank {
                 log::info!(
                     "{target}: replica {} holds an older version; repairing",
                     self.replicas()[s.index].backend.name()
@@ -145,10 +152,7 @@ impl Replicated {
             self.journal_missed(bucket, key, index, &newest, false, false);
         }
         let order = self.read_order(&[]);
-        let mut holders: Vec<Seen> = seen
-            .into_iter()
-            .filter(|s| version_of(&s.info.metadata).unwrap_or("") == newest.as_str())
-            .collect();
+        let mut holders: Vec<Seen> = seen.into_iter().filter(|s| s.rank == newest_rank).collect();
         holders.sort_by_key(|s| {
             order
                 .iter()

@@ -5,7 +5,7 @@
 use crate::Replicated;
 use crate::inflight::InflightWrite;
 use crate::journal::Entry;
-use crate::stamp::{ETAG_KEY, version_of};
+use crate::stamp::ETAG_KEY;
 use s3proxy_core::*;
 use std::time::{Duration, Instant};
 
@@ -30,11 +30,53 @@ impl Replicated {
             stamp: stamp.to_string(),
             tombstone: tombstone.then(|| stamp.to_string()),
             force,
+            since: None,
         };
         if let Err(e) = self.shared.journal.record(entry) {
             log::error!("cannot record a missed write of {bucket}/{key}: {e}");
         }
         self.shared.wake_repair.notify_one();
+    }
+
+    /// Replace `backend`'s replica of a key from the other replicas now, whatever its
+    /// version stamp says: what `s3proxy scrub` does with a replica that failed
+    /// authentication. The repair goes through the journal (a forced entry), so when it
+    /// cannot be done now (the backend or every good replica unreachable) the entry stays
+    /// for the repair pass. Returns whether the replica was replaced (or the key turned
+    /// out deleted).
+    pub async fn repair_replica(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        backend: &str,
+    ) -> Result<bool> {
+        let Some(index) = self
+            .replicas()
+            .iter()
+            .position(|r| r.backend.name() == backend)
+        else {
+            return Err(Error::InvalidArgument(format!(
+                "no backend named {backend:?}"
+            )));
+        };
+        let stamp = self.shared.clock.next();
+        self.journal_missed(bucket, key, index, &stamp, false, true);
+        let Some(entry) = self
+            .shared
+            .journal
+            .pending_in(bucket.as_str())
+            .into_iter()
+            .find(|e| e.key == key.as_str() && e.backend == backend)
+        else {
+            return Err(Error::Internal(
+                "the forced repair was not journaled".into(),
+            ));
+        };
+        let done = self.repair_entry(&entry).await?;
+        if done {
+            self.shared.journal.remove(&entry)?;
+        }
+        Ok(done)
     }
 
     /// Repair one journal entry; clear it when done, log why when it failed.
@@ -118,14 +160,14 @@ impl Replicated {
         }))
         .await;
         let mut unreachable = false;
-        let mut newest: Option<(String, usize, ObjectInfo)> = None;
+        let mut newest: Option<(crate::stamp::Rank, usize, ObjectInfo)> = None;
         let mut target_version = None;
         for (i, v) in views.into_iter().enumerate() {
             match v {
                 Ok(info) => {
-                    let version = version_of(&info.metadata).unwrap_or("").to_string();
+                    let version = self.rank_seen(&entry.bucket, &entry.key, i, &info.metadata);
                     if i == target {
-                        target_version = Some(version.clone());
+                        target_version = Some(version.stamp.clone());
                         if entry.force {
                             continue;
                         }
@@ -143,7 +185,7 @@ impl Replicated {
         let target_backend = self.replicas()[target].backend.clone();
         let deleted = match (&newest, &tombstone) {
             (None, _) => true,
-            (Some((v, _, _)), Some(t)) => t >= v,
+            (Some((v, _, _)), Some(t)) => *t >= v.stamp,
             _ => false,
         };
         if deleted {
@@ -173,6 +215,7 @@ impl Replicated {
             return Ok(!unreachable);
         }
         let (version, source, info) = newest.expect("not deleted, so a newest version exists");
+        let version = version.stamp;
         if !entry.force && target_version.as_deref() == Some(version.as_str()) {
             return Ok(true);
         }
@@ -232,7 +275,10 @@ impl Replicated {
                 Ok(false)
             }
             Err(e) => Err(e),
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.replicas()[target].counters.repaired(length);
+                Ok(true)
+            }
         }
     }
 

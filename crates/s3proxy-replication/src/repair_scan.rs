@@ -114,7 +114,20 @@ impl Replicated {
             let total = keys.len() as u64;
             for (done, (key, versions)) in keys.into_iter().enumerate() {
                 summary.keys += 1;
-                let newest = versions.iter().flatten().max().cloned().unwrap_or_default();
+                // By rank: a stamp that is not the proxy's own loses to every one that is
+                // (repair_entry, which does the copy, ranks and reports each replica).
+                let newest = versions
+                    .iter()
+                    .flatten()
+                    .max_by_key(|v| {
+                        self.rank_quietly(
+                            bucket.as_str(),
+                            &key,
+                            Some(v.as_str()).filter(|v| !v.is_empty()),
+                        )
+                    })
+                    .cloned()
+                    .unwrap_or_default();
                 let tombstone = self.shared.journal.tombstone(bucket.as_str(), &key);
                 let deleted = tombstone.as_deref().is_some_and(|t| t >= newest.as_str());
                 let object_key = ObjectKey::new(key.clone())?;
@@ -142,6 +155,7 @@ impl Replicated {
                         stamp: newest.clone(),
                         tombstone: None,
                         force: false,
+                        since: None,
                     };
                     match self.repair_entry(&entry).await {
                         Ok(true) => {}

@@ -5,7 +5,8 @@ use crate::health::{Health, HealthSnapshot};
 use crate::inflight::InflightSlot;
 use crate::journal::{EntryId, Journal};
 use crate::options::{Replica, ReplicationOptions};
-use crate::stamp::Hlc;
+use crate::stamp::{Hlc, StampKey};
+use crate::stats::Counters;
 use s3proxy_core::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ pub(crate) struct ReplicaState {
     pub(crate) backend: DynBackend,
     pub(crate) timeout: Duration,
     pub(crate) health: Health,
+    pub(crate) counters: Counters,
 }
 
 /// What every clone of a [`Replicated`] shares.
@@ -23,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) replicas: Vec<ReplicaState>,
     pub(crate) opts: ReplicationOptions,
     pub(crate) clock: Hlc,
+    /// Authenticates version stamps (derived from the upload id key).
+    pub(crate) stamp_key: StampKey,
     pub(crate) journal: Arc<Journal>,
     pub(crate) wake_repair: tokio::sync::Notify,
     /// Writes, deletes and repairs in flight per (bucket, key).
@@ -63,6 +67,7 @@ impl Replicated {
             }
         }
         let clock = Hlc::new(opts.node_id.clone());
+        let stamp_key = StampKey::derive(&opts.upload_id_key);
         Ok(Replicated {
             shared: Arc::new(Shared {
                 name: name.into(),
@@ -72,10 +77,12 @@ impl Replicated {
                         backend: r.backend,
                         timeout: r.timeout,
                         health: Health::default(),
+                        counters: Counters::default(),
                     })
                     .collect(),
                 opts,
                 clock,
+                stamp_key,
                 journal,
                 wake_repair: tokio::sync::Notify::new(),
                 inflight: Default::default(),

@@ -19,7 +19,7 @@ impl Replicated {
         mut opts: MultipartOptions,
     ) -> Result<UploadId> {
         self.check_bucket_not_deleted(bucket)?;
-        let stamp = self.shared.clock.next();
+        let stamp = self.new_stamp(bucket.as_str(), key.as_str());
         opts.metadata
             .internal
             .insert(VERSION_KEY.into(), stamp.clone());

@@ -57,29 +57,21 @@ async fn stale_replica_found_by_a_read_is_repaired() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     settle(&s.replicated).await;
     assert!(s.replicated.journal().is_empty());
-    // Write the new version behind the proxy's back on two replicas only.
-    let newer = s.backends[0]
-        .inner
-        .head_object(&bucket(), &key("s"), GetOptions::default())
+    // Another instance (same secret) writes the new version on two replicas only.
+    let other = replicated_over(
+        &s.backends[1..],
+        WriteQuorum::All,
+        Arc::new(Journal::in_memory()),
+    );
+    other
+        .put_object(
+            &bucket(),
+            &key("s"),
+            Bytes::from("new").into(),
+            PutOptions::default(),
+        )
         .await
         .unwrap();
-    let mut meta = newer.metadata.clone();
-    meta.internal
-        .insert(VERSION_KEY.into(), "ffffffffffff-000000-test".into());
-    for b in &s.backends[1..] {
-        b.inner
-            .put_object(
-                &bucket(),
-                &key("s"),
-                Bytes::from("new").into(),
-                PutOptions {
-                    metadata: meta.clone(),
-                    content_md5: None,
-                },
-            )
-            .await
-            .unwrap();
-    }
     assert_eq!(read(&s.replicated, "s").await.unwrap(), "new");
     assert_eq!(s.replicated.journal().len(), 1);
     settle(&s.replicated).await;
@@ -114,6 +106,7 @@ async fn missing_key_with_a_backend_down_is_404_unless_a_reachable_replica_misse
             stamp: "01".into(),
             tombstone: None,
             force: false,
+            since: None,
         })
         .unwrap();
     assert!(matches!(
