@@ -216,11 +216,8 @@ def test_content_encoding_and_non_ascii_metadata_as_s3_returns_them(px, s3):
     assert s3.head_object(Bucket="compat", Key="meta2")["Metadata"] == {"greeting": encoded, "plain": "a b"}
 
 
-# ---- Issue #15 item 6 and the bugs found with it: over the filesystem stack and the
-# replicated fs+moto+s3s-fs stack, both encrypted (conftest's `proxy`). This module's own
-# `s3` fixture is the plain filesystem proxy above, so these tests use `client` and `bkt`.
-
-pytestmark = pytest.mark.stacks("fs", "replicated")
+# ---- Issue #15 item 6 and the bugs found with it, on every stack of the module. They
+# use `client` and `bkt` (one bucket per test), not the module's shared `s3` bucket.
 
 MIB = 1024 * 1024
 
