@@ -214,3 +214,230 @@ def test_content_encoding_and_non_ascii_metadata_as_s3_returns_them(px, s3):
     encoded = "=?UTF-8?B?%s?=" % base64.b64encode(value.encode()).decode()
     s3.put_object(Bucket="compat", Key="meta2", Body=b"m", Metadata={"greeting": encoded, "plain": "a b"})
     assert s3.head_object(Bucket="compat", Key="meta2")["Metadata"] == {"greeting": encoded, "plain": "a b"}
+
+
+# ---- Issue #15 item 6 and the bugs found with it, on every stack of the module. They
+# use `client` and `bkt` (one bucket per test), not the module's shared `s3` bucket.
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def client(proxy):
+    return make_client(proxy.endpoint)
+
+
+_bkt_counter = [0]
+
+
+@pytest.fixture
+def bkt(client):
+    _bkt_counter[0] += 1
+    name = f"compat-{os.getpid()}-{_bkt_counter[0]}"
+    client.create_bucket(Bucket=name)
+    yield name
+    for o in client.list_objects_v2(Bucket=name).get("Contents", []):
+        client.delete_object(Bucket=name, Key=o["Key"])
+    for u in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+    client.delete_bucket(Bucket=name)
+
+
+def multipart(client, bucket, key, parts):
+    up = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    done = []
+    for n, data in enumerate(parts, 1):
+        etag = client.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=n, Body=data)["ETag"]
+        done.append({"PartNumber": n, "ETag": etag})
+    return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up,
+                                            MultipartUpload={"Parts": done})["ETag"]
+
+
+def error_of(call):
+    with pytest.raises(ClientError) as e:
+        call()
+    r = e.value.response
+    return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]
+
+
+def test_get_and_head_part_number(client, bkt):
+    parts = [os.urandom(5 * MIB), os.urandom(5 * MIB + 7), os.urandom(1234)]
+    whole = b"".join(parts)
+    etag = multipart(client, bkt, "mp", parts)
+    start = 0
+    for n, data in enumerate(parts, 1):
+        end = start + len(data) - 1
+        got = client.get_object(Bucket=bkt, Key="mp", PartNumber=n)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert got["ContentRange"] == f"bytes {start}-{end}/{len(whole)}"
+        assert got["PartsCount"] == 3 and got["ETag"] == etag
+        assert got["ContentLength"] == len(data)
+        assert got["Body"].read() == data
+        head = client.head_object(Bucket=bkt, Key="mp", PartNumber=n)
+        assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert head["ContentLength"] == len(data) and head["PartsCount"] == 3
+        assert head["ContentRange"] == f"bytes {start}-{end}/{len(whole)}"
+        start = end + 1
+    # Without partNumber, no parts count (as S3).
+    assert "PartsCount" not in client.head_object(Bucket=bkt, Key="mp")
+    assert error_of(lambda: client.get_object(Bucket=bkt, Key="mp", PartNumber=4)) == (416, "InvalidPartNumber")
+    assert error_of(lambda: client.get_object(Bucket=bkt, Key="mp", PartNumber=1, Range="bytes=0-9")) == (
+        400, "InvalidRequest")
+    # An object not uploaded in parts is its own part 1, without a parts count.
+    small = os.urandom(3000)
+    client.put_object(Bucket=bkt, Key="one", Body=small)
+    got = client.get_object(Bucket=bkt, Key="one", PartNumber=1)
+    assert got["Body"].read() == small and "PartsCount" not in got
+    assert got["ContentRange"] == f"bytes 0-2999/3000"
+    assert error_of(lambda: client.get_object(Bucket=bkt, Key="one", PartNumber=2)) == (416, "InvalidPartNumber")
+    assert error_of(lambda: client.head_object(Bucket=bkt, Key="one", PartNumber=2))[0] == 416
+    # curl: the raw answer.
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bkt, "Key": "mp", "PartNumber": 3})
+    out = subprocess.run(["curl", "-sS", "-D", "-", "-o", "-", url], capture_output=True, timeout=60)
+    head, _, body = out.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 206"), head
+    assert b"\r\nx-amz-mp-parts-count: 3" in head.lower()
+    assert body == parts[2]
+    for bad in ("0", "10001", "x"):
+        url = client.generate_presigned_url("get_object", Params={"Bucket": bkt, "Key": "one"})
+        out = subprocess.run(["curl", "-sS", "-w", "%{http_code}", "-o", "/dev/null", url + f"&partNumber={bad}"],
+                             capture_output=True, timeout=60)
+        # partNumber is signed with the rest of the query: an added one breaks the signature.
+        assert out.stdout in (b"400", b"403"), out.stdout
+
+
+def test_same_part_uploaded_twice(client, bkt):
+    up = client.create_multipart_upload(Bucket=bkt, Key="twice")["UploadId"]
+    first, second = os.urandom(1000), os.urandom(1000)
+    e1 = client.upload_part(Bucket=bkt, Key="twice", UploadId=up, PartNumber=1, Body=first)["ETag"]
+    e2 = client.upload_part(Bucket=bkt, Key="twice", UploadId=up, PartNumber=1, Body=second)["ETag"]
+    assert [p["ETag"] for p in client.list_parts(Bucket=bkt, Key="twice", UploadId=up)["Parts"]] == [e2]
+    complete = lambda e: client.complete_multipart_upload(  # noqa: E731
+        Bucket=bkt, Key="twice", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+    assert error_of(lambda: complete(e1)) == (400, "InvalidPart")
+    complete(e2)
+    assert client.get_object(Bucket=bkt, Key="twice")["Body"].read() == second
+
+
+def test_same_part_uploaded_concurrently(client, bkt):
+    import concurrent.futures
+
+    up = client.create_multipart_upload(Bucket=bkt, Key="race")["UploadId"]
+    bodies = [os.urandom(2 * MIB) for _ in range(4)]
+    by_etag = {'"%s"' % hashlib.md5(b).hexdigest(): b for b in bodies}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        etags = list(pool.map(lambda b: make_client(client.meta.endpoint_url).upload_part(
+            Bucket=bkt, Key="race", UploadId=up, PartNumber=1, Body=b)["ETag"], bodies))
+    assert sorted(etags) == sorted(by_etag)
+    listed = client.list_parts(Bucket=bkt, Key="race", UploadId=up)["Parts"]
+    assert len(listed) == 1 and listed[0]["ETag"] in by_etag
+    last = listed[0]["ETag"]
+    for other in set(by_etag) - {last}:
+        assert error_of(lambda: client.complete_multipart_upload(
+            Bucket=bkt, Key="race", UploadId=up,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": other}]})) == (400, "InvalidPart")
+    client.complete_multipart_upload(Bucket=bkt, Key="race", UploadId=up,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": last}]})
+    got = client.get_object(Bucket=bkt, Key="race")
+    assert got["Body"].read() == by_etag[last]
+
+
+def test_upload_part_copy_ranges(client, bkt):
+    client.put_object(Bucket=bkt, Key="src", Body=b"0123456789")
+    up = client.create_multipart_upload(Bucket=bkt, Key="dst")["UploadId"]
+    copy = lambda r: client.upload_part_copy(  # noqa: E731
+        Bucket=bkt, Key="dst", UploadId=up, PartNumber=1, CopySource={"Bucket": bkt, "Key": "src"},
+        CopySourceRange=r)
+    # What AWS answers: a range past the source's end is 400 InvalidArgument ("Range specified
+    # is not valid for source object of size: N"), not a GET's 416; so is a malformed one.
+    for bad in ("bytes=0-10", "bytes=10-12", "bytes=5-", "bytes=-3", "0-3", "bytes=a-b", "bytes=4-2"):
+        assert error_of(lambda: copy(bad)) == (400, "InvalidArgument"), bad
+    etag = copy("bytes=2-5")["CopyPartResult"]["ETag"]
+    assert etag == '"%s"' % hashlib.md5(b"2345").hexdigest()
+    client.complete_multipart_upload(Bucket=bkt, Key="dst", UploadId=up,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert client.get_object(Bucket=bkt, Key="dst")["Body"].read() == b"2345"
+
+
+def test_copy_answers_the_new_objects_etag(client, bkt):
+    multipart(client, bkt, "mp", [os.urandom(5 * MIB), os.urandom(100)])
+    client.put_object(Bucket=bkt, Key="single", Body=b"single")
+    for src in ("mp", "single"):
+        for directive in ("COPY", "REPLACE"):
+            dst = f"{src}-{directive}"
+            r = client.copy_object(Bucket=bkt, Key=dst, CopySource={"Bucket": bkt, "Key": src},
+                                   MetadataDirective=directive)
+            head = client.head_object(Bucket=bkt, Key=dst)
+            assert r["CopyObjectResult"]["ETag"] == head["ETag"], (src, directive)
+            listed = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bkt)["Contents"]}
+            assert listed[dst] == head["ETag"]
+            assert client.get_object(Bucket=bkt, Key=dst)["Body"].read() == \
+                client.get_object(Bucket=bkt, Key=src)["Body"].read()
+
+
+def test_presigned_put_applies_signed_metadata_parameters(proxy, client, bkt):
+    def curl_put(url, *headers, body=b"hello"):
+        args = ["curl", "-sS", "-w", "%{http_code}", "-o", "/dev/null", "-T", "-"]
+        for h in headers:
+            args += ["-H", h]
+        return subprocess.run(args + [url], input=body, capture_output=True, timeout=60).stdout
+
+    # boto3 signs the metadata as headers the uploader must send.
+    signer = make_client(proxy.endpoint, signature_version="s3v4")
+    url = signer.generate_presigned_url("put_object", Params={
+        "Bucket": bkt, "Key": "boto", "Metadata": {"color": "dark blue"}})
+    assert curl_put(url, "x-amz-meta-color: dark blue") == b"200"
+    assert client.head_object(Bucket=bkt, Key="boto")["Metadata"] == {"color": "dark blue"}
+    # Other presigners put them in the query, signed with it: S3 applies them as headers.
+    host = f"127.0.0.1:{proxy.port}"
+    meta = "x-amz-meta-color=dark%20blue&x-amz-meta-n=1&x-amz-meta-utf=%C3%A9t%C3%A9"
+    url = f"{proxy.endpoint}/{bkt}/meta?" + w.presign_v4("PUT", f"/{bkt}/meta", meta, host=host)
+    assert curl_put(url) == b"200"
+    head = client.head_object(Bucket=bkt, Key="meta")
+    # (A non-ASCII value comes back as S3 sends it: an RFC 2047 encoded word.)
+    assert head["Metadata"] == {"color": "dark blue", "n": "1", "utf": "=?UTF-8?B?w6l0w6k=?="}
+    assert client.get_object(Bucket=bkt, Key="meta")["Body"].read() == b"hello"
+    # An x-amz-* header the URL did not sign is still refused, and nothing is stored.
+    url2 = f"{proxy.endpoint}/{bkt}/meta2?" + w.presign_v4("PUT", f"/{bkt}/meta2", meta, host=host)
+    assert curl_put(url2, "x-amz-meta-evil: 1") == b"403"
+    # So is a parameter added to the URL: the whole query is signed.
+    assert curl_put(url2 + "&x-amz-meta-evil=1") == b"403"
+    assert error_of(lambda: client.head_object(Bucket=bkt, Key="meta2"))[0] == 404
+    # A header sent too (the URL signs it) keeps its value over the query's.
+    q = w.presign_v4("PUT", f"/{bkt}/meta3", "x-amz-meta-color=query", host=host)
+    assert curl_put(f"{proxy.endpoint}/{bkt}/meta3?{q}") == b"200"
+    assert client.head_object(Bucket=bkt, Key="meta3")["Metadata"] == {"color": "query"}
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plain"])
+def test_w_all_copy_of_a_multipart_object_over_mixed_s3_backends(encrypted):
+    """moto and s3s-fs give the same multipart bytes different ETags: each replica's copy
+    must be held to its own (it was held to the first's, and W=all answered 503)."""
+    from conftest import replicated_config, start_moto, start_s3s_fs
+
+    workdir = tempfile.mkdtemp(prefix="s3proxy-compat-wall-")
+    servers = [start_moto(workdir), start_s3s_fs(workdir)]
+    try:
+        cfg = replicated_config(workdir, *servers).replace("write_quorum = 1", 'write_quorum = "all"')
+        if not encrypted:
+            cfg = cfg.replace("[replication]", "[encryption]\nenabled = false\n[replication]")
+        p = Proxy(workdir, cfg)
+        try:
+            c = make_client(p.endpoint)
+            c.create_bucket(Bucket="wall")
+            parts = [os.urandom(5 * MIB), os.urandom(4321)]
+            multipart(c, "wall", "mp", parts)
+            for directive in ("COPY", "REPLACE"):
+                r = c.copy_object(Bucket="wall", Key=f"copy-{directive}", CopySource={"Bucket": "wall", "Key": "mp"},
+                                  MetadataDirective=directive)
+                assert r["CopyObjectResult"]["ETag"] == c.head_object(Bucket="wall", Key=f"copy-{directive}")["ETag"]
+                assert c.get_object(Bucket="wall", Key=f"copy-{directive}")["Body"].read() == b"".join(parts)
+            got = c.get_object(Bucket="wall", Key="copy-COPY", PartNumber=2)
+            assert got["Body"].read() == parts[1] and got["PartsCount"] == 2
+        finally:
+            p.stop()
+            assert "panicked" not in p.log()
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -11,6 +11,42 @@ pub(crate) fn copy_metadata(src: &ObjectMetadata, directive: &MetadataDirective)
     }
 }
 
+/// The bytes a GET selects: its range, or with `?partNumber` that part's bytes, noting
+/// the parts count of a multipart object in `info`. `part_sizes` are the sizes of the
+/// object's parts in order, empty for an object not stored from parts (and for one stored
+/// before part sizes were recorded).
+pub(crate) fn selected_range(
+    info: &mut ObjectInfo,
+    part_sizes: &[u64],
+    opts: &GetOptions,
+) -> Result<Option<(u64, u64)>> {
+    let Some(number) = opts.part_number else {
+        return opts.range.map(|r| r.resolve(info.size)).transpose();
+    };
+    if opts.range.is_some() {
+        return Err(Error::InvalidRequest(
+            "Cannot specify both Range header and partNumber query parameter".into(),
+        ));
+    }
+    if !part_sizes.is_empty() {
+        info.parts_count = Some(part_sizes.len() as u32);
+        return part_range(part_sizes, number);
+    }
+    match info.etag.rsplit_once('-').map(|(_, n)| n.parse::<u32>()) {
+        // A multipart object written before part sizes were stored: only its part
+        // count is known, so only a one-part object can answer.
+        Some(Ok(1)) => info.parts_count = Some(1),
+        Some(Ok(_)) => {
+            return Err(Error::NotImplemented(
+                "the part boundaries of this object were not recorded".into(),
+            ));
+        }
+        _ => {}
+    }
+    // Not uploaded in parts: the object is its only part.
+    part_range(&[info.size], number)
+}
+
 /// A fresh, unguessable multipart upload id.
 pub(crate) fn new_upload_id() -> UploadId {
     let bytes: [u8; 16] = rand::random();

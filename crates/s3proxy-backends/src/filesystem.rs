@@ -74,6 +74,9 @@ struct StoredHeader {
     modified_ns: u64,
     #[serde(default)]
     metadata: ObjectMetadata,
+    /// Sizes of the parts of a multipart object, in order (absent in older headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,6 +109,7 @@ impl StoredHeader {
             etag: self.etag.clone(),
             last_modified: from_ns(self.modified_ns),
             metadata: self.metadata.clone(),
+            parts_count: None,
         })
     }
 
@@ -655,6 +659,7 @@ impl Backend for Filesystem {
             etag: etag_of(digest),
             modified_ns: to_ns(SystemTime::now()),
             metadata: opts.metadata,
+            parts: vec![],
         };
         let result = PutResult {
             etag: header.etag.clone(),
@@ -671,9 +676,9 @@ impl Backend for Filesystem {
         opts: GetOptions,
     ) -> Result<GetResult> {
         let (file, header) = self.open_object(bucket, key).await?;
-        let info = header.info()?;
+        let mut info = header.info()?;
         opts.conditions.check(&info, false)?;
-        let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
+        let range = selected_range(&mut info, &header.parts, &opts)?;
         let (offset, len) = match range {
             Some((start, end)) => (start, end - start + 1),
             None => (0, info.size),
@@ -753,6 +758,7 @@ impl Backend for Filesystem {
             etag: header.etag.clone(),
             modified_ns: to_ns(SystemTime::now()),
             metadata: copy_metadata(&header.metadata, &opts.directive),
+            parts: header.parts.clone(),
         };
         let result = PutResult {
             etag: new_header.etag.clone(),
@@ -819,6 +825,7 @@ impl Backend for Filesystem {
             etag: etag_of(digest),
             modified_ns: to_ns(SystemTime::now()),
             metadata: ObjectMetadata::default(),
+            parts: vec![],
         };
         let etag = header.etag.clone();
         blocking(move || {
@@ -848,7 +855,7 @@ impl Backend for Filesystem {
         let temp = temp_path(&index.dir);
         let guard = TempGuard(Some(temp.clone()));
         let part_dir = dir.clone();
-        let (file, size, etag) = blocking(move || {
+        let (file, size, etag, parts) = blocking(move || {
             let uploaded = read_parts(&part_dir)?;
             let selected = select_parts(&parts, &uploaded)?;
             let mut dst = create_private(&temp).map_err(io_ctx("create", &temp))?;
@@ -861,7 +868,7 @@ impl Backend for Filesystem {
                 size += part.size;
             }
             let etag = multipart_etag(selected.iter().map(|p| p.etag.as_str()))?;
-            Ok((dst, size, etag))
+            Ok((dst, size, etag, selected.iter().map(|p| p.size).collect()))
         })
         .await?;
         let header = StoredHeader {
@@ -870,6 +877,7 @@ impl Backend for Filesystem {
             etag,
             modified_ns: to_ns(SystemTime::now()),
             metadata: upload.metadata,
+            parts,
         };
         let result = PutResult {
             etag: header.etag.clone(),

@@ -39,6 +39,8 @@ struct MemBucket {
 struct MemObject {
     info: ObjectInfo,
     data: Bytes,
+    /// Sizes of the parts it was assembled from, in order; empty for a single PUT.
+    part_sizes: Vec<u64>,
 }
 
 struct MemUpload {
@@ -148,13 +150,21 @@ impl Backend for Memory {
             etag: etag_of(digest),
             last_modified: SystemTime::now(),
             metadata: opts.metadata,
+            parts_count: None,
         };
         let result = PutResult {
             etag: info.etag.clone(),
             last_modified: info.last_modified,
         };
         self.with_bucket(bucket, |b| {
-            b.objects.insert(key.to_string(), MemObject { info, data });
+            b.objects.insert(
+                key.to_string(),
+                MemObject {
+                    info,
+                    data,
+                    part_sizes: vec![],
+                },
+            );
             Ok(())
         })?;
         Ok(result)
@@ -166,9 +176,9 @@ impl Backend for Memory {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
-        let obj = self.get(bucket, key)?;
+        let mut obj = self.get(bucket, key)?;
         opts.conditions.check(&obj.info, false)?;
-        let range = opts.range.map(|r| r.resolve(obj.info.size)).transpose()?;
+        let range = selected_range(&mut obj.info, &obj.part_sizes, &opts)?;
         let data = match range {
             Some((start, end)) => obj.data.slice(start as usize..=end as usize),
             None => obj.data,
@@ -230,6 +240,7 @@ impl Backend for Memory {
                 MemObject {
                     info,
                     data: src.data,
+                    part_sizes: src.part_sizes,
                 },
             );
             Ok(())
@@ -339,6 +350,7 @@ impl Backend for Memory {
                 etag: multipart_etag(selected.iter().map(|p| p.etag.as_str()))?,
                 last_modified: SystemTime::now(),
                 metadata: upload.metadata.clone(),
+                parts_count: None,
             };
             let result = PutResult {
                 etag: info.etag.clone(),
@@ -349,6 +361,7 @@ impl Backend for Memory {
                 MemObject {
                     info,
                     data: data.freeze(),
+                    part_sizes: selected.iter().map(|p| p.size).collect(),
                 },
             );
             b.uploads.remove(upload_id.as_str());

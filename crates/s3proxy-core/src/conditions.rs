@@ -94,6 +94,7 @@ mod tests {
             etag: "abc".into(),
             last_modified: UNIX_EPOCH + Duration::from_secs(1000),
             metadata: ObjectMetadata::default(),
+            parts_count: None,
         }
     }
 

@@ -53,6 +53,9 @@ pub enum Error {
     /// The requested range is not satisfiable.
     #[error("The requested range is not satisfiable")]
     InvalidRange,
+    /// GET or HEAD `?partNumber=N` beyond the object's parts.
+    #[error("The requested partnumber is not satisfiable")]
+    InvalidPartNumber,
     /// A precondition (If-Match, If-Unmodified-Since, ...) failed.
     #[error("At least one of the pre-conditions you specified did not hold")]
     PreconditionFailed,
@@ -173,6 +176,7 @@ impl Error {
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::InvalidRequest(_) => "InvalidRequest",
             Error::InvalidRange => "InvalidRange",
+            Error::InvalidPartNumber => "InvalidPartNumber",
             Error::PreconditionFailed => "PreconditionFailed",
             Error::NotModified => "NotModified",
             Error::BadDigest => "BadDigest",
@@ -231,7 +235,7 @@ impl Error {
             | Error::AuthorizationQueryParameters(_)
             | Error::RequestTimeout => 400,
             Error::MissingContentLength => 411,
-            Error::InvalidRange => 416,
+            Error::InvalidRange | Error::InvalidPartNumber => 416,
             Error::PreconditionFailed => 412,
             Error::AccessDenied(_)
             | Error::InvalidAccessKeyId
@@ -271,6 +275,7 @@ mod tests {
             (Error::NoSuchBucket, 404),
             (Error::NoSuchKey, 404),
             (Error::InvalidRange, 416),
+            (Error::InvalidPartNumber, 416),
             (Error::PreconditionFailed, 412),
             (Error::SignatureDoesNotMatch, 403),
             (Error::KeyTooLong, 400),

@@ -81,6 +81,10 @@ pub struct ObjectInfo {
     pub last_modified: SystemTime,
     /// Headers, user and internal metadata.
     pub metadata: ObjectMetadata,
+    /// The number of parts of a multipart object, given (as S3 gives
+    /// `x-amz-mp-parts-count`) only when [`GetOptions::part_number`] asked for a part of
+    /// one; `None` otherwise.
+    pub parts_count: Option<u32>,
 }
 
 /// A streaming body with a length known in advance, as S3 requires for PUT.
@@ -120,6 +124,31 @@ pub struct GetOptions {
     /// Replicas not to read from (by backend name), because a layer above found their
     /// copy unauthentic. Only replicating layers look at it.
     pub exclude_replicas: Vec<String>,
+    /// `?partNumber=N`: only the bytes of the object's Nth part (as uploaded to its
+    /// multipart upload), served like a range over the whole object, with the parts
+    /// count in the info. An object not uploaded in parts has one part: itself. A
+    /// number beyond the parts is [`crate::Error::InvalidPartNumber`]; HEAD answers
+    /// with the part's range too. Never together with `range`.
+    pub part_number: Option<u32>,
+}
+
+/// Where part `number` (1-based) lies in an object made of parts of `sizes` bytes, in
+/// order: the inclusive byte range, or [`crate::Error::InvalidPartNumber`]. An empty part
+/// (an empty object) has no range: `Ok(None)`.
+///
+/// ```
+/// use s3proxy_core::part_range;
+/// assert_eq!(part_range(&[5, 5, 2], 2).unwrap(), Some((5, 9)));
+/// assert_eq!(part_range(&[0], 1).unwrap(), None);
+/// assert!(part_range(&[5, 2], 3).is_err());
+/// ```
+pub fn part_range(sizes: &[u64], number: u32) -> crate::Result<Option<(u64, u64)>> {
+    let index = (number as usize)
+        .checked_sub(1)
+        .filter(|i| *i < sizes.len())
+        .ok_or(crate::Error::InvalidPartNumber)?;
+    let start: u64 = sizes[..index].iter().sum();
+    Ok((sizes[index] > 0).then(|| (start, start + sizes[index] - 1)))
 }
 
 /// The result of a GET: metadata, the byte range served and the data.

@@ -198,7 +198,7 @@ impl S3Server {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::fmt::Display,
     {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let header_bytes: usize = parts
             .headers
             .iter()
@@ -207,17 +207,10 @@ impl S3Server {
         if header_bytes > self.config.max_header_bytes {
             return ("Request", Err(Error::RequestHeaderSectionTooLarge));
         }
-        let raw_path = parts.uri.path();
-        let raw_query = parts.uri.query().unwrap_or("");
+        let uri = parts.uri.clone();
+        let raw_path = uri.path();
+        let raw_query = uri.query().unwrap_or("");
         let query = Query::parse(raw_query);
-        let routed = (|| {
-            let host = request::header(&parts.headers, "host");
-            let (bucket, key) =
-                request::address(raw_path, host.as_deref(), &self.config.virtual_host_domains)?;
-            let bucket = bucket.map(BucketName::new).transpose()?;
-            let key = key.map(ObjectKey::new).transpose()?;
-            Endpoint::route(&parts.method, bucket, key, &query, &parts.headers)
-        })();
         // Authenticate before anything else answers, even routing errors.
         let host = parts.headers.get("host").and_then(|h| h.to_str().ok());
         let authenticated = auth::authenticate(
@@ -235,6 +228,19 @@ impl S3Server {
             Ok(a) => a,
             Err(e) => return ("Authenticate", Err(e)),
         };
+        // A presigned URL's signed x-amz-* parameters count as headers (boto3 puts a
+        // presigned PUT's metadata there), for routing and the handlers alike.
+        if let Err(e) = request::add_query_headers(&mut parts.headers, &authenticated) {
+            return ("Authenticate", Err(e));
+        }
+        let routed = (|| {
+            let host = request::header(&parts.headers, "host");
+            let (bucket, key) =
+                request::address(raw_path, host.as_deref(), &self.config.virtual_host_domains)?;
+            let bucket = bucket.map(BucketName::new).transpose()?;
+            let key = key.map(ObjectKey::new).transpose()?;
+            Endpoint::route(&parts.method, bucket, key, &query, &parts.headers)
+        })();
         let endpoint = match routed {
             Ok(e) => e,
             Err(e) => return ("Route", Err(e)),

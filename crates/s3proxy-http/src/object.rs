@@ -136,16 +136,27 @@ pub(crate) async fn get_object(
         Some(v) => ByteRange::parse(&v)?,
         None => None,
     };
+    let part_number = match req.query.has("partNumber") {
+        true => Some(crate::router::part_number(&req.query)?),
+        false => None,
+    };
+    if part_number.is_some() && req.headers.contains_key("range") {
+        return Err(Error::InvalidRequest(
+            "Cannot specify both Range header and partNumber query parameter".into(),
+        ));
+    }
     let opts = GetOptions {
         range: range_header,
         conditions: request::conditions(&req.headers, ""),
+        part_number,
         ..Default::default()
     };
-    let got = if with_body {
+    // Only a read locates a part's bytes: a HEAD of a part reads it and sends no body.
+    let got = if with_body || part_number.is_some() {
         ctx.backend
             .get_object(bucket, key, opts)
             .await
-            .map(|got| (got.info, Some(got.range), Some(got.body)))
+            .map(|got| (got.info, Some(got.range), with_body.then_some(got.body)))
     } else {
         ctx.backend
             .head_object(bucket, key, opts)
@@ -162,6 +173,9 @@ pub(crate) async fn get_object(
     };
     let mut b = Response::builder();
     b = object_headers(b, &info, &req.query)?;
+    if let Some(count) = info.parts_count {
+        b = b.header("x-amz-mp-parts-count", count);
+    }
     b = match range {
         Some((start, end)) => b
             .status(StatusCode::PARTIAL_CONTENT)

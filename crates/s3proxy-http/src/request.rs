@@ -100,6 +100,22 @@ pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
+/// Add the signed `x-amz-*` query parameters of a presigned URL to the headers, as S3
+/// reads them. A header sent as well (it is signed too, or authentication refused it)
+/// keeps its value.
+pub fn add_query_headers(headers: &mut HeaderMap, auth: &Authenticated) -> Result<()> {
+    for (name, value) in &auth.query_headers {
+        let bad = || Error::InvalidArgument(format!("invalid value for query parameter {name}"));
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        if headers.contains_key(&name) {
+            continue;
+        }
+        let value = http::HeaderValue::from_bytes(value.as_bytes()).map_err(|_| bad())?;
+        headers.insert(name, value);
+    }
+    Ok(())
+}
+
 /// Headers and user metadata of a PUT, CopyObject REPLACE or CreateMultipartUpload.
 pub fn metadata_from_headers(headers: &HeaderMap) -> Result<ObjectMetadata> {
     let mut meta = ObjectMetadata::default();

@@ -216,7 +216,8 @@ const UNSUPPORTED_OBJECT_SUBRESOURCES: &[&str] = &[
     "attributes",
 ];
 
-fn part_number(query: &Query) -> Result<u32> {
+/// `?partNumber=`, 1 to 10000, else the InvalidArgument S3 answers.
+pub(crate) fn part_number(query: &Query) -> Result<u32> {
     query
         .get("partNumber")
         .and_then(|n| n.parse::<u32>().ok())

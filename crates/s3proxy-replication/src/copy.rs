@@ -6,6 +6,7 @@ use crate::fanout::{Outcome, missed_by};
 use crate::inflight::InflightWrite;
 use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
 use s3proxy_core::*;
+use std::collections::HashMap;
 use std::future::Future;
 
 impl Replicated {
@@ -40,8 +41,14 @@ impl Replicated {
         let source_version = version_of(&holders[0].info.metadata)
             .unwrap_or("")
             .to_string();
+        // The ETag the copy shows when the metadata pins one (see `present`).
+        let pinned_etag = metadata.internal.get(ETAG_KEY).cloned();
         // Each replica copies its own copy of the source: only if it is the version
         // located, or concurrent writes could give replicas different data under one stamp.
+        // Each replica is held to its own ETag of that version: replicas of different
+        // kinds give the same bytes different ETags. One that does not hold it is held
+        // to the first holder's, and misses the copy unless it has the same bytes.
+        let located = located_etags(self, &holders);
         let inner = CopyOptions {
             directive: MetadataDirective::Replace(metadata),
             source_conditions: Conditions {
@@ -64,8 +71,11 @@ impl Replicated {
                 inner.clone(),
             );
             move |b: DynBackend| {
-                let (sb, sk, db, dk, o) =
+                let (sb, sk, db, dk, mut o) =
                     (sb.clone(), sk.clone(), db.clone(), dk.clone(), o.clone());
+                if let Some(etag) = located.get(b.name()) {
+                    o.source_conditions.if_match = Some(etag.clone());
+                }
                 async move { b.copy_object(&sb, &sk, &db, &dk, o).await }
             }
         };
@@ -94,13 +104,23 @@ impl Replicated {
         for i in missed_by(&outcomes) {
             self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
         }
+        // The ETag a HEAD of the new object shows: the pinned one, else the new copy's on
+        // the replica reads go to first (a copy of a multipart object may get another
+        // ETag than its source's).
+        let read_first = self
+            .read_order(&[])
+            .into_iter()
+            .find_map(|i| outcomes.get(i)?.as_ref().ok().map(|r| r.etag.clone()));
         let first = self.quorum_result(outcomes, |_| false)?;
         let first = first.ok_or_else(|| Error::Internal("no successful copy".into()))?;
         if let Some(guard) = guard {
             self.copy_when_written(guard, (src_bucket, src_key), later, target, copy);
         }
+        let etag = pinned_etag
+            .or(read_first)
+            .unwrap_or_else(|| first.etag.clone());
         Ok(PutResult {
-            etag: source.etag,
+            etag,
             last_modified: stamp_time(&stamp).unwrap_or(first.last_modified),
         })
     }
@@ -148,4 +168,15 @@ impl Replicated {
             guard.add_stragglers(-1);
         });
     }
+}
+
+/// Each holder's own backend ETag of the located version, by replica name.
+fn located_etags(r: &Replicated, holders: &[crate::read::Seen]) -> HashMap<String, String> {
+    holders
+        .iter()
+        .map(|h| {
+            let name = r.replicas()[h.index].backend.name().to_string();
+            (name, h.info.etag.clone())
+        })
+        .collect()
 }

@@ -187,20 +187,32 @@ impl Replicated {
                 "{bucket}/{key}: no replica left that has not failed verification"
             )));
         };
-        let info = self.present(first.info.clone());
+        let mut info = self.present(first.info.clone());
         opts.conditions.check(&info, false)?;
-        let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
-        let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
+        // A part's bytes are known once a replica answers for it; a failover mid-body
+        // then reads them as a range.
+        let part = opts.part_number;
+        let mut range = match part {
+            Some(_) if opts.range.is_some() => {
+                return Err(Error::InvalidRequest(
+                    "Cannot specify both Range header and partNumber query parameter".into(),
+                ));
+            }
+            Some(_) => None,
+            None => opts.range.map(|r| r.resolve(info.size)).transpose()?,
+        };
         let mut last_error = None;
         let mut changed = false;
         for (position, holder) in holders.iter().enumerate() {
             let backend = self.replicas()[holder.index].backend.clone();
+            let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
             let inner_opts = GetOptions {
-                range: if info.size == 0 {
+                range: if info.size == 0 || part.is_some() {
                     None
                 } else {
                     Some(ByteRange::FromTo(start, end))
                 },
+                part_number: part,
                 conditions: Conditions {
                     if_match: Some(holder.info.etag.clone()),
                     ..Default::default()
@@ -215,6 +227,11 @@ impl Replicated {
                 .await;
             match got {
                 Ok(got) => {
+                    if part.is_some() {
+                        range = got.range;
+                        info.parts_count = got.info.parts_count;
+                    }
+                    let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
                     let served_by = Some(backend.name().to_string());
                     let failover = Failover {
                         this: self.clone(),

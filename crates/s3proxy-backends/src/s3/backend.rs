@@ -60,6 +60,7 @@ impl S3 {
             etag: unquote(out.e_tag()),
             last_modified: to_system_time(out.last_modified()),
             metadata,
+            parts_count: None,
         })
     }
 }
@@ -211,6 +212,7 @@ impl Backend for S3 {
             .bucket(self.backend_bucket(bucket))
             .key(keys::wire(key.as_str()))
             .set_range(opts.range.map(range_header))
+            .set_part_number(opts.part_number.map(|n| n as i32))
             .set_if_match(c.if_match.clone())
             .set_if_none_match(c.if_none_match.clone())
             .set_if_modified_since(c.if_modified_since.map(DateTime::from))
@@ -225,8 +227,11 @@ impl Backend for S3 {
                 )
             })?;
         let body_len = out.content_length().unwrap_or(0).max(0) as u64;
+        // A part is served like a range (some servers answer a one-part object's part 1
+        // whole, without Content-Range).
+        let ranged = opts.range.is_some() || opts.part_number.is_some();
         let (range, size) = match out.content_range().and_then(parse_content_range) {
-            Some((first, last, total)) if opts.range.is_some() => (Some((first, last)), total),
+            Some((first, last, total)) if ranged => (Some((first, last)), total),
             _ => (None, body_len),
         };
         let metadata = response_metadata!(out);
@@ -236,6 +241,10 @@ impl Backend for S3 {
             etag: unquote(out.e_tag()),
             last_modified: to_system_time(out.last_modified()),
             metadata,
+            parts_count: opts
+                .part_number
+                .and(out.parts_count())
+                .and_then(|n| u32::try_from(n).ok()),
         };
         // Servers that ignore some conditional header still get S3's answer.
         c.check(&info, false)?;

@@ -203,6 +203,7 @@ impl S3 {
             Some("PreconditionFailed") => Error::PreconditionFailed,
             Some("NotModified") => Error::NotModified,
             Some("InvalidRange") => Error::InvalidRange,
+            Some("InvalidPartNumber") => Error::InvalidPartNumber,
             Some("InvalidPart") => Error::InvalidPart,
             Some("InvalidPartOrder") => Error::InvalidPartOrder,
             Some("EntityTooSmall") => Error::EntityTooSmall,

@@ -61,6 +61,7 @@ impl Backend for Encrypted {
                     range: None,
                     conditions: Conditions::default(),
                     exclude_replicas: opts.exclude_replicas,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -87,6 +87,7 @@ impl Encrypted {
             etag: decoded.etag.clone(),
             last_modified: stored.last_modified,
             metadata,
+            parts_count: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! segments covering it, read only while the object is the one just looked up), and the
 //! retries around it when a replica serves unauthentic data or the object changes.
 
-use super::{Encrypted, if_match};
+use super::{Decoded, Encrypted, if_match};
 use s3proxy_core::*;
 
 enum GetFailure {
@@ -53,15 +53,38 @@ impl Encrypted {
     ) -> std::result::Result<GetResult, GetFailure> {
         use GetFailure::*;
         let base = GetOptions {
-            range: None,
-            conditions: Conditions::default(),
             exclude_replicas: exclude.to_vec(),
+            ..Default::default()
         };
         let classify = |e: Error, replica: Option<String>| match e {
             Error::Corrupt(_) => Corrupt(e, replica),
             e => Fatal(e),
         };
-        match opts.range {
+        // The plaintext bytes wanted, when not the whole object: a range, or a part
+        // located by the object's layout. An empty object's only part is read whole.
+        let mut wanted = None;
+        let mut parts_count = None;
+        if opts.range.is_some() || opts.part_number.is_some() {
+            let (stored, forms) = self
+                .head_inner(bucket, key, base.clone())
+                .await
+                .map_err(Fatal)?;
+            let decoded = self.decode(key, &stored).map_err(|e| classify(e, None))?;
+            self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
+            let mut info = Self::plain_info(&stored, &decoded);
+            opts.conditions.check(&info, false).map_err(Fatal)?;
+            let span = match (opts.part_number, opts.range) {
+                (Some(_), Some(_)) => return Err(Fatal(both_range_and_part())),
+                (Some(n), None) => part_span(&decoded, &mut info, n).map_err(Fatal)?,
+                (None, Some(range)) => Some(range.resolve(info.size).map_err(Fatal)?),
+                (None, None) => None,
+            };
+            parts_count = info.parts_count;
+            if let Some(span) = span {
+                wanted = Some((stored, decoded, info, span));
+            }
+        }
+        match wanted {
             None => {
                 let got = self
                     .inner
@@ -72,8 +95,9 @@ impl Encrypted {
                     .decode(key, &got.info)
                     .map_err(|e| classify(e, got.served_by.clone()))?;
                 self.remember_listed(bucket, key.as_str(), &got.info.etag, &[], &decoded);
-                let info = Self::plain_info(&got.info, &decoded);
+                let mut info = Self::plain_info(&got.info, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
+                info.parts_count = parts_count;
                 let body = self.reader(
                     bucket,
                     key,
@@ -91,13 +115,7 @@ impl Encrypted {
                     served_by: got.served_by,
                 })
             }
-            Some(range) => {
-                let (stored, forms) = self.head_inner(bucket, key, base).await.map_err(Fatal)?;
-                let decoded = self.decode(key, &stored).map_err(|e| classify(e, None))?;
-                self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
-                let info = Self::plain_info(&stored, &decoded);
-                opts.conditions.check(&info, false).map_err(Fatal)?;
-                let (a, b) = range.resolve(info.size).map_err(Fatal)?;
+            Some((stored, decoded, info, (a, b))) => {
                 let (first, last) = decoded.layout.covering(Some((a, b)));
                 let (first, last) = (decoded.layout.segment(first), decoded.layout.segment(last));
                 let stored_range = ByteRange::FromTo(
@@ -113,6 +131,7 @@ impl Encrypted {
                             range: Some(stored_range),
                             conditions: if_match(&stored.etag),
                             exclude_replicas: exclude.to_vec(),
+                            ..Default::default()
                         },
                     )
                     .await
@@ -139,4 +158,33 @@ impl Encrypted {
             }
         }
     }
+}
+
+fn both_range_and_part() -> Error {
+    Error::InvalidRequest("Cannot specify both Range header and partNumber query parameter".into())
+}
+
+/// Where part `number` of the object lies in the plaintext, from its layout, and the parts
+/// count in `info` for a multipart object. The parts a client uploaded are the first ones
+/// of the layout, as many as its ETag counts (`-N`); an object not uploaded in parts is
+/// its only part.
+fn part_span(decoded: &Decoded, info: &mut ObjectInfo, number: u32) -> Result<Option<(u64, u64)>> {
+    let count = decoded
+        .etag
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<usize>().ok());
+    let Some(count) = count else {
+        return part_range(&[info.size], number);
+    };
+    let parts = decoded.layout.parts();
+    if count == 0 || count > parts.len() {
+        return Err(Error::Corrupt(format!(
+            "{}: {} parts in the layout, {count} in the ETag",
+            info.key,
+            parts.len()
+        )));
+    }
+    info.parts_count = Some(count as u32);
+    let sizes: Vec<u64> = parts[..count].iter().map(|p| p.plain_len).collect();
+    part_range(&sizes, number)
 }

@@ -61,7 +61,7 @@ use crate::format::ENC_PREFIX;
 pub struct Encrypted {
     pub(crate) inner: DynBackend,
     ring: Arc<Keyring>,
-    parts: Mutex<HashMap<(String, u32), PartRecord>>,
+    parts: Mutex<HashMap<(String, u32), Vec<PartRecord>>>,
     /// Plaintext sizes and ETags for listings (list_cache.rs).
     pub(crate) listed: ListCache,
 }

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 /// Parts remembered per instance so CompleteMultipartUpload can check the plaintext ETags
 /// a client lists and ListParts can show them. Bounded; losing it only weakens those two.
 const PART_CACHE_LIMIT: usize = 100_000;
+/// Uploads remembered per part number. Concurrent uploads of one part finish at the
+/// backend in one order and here perhaps in another: the backend keeps the last to
+/// finish there, so each is remembered by its stored ETag, not the last one here.
+const UPLOADS_PER_PART: usize = 8;
 
 #[derive(Clone)]
 pub(super) struct PartRecord {
@@ -24,7 +28,12 @@ impl Encrypted {
         if parts.len() >= PART_CACHE_LIMIT {
             parts.clear();
         }
-        parts.insert((inner_id.to_string(), part), record);
+        let uploads = parts.entry((inner_id.to_string(), part)).or_default();
+        uploads.retain(|r| r.stored_etag != record.stored_etag);
+        if uploads.len() >= UPLOADS_PER_PART {
+            uploads.remove(0);
+        }
+        uploads.push(record);
     }
 
     pub(super) fn known_part(
@@ -35,8 +44,9 @@ impl Encrypted {
     ) -> Option<String> {
         let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         parts
-            .get(&(inner_id.to_string(), part))
-            .filter(|r| r.stored_etag == stored_etag)
+            .get(&(inner_id.to_string(), part))?
+            .iter()
+            .find(|r| r.stored_etag == stored_etag)
             .map(|r| r.plain_md5.clone())
     }
 

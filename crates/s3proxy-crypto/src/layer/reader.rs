@@ -267,6 +267,7 @@ impl Reader {
                     range: Some(range),
                     conditions: if_match(&self.stored_etag),
                     exclude_replicas: self.exclude.clone(),
+                    ..Default::default()
                 },
             )
             .await

@@ -185,6 +185,10 @@ pub struct Authenticated {
     pub payload: Payload,
     /// The buckets the signer may reach.
     pub grants: Arc<Grants>,
+    /// `x-amz-*` parameters of a presigned SigV4 URL besides its own (`x-amz-meta-*`,
+    /// `x-amz-acl`, ...), names lowercased: signed with the whole query, so S3 applies
+    /// them like headers.
+    pub query_headers: Vec<(String, String)>,
 }
 
 /// The parts of a request that authentication reads.
@@ -540,6 +544,7 @@ fn authenticate_header(
         access_key: access_key.to_string(),
         payload,
         grants: config.keyring.grants(access_key),
+        query_headers: vec![],
     })
 }
 
@@ -622,12 +627,45 @@ fn authenticate_presigned(
         access_key: access_key.to_string(),
         payload,
         grants: config.keyring.grants(access_key),
+        query_headers: signed_query_headers(req.raw_query),
     })
+}
+
+/// The `x-amz-*` parameters of a presigned SigV4 query that stand for headers: all but
+/// the URL's own authentication parameters and those authentication has read already
+/// (the payload hash, the date, a session token).
+fn signed_query_headers(raw_query: &str) -> Vec<(String, String)> {
+    const NOT_HEADERS: &[&str] = &["x-amz-content-sha256", "x-amz-date", "x-amz-security-token"];
+    crate::query::pairs(raw_query)
+        .filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let own = PRESIGNED_V4_PARAMS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(&name));
+            (name.starts_with("x-amz-") && !own && !NOT_HEADERS.contains(&name.as_str()))
+                .then_some((name, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presigned_query_headers_are_the_other_amz_parameters() {
+        let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a%2Fb&X-Amz-Date=x\
+                 &X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=s\
+                 &x-amz-meta-color=dark%20blue&X-Amz-Acl=private&x-amz-content-sha256=h\
+                 &partNumber=1";
+        assert_eq!(
+            signed_query_headers(q),
+            vec![
+                ("x-amz-meta-color".to_string(), "dark blue".to_string()),
+                ("x-amz-acl".to_string(), "private".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn amz_dates() {

@@ -227,6 +227,7 @@ pub(crate) fn authenticate_header(
         access_key: access_key.to_string(),
         payload: Payload::Unsigned,
         grants: config.keyring.grants(access_key),
+        query_headers: vec![],
     })
 }
 
@@ -275,6 +276,7 @@ pub(crate) fn authenticate_presigned(
         access_key: access_key.to_string(),
         payload: Payload::Unsigned,
         grants: config.keyring.grants(access_key),
+        query_headers: vec![],
     })
 }
 
