@@ -17,15 +17,15 @@ from botocore.exceptions import ClientError
 
 from conftest import BIN, Proxy, make_client
 from faultproxy import FaultProxy
-from test_replication import BACKEND_KEY, BACKEND_SECRET, backend_config, data, front_config
+from test_replication import BACKEND_KEY, BACKEND_SECRET, Cluster, backend_config, data, front_config
 
 MIB = 1024 * 1024
 
 
-class FaultCluster:
+class FaultCluster(Cluster):
     """Three backends, each reached by the front proxy through its own fault injector."""
 
-    def __init__(self, quorum):
+    def __init__(self, quorum):  # noqa: super().__init__ would start a direct cluster
         self.root = tempfile.mkdtemp(prefix="s3proxy-faults-")
         self.backends = [Proxy(os.path.join(self.root, f"b{i + 1}"),
                                backend_config(os.path.join(self.root, f"b{i + 1}", "data")))
@@ -37,24 +37,6 @@ class FaultCluster:
         self.s3 = make_client(self.front.endpoint)
         self.direct = [make_client(b.endpoint, BACKEND_KEY, BACKEND_SECRET) for b in self.backends]
 
-    def journal(self):
-        d = os.path.join(self.state, "journal")
-        return [n for n in os.listdir(d) if n.endswith(".json")] if os.path.isdir(d) else []
-
-    def wait_journal_empty(self, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if not self.journal():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"journal still has {len(self.journal())} entries:\n{self.front.log()[-3000:]}")
-
-    def version(self, i, bucket, key):
-        try:
-            return self.direct[i].head_object(Bucket=bucket, Key=key)["Metadata"].get("s3proxy-version")
-        except ClientError:
-            return None
-
     def stored(self, i, bucket, key):
         """What backend i stores for the key (ciphertext), or None."""
         try:
@@ -65,13 +47,7 @@ class FaultCluster:
     def close(self):
         for f in self.faults:
             f.close()
-        for p in [self.front, *self.backends]:
-            if p.proc.poll() is None:
-                p.resume()
-                p.stop()
-        log = self.front.log()
-        shutil.rmtree(self.root, ignore_errors=True)
-        assert "panicked" not in log, log[-3000:]
+        super().close()
 
 
 @pytest.fixture
@@ -116,7 +92,7 @@ def test_backend_answering_503_is_written_around_and_repaired(faults):
         assert c.version(2, "faults", k) is None
     assert any(s == 503 for _, _, s in c.faults[2].seen), "the injector answered 503"
     c.faults[2].mode = "pass"
-    c.wait_journal_empty()
+    c.wait_journal_empty(60)
     assert_converged(c, "faults", bodies)
 
 
@@ -159,7 +135,7 @@ def test_backend_answering_503_in_the_middle_of_an_upload(faults):
     parts = [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]
     c.s3.complete_multipart_upload(Bucket="faults", Key="mid", UploadId=upload, MultipartUpload={"Parts": parts})
     assert c.s3.get_object(Bucket="faults", Key="mid")["Body"].read() == p1 + p2 + p3
-    c.wait_journal_empty()
+    c.wait_journal_empty(60)
     assert_converged(c, "faults", {"mid": p1 + p2 + p3})
 
 
@@ -187,7 +163,7 @@ def test_wiped_backend_is_rebuilt_by_the_repair_tool(faults):
     r = subprocess.run([BIN, "--config", os.path.join(c.front_dir, "s3proxy.toml"), "repair"],
                        cwd=c.front_dir, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
-    c.wait_journal_empty()
+    c.wait_journal_empty(60)
     assert_converged(c, "faults", bodies)
 
 
@@ -246,5 +222,5 @@ def test_proxy_killed_between_the_steps_of_a_completion(faults, step):
                                              MultipartUpload={"Parts": done})
     assert retried["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert c.s3.get_object(Bucket="faults", Key="doc")["Body"].read() == new
-    c.wait_journal_empty()
+    c.wait_journal_empty(60)
     assert_converged(c, "faults", {"doc": new})

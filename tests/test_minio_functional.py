@@ -4,8 +4,8 @@
 servers. It is downloaded once (pip download of the pinned sdist) into a cache under the
 repo's gitignored target/. Each of its test functions is one pytest case with its own time
 limit, run by a child process (one per stack) against the filesystem stack, the
-replicated fs+S3 stack (conftest's `proxy`) and an S3-only stack (moto and s3s-fs
-replicated, no filesystem backend). Every function of the file is accounted for below:
+replicated fs+S3 stack and the S3-only stack (moto and another s3proxy), all
+conftest's `proxy`. Every function of the file is accounted for below:
 run and must pass, run and must end NotImplemented (mint's "NA"), or left out with the
 reason. A missing tool skips with a warning, so that -q runs show it too.
 """
@@ -29,17 +29,10 @@ from botocore.exceptions import ClientError
 from conftest import (
     ACCESS_KEY,
     ROOT,
-    S3S_KEY,
-    S3S_SECRET,
     SECRET_KEY,
-    Proxy,
-    s3s_fs_cannot_hold,
-    start_moto,
-    start_s3s_fs,
-    wait_journal_drained,
 )
 
-pytestmark = pytest.mark.stacks("fs", "replicated")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
 
 # Keep in step with scripts/test.sh, which installs this version of the library: the
 # suite is the one shipped with the library it tests. 7.2.20 is the newest release and
@@ -92,8 +85,8 @@ PASSING = [
 # to the PUT and to every HEAD of that key. The other replicas' repair-journal entries for
 # the key (a straggler's, a missed delete's) then wait for s3s-fs to answer, by design (an
 # unreachable replica may hold the only copy of a version), so conftest's replicated stack
-# would end its session with replicas "still behind". The S3-only stack below excuses
-# such keys on every backend instead, so the test runs there.
+# would end its session with replicas "still behind". The S3-only stack has no s3s-fs,
+# so the test runs there.
 EMPTY_SEGMENT = "s3s-fs cannot store a key with an empty segment (see EMPTY_SEGMENT)"
 
 # Out of scope: s3proxy answers NotImplemented for these features, and mint counts a
@@ -323,62 +316,6 @@ def test_not_implemented(suite, workers, proxy, name):
     entry = run_functional(suite, workers, proxy, name)
     assert entry["status"] == "NA", describe(entry)
     assert " -> 501 " in entry["proxy_log"], entry["proxy_log"][-3000:]
-
-
-@pytest.fixture(scope="module")
-def s3_only():
-    """The encrypting proxy over two S3 servers (moto and s3s-fs), write quorum 1."""
-    workdir = tempfile.mkdtemp(prefix="s3proxy-minio-s3only-")
-    servers = []
-    try:
-        servers = [start_moto(workdir), start_s3s_fs(workdir)]
-        moto, s3s = servers
-        p = Proxy(workdir, f"""
-state_dir = "{workdir}/state"
-[[credentials]]
-access_key = "{ACCESS_KEY}"
-secret_key = "{SECRET_KEY}"
-[replication]
-write_quorum = 1
-repair_interval_secs = 1
-[[backends]]
-name = "moto"
-kind = "s3"
-endpoint = "{moto.endpoint}"
-access_key = "moto"
-secret_key = "moto"
-[[backends]]
-name = "s3s-fs"
-kind = "s3"
-endpoint = "{s3s.endpoint}"
-access_key = "{S3S_KEY}"
-secret_key = "{S3S_SECRET}"
-""")
-    except RuntimeError as e:
-        for s in servers:
-            s.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        skip_loudly(f"the S3-only stack could not start: {e}")
-    yield p
-    alive = p.proc.poll() is None
-    # Any backend's entry for a key s3s-fs cannot hold waits on s3s-fs (EMPTY_SEGMENT).
-    unstorable = lambda backend, bucket, key: s3s_fs_cannot_hold(
-        os.path.join(workdir, "s3s-data"), bucket, key)
-    pending = wait_journal_drained(os.path.join(workdir, "state", "journal"), unstorable) if alive else []
-    p.stop()
-    for s in servers:
-        s.stop()
-    log = p.log()
-    shutil.rmtree(workdir, ignore_errors=True)
-    assert alive, "s3proxy died during the tests"
-    assert "panicked" not in log, log[-3000:]
-    assert not pending, f"replicas still behind after the tests: {pending[:10]}"
-
-
-@pytest.mark.parametrize("name", PASSING)
-def test_passes_s3_only(suite, workers, s3_only, name):
-    entry = run_functional(suite, workers, s3_only, name)
-    assert entry["status"] == "PASS", describe(entry)
 
 
 def test_every_function_is_accounted_for(suite):
