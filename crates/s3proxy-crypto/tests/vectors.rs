@@ -14,6 +14,7 @@ fn vectors() -> Vec<(&'static str, String)> {
         etag: "a0f3d2bb8a0e1c1bbd41b26e5d6b1b62".into(),
         parts: None,
         meta: metadata_hash(&s3proxy_core::ObjectMetadata::default()),
+        trailer: None,
     };
     vec![
         ("fingerprint", master.fingerprint()),
