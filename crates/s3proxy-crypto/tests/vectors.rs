@@ -60,8 +60,14 @@ fn vectors() -> Vec<(&'static str, String)> {
         ),
         ("manifestpad", (trailer.len() - 12 - record_len).to_string()),
         ("manifest", hex::encode(record)),
-        ("umeta", upload_meta_tag(&master, "bucket", "key", &metahash)),
-        ("metaseal", seal_meta_with_nonce(&data_key, &metahash, &[0x08; 24])),
+        (
+            "umeta",
+            upload_meta_tag(&master, "bucket", "key", &metahash),
+        ),
+        (
+            "metaseal",
+            seal_meta_with_nonce(&data_key, &metahash, &[0x08; 24]),
+        ),
     ]
 }
 
