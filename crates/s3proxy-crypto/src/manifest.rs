@@ -30,12 +30,12 @@ const META_AAD: &[u8] = b"s3proxy-enc-v1/meta";
 pub const FOOTER_MAGIC: &[u8; 8] = b"s3pxmf01";
 /// Footer: the manifest record's length (u32 BE), then [`FOOTER_MAGIC`].
 pub const FOOTER_LEN: u64 = 12;
-/// The inner part number the manifest is uploaded as.
-pub const MANIFEST_PART: u32 = 10_000;
-/// A trailer is padded so that the inner part holding it has this remainder modulo a
-/// stored segment: no client part has such a stored size (`plain_size` is `None`), so the
-/// part is recognised as the layer's own in ListParts and in a retried completion.
-const MARK_REMAINDER: u64 = 20;
+/// A trailer is padded so that the inner part holding it has one of these remainders
+/// modulo a stored segment, which no client part has (`plain_size` is `None`): a part of
+/// the trailer alone (hidden from ListParts), or a client's last part with the trailer
+/// behind it (recognised by a retried completion).
+const MARK_ALONE: u64 = 20;
+const MARK_BEHIND: u64 = 30;
 /// Bytes of the end of an object read first to find its manifest.
 pub const TAIL_READ: u64 = 4096;
 
@@ -70,7 +70,8 @@ pub fn seal_manifest_with_nonce(
         .expect("small record encrypts");
     let record = [&aad[MANIFEST_AAD.len()..], &nonce[..], &body, &tag].concat();
     let unpadded = before + record.len() as u64 + FOOTER_LEN;
-    let pad = (MARK_REMAINDER + STORED_SEGMENT - unpadded % STORED_SEGMENT) % STORED_SEGMENT;
+    let mark = if before == 0 { MARK_ALONE } else { MARK_BEHIND };
+    let pad = (mark + STORED_SEGMENT - unpadded % STORED_SEGMENT) % STORED_SEGMENT;
     // A trailer alone must also be longer than a segment to reach the remainder.
     let pad = if unpadded + pad < STORED_SEGMENT {
         pad + STORED_SEGMENT
@@ -96,10 +97,16 @@ pub fn seal_manifest(
     seal_manifest_with_nonce(master, bucket, key, inner_id, info, &rand::random(), before)
 }
 
-/// Whether an inner part of this stored size holds a manifest trailer (client parts never
-/// have such a size).
-pub fn is_manifest_part(part_number: u32, stored: u64) -> bool {
-    part_number == MANIFEST_PART && stored % STORED_SEGMENT == MARK_REMAINDER
+/// Whether an inner part of this stored size is a manifest trailer alone (client parts
+/// never have such a size).
+pub fn is_manifest_part(stored: u64) -> bool {
+    stored % STORED_SEGMENT == MARK_ALONE
+}
+
+/// Whether an inner part of this stored size is a client's last part with the manifest
+/// trailer behind it.
+pub fn carries_manifest(stored: u64) -> bool {
+    stored % STORED_SEGMENT == MARK_BEHIND
 }
 
 /// The length of the manifest record from the last [`FOOTER_LEN`] bytes of an object.
@@ -263,7 +270,9 @@ mod tests {
         let ring = Keyring::single(MasterKey::new("k", [3; 32]).unwrap());
         for before in [0, 40, 817, STORED_SEGMENT - 3, 5 * STORED_SEGMENT + 41] {
             let t = seal_manifest(ring.active(), "b", "k", "inner", &info(), before);
-            assert!(is_manifest_part(MANIFEST_PART, before + t.len() as u64));
+            let total = before + t.len() as u64;
+            assert_eq!(is_manifest_part(total), before == 0);
+            assert_eq!(carries_manifest(total), before > 0);
             assert_eq!(crate::format::plain_size(before + t.len() as u64), None);
             let n = footer_record_len(&t).unwrap() as usize;
             let record = &t[t.len() - 12 - n..t.len() - 12];

@@ -395,7 +395,12 @@ async fn with_the_copy_allowed_the_info_record_is_attached_and_the_manifest_kept
 #[tokio::test]
 async fn the_manifest_part_of_a_failed_completion_is_not_listed_and_a_retry_completes() {
     let (inner, enc, bucket) = stack("retry").await;
-    let parts = vec![data(5 * MIB, 7), data(300, 8)];
+    let all = ListPartsOptions {
+        part_number_marker: 0,
+        max_parts: 1000,
+    };
+    // A last part above the minimum: the manifest is a part of its own, after it.
+    let parts = vec![data(5 * MIB, 7), data(5 * MIB + 300, 8)];
     let (id, done) = upload(&*enc, &bucket, "doc", &parts, 1).await;
     inner.fail_completes.store(1, Ordering::Relaxed);
     assert!(
@@ -405,28 +410,12 @@ async fn the_manifest_part_of_a_failed_completion_is_not_listed_and_a_retry_comp
     );
     let raw = inner
         .mem
-        .list_parts(
-            &bucket,
-            &k("doc"),
-            &open(&id),
-            ListPartsOptions {
-                part_number_marker: 0,
-                max_parts: 1000,
-            },
-        )
+        .list_parts(&bucket, &k("doc"), &open(&id), all.clone())
         .await
         .unwrap();
     assert_eq!(raw.parts.len(), 3, "the manifest part was uploaded");
     let listed = enc
-        .list_parts(
-            &bucket,
-            &k("doc"),
-            &id,
-            ListPartsOptions {
-                part_number_marker: 0,
-                max_parts: 1000,
-            },
-        )
+        .list_parts(&bucket, &k("doc"), &id, all.clone())
         .await
         .unwrap();
     let seen: Vec<(u32, u64)> = listed
@@ -434,13 +423,36 @@ async fn the_manifest_part_of_a_failed_completion_is_not_listed_and_a_retry_comp
         .iter()
         .map(|p| (p.part_number, p.size))
         .collect();
-    assert_eq!(seen, [(1, 5 * MIB as u64), (2, 300)]);
-    // Retried here: completed with its manifest, readable without its info record.
+    assert_eq!(seen, [(1, 5 * MIB as u64), (2, 5 * MIB as u64 + 300)]);
     let put = enc
         .complete_multipart_upload(&bucket, &k("doc"), &id, done)
         .await
         .unwrap();
     check_readable(&enc, &bucket, "doc", &parts.concat(), &put.etag).await;
+
+    // A small last part: re-uploaded with the manifest behind it, then the completion
+    // fails; retried through an instance that never saw that part (as after a crash).
+    let parts = vec![data(5 * MIB, 9), data(300, 10)];
+    let (id, done) = upload(&*enc, &bucket, "small", &parts, 1).await;
+    inner.fail_completes.store(1, Ordering::Relaxed);
+    assert!(
+        enc.complete_multipart_upload(&bucket, &k("small"), &id, done.clone())
+            .await
+            .is_err()
+    );
+    let raw = inner
+        .mem
+        .list_parts(&bucket, &k("small"), &open(&id), all)
+        .await
+        .unwrap();
+    assert_eq!(raw.parts.len(), 2, "part numbers stay consecutive");
+    let other = Encrypted::new(inner.clone(), ring());
+    let put = other
+        .complete_multipart_upload(&bucket, &k("small"), &id, done)
+        .await
+        .unwrap();
+    assert_eq!(put.etag, multipart_etag(&parts));
+    check_readable(&other, &bucket, "small", &parts.concat(), &put.etag).await;
 }
 
 /// The inner id of an upload token `e1.<key id>.<mac>.<inner>`.
@@ -451,10 +463,19 @@ fn open(id: &UploadId) -> UploadId {
 #[tokio::test]
 async fn no_part_number_left_falls_back_to_the_info_record() {
     let (inner, enc, bucket) = stack("full").await;
-    let parts = vec![data(5 * MIB, 9), data(10, 10)];
+    // A small part 10000 takes the manifest behind it, as any small last part.
+    let small = vec![data(5 * MIB, 9), data(10, 10)];
+    let (id, done) = upload(&*enc, &bucket, "small", &small, 9999).await;
+    let put = enc
+        .complete_multipart_upload(&bucket, &k("small"), &id, done)
+        .await
+        .unwrap();
+    check_readable(&enc, &bucket, "small", &small.concat(), &put.etag).await;
+    // A last part 10000 above the minimum leaves no part number for the manifest: with
+    // the copy refused there is nothing to read the object from, the window that remains
+    // (docs/DATA-SAFETY.md).
+    let parts = vec![data(5 * MIB, 9), data(5 * MIB + 10, 10)];
     let (id, done) = upload(&*enc, &bucket, "doc", &parts, 9999).await;
-    // With the copy refused there is nothing to read the object from: the window that
-    // remains (docs/DATA-SAFETY.md).
     assert!(
         enc.complete_multipart_upload(&bucket, &k("doc"), &id, done.clone())
             .await

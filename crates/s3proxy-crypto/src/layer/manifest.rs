@@ -62,12 +62,14 @@ impl SmallParts {
 }
 
 impl Encrypted {
-    /// Upload the manifest of the upload about to be completed as inner part
-    /// [`MANIFEST_PART`], and put it in `inner_parts` (replacing the client's last part
-    /// when that part is re-uploaded in front of the manifest). Returns the trailer's
-    /// length, or `None` when the object is completed without one (no part number left
-    /// after the client's last; a small last part uploaded through another instance; the
-    /// upload failed): the info record is then all it gets, as before.
+    /// Upload the manifest of the upload about to be completed and put it in
+    /// `inner_parts`: as a part of its own numbered right after the client's last part
+    /// (part numbers stay consecutive, which some backends require), or, when that last
+    /// part is below the minimum part size and so must stay last, as that part again with
+    /// the trailer behind its stored bytes. Returns the trailer's length, or `None` when
+    /// the object is completed without one (the last part is number 10000; a small last
+    /// part uploaded through another instance; the upload failed): the info record is
+    /// then all it gets, as before.
     pub(super) async fn upload_manifest(
         &self,
         bucket: &BucketName,
@@ -75,17 +77,9 @@ impl Encrypted {
         inner_id: &UploadId,
         layout: &Layout,
         etag: &str,
-        inner_parts: &mut Vec<CompletedPart>,
-    ) -> Option<u64> {
+        inner_parts: &mut [CompletedPart],
+    ) -> Option<(u64, Option<CompletedPart>)> {
         let last = inner_parts.last()?.clone();
-        if last.part_number >= MANIFEST_PART {
-            log::info!(
-                "{bucket}/{key}: the client's last part is number {}: no room for a manifest \
-                 part; the object depends on its info record",
-                last.part_number
-            );
-            return None;
-        }
         let info = Info {
             size: layout.plain_size(),
             etag: etag.to_string(),
@@ -104,12 +98,18 @@ impl Encrypted {
             )
         };
         let last_plain = layout.parts().last()?.plain_len;
-        // Every part but the last must be at least MIN_PART_SIZE: a manifest part after a
-        // smaller last part needs that part's stored bytes in front of it.
-        let (body, trailer, replaces_last) = if last_plain >= MIN_PART_SIZE {
+        let (number, body, trailer) = if last_plain >= MIN_PART_SIZE {
+            if last.part_number >= MAX_PART_NUMBER {
+                log::info!(
+                    "{bucket}/{key}: the client's last part is number {}: no room for a \
+                     manifest part; the object depends on its info record",
+                    last.part_number
+                );
+                return None;
+            }
             let t = seal(0);
             let n = t.len() as u64;
-            (Bytes::from(t), n, false)
+            (last.part_number + 1, Bytes::from(t), n)
         } else {
             let small = self.small.lock().unwrap_or_else(|e| e.into_inner()).get(
                 inner_id.as_str(),
@@ -127,7 +127,7 @@ impl Encrypted {
             let n = t.len() as u64;
             let mut body = BytesMut::from(&stored[..]);
             body.extend_from_slice(&t);
-            (body.freeze(), n, true)
+            (last.part_number, body.freeze(), n)
         };
         match self
             .inner
@@ -135,21 +135,23 @@ impl Encrypted {
                 bucket,
                 key,
                 inner_id,
-                MANIFEST_PART,
+                number,
                 body.into(),
                 PartOptions::default(),
             )
             .await
         {
             Ok(stored_etag) => {
-                if replaces_last {
-                    inner_parts.pop();
-                }
-                inner_parts.push(CompletedPart {
-                    part_number: MANIFEST_PART,
+                let part = CompletedPart {
+                    part_number: number,
                     etag: stored_etag,
-                });
-                Some(trailer)
+                };
+                if number == last.part_number {
+                    *inner_parts.last_mut()? = part;
+                    Some((trailer, None))
+                } else {
+                    Some((trailer, Some(part)))
+                }
             }
             Err(e) => {
                 log::warn!(
@@ -158,6 +160,74 @@ impl Encrypted {
                 None
             }
         }
+    }
+
+    /// Complete an upload whose last part already carries a manifest (an earlier
+    /// completion re-uploaded it so, then failed or crashed before the inner completion,
+    /// and this instance no longer knows that part's plaintext size): the manifest in the
+    /// completed object gives the layout, which must be the one these parts make.
+    pub(super) async fn complete_from_manifest(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        inner_id: &UploadId,
+        inner_parts: Vec<CompletedPart>,
+        data_key: &[u8; 32],
+        etag: &str,
+    ) -> Result<PutResult> {
+        let count = inner_parts.len();
+        let done = self
+            .inner
+            .complete_multipart_upload(bucket, key, inner_id, inner_parts)
+            .await?;
+        self.forget_upload(inner_id.as_str());
+        let stored = self
+            .inner
+            .head_object(
+                bucket,
+                key,
+                GetOptions {
+                    conditions: if_match(&done.etag),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let decoded = self.decode_manifest(bucket, key, &stored, &[]).await?;
+        if decoded.etag != etag
+            || decoded.layout.parts().len() != count
+            || decoded.data_key != *data_key
+        {
+            return Err(Error::Corrupt(format!(
+                "{bucket}/{key}: the manifest of the re-uploaded last part does not match the \
+                 parts completed"
+            )));
+        }
+        let trailer = Some(decoded.trailer);
+        let last_modified = match self
+            .attach_completed(
+                bucket,
+                key,
+                &done.etag,
+                data_key,
+                &decoded.layout,
+                etag,
+                trailer,
+            )
+            .await
+        {
+            Ok(copied) => copied.last_modified,
+            Err(e) => {
+                log::warn!(
+                    "{bucket}/{key}: completed; attaching its info record failed ({e}); it is read from its manifest"
+                );
+                done.last_modified
+            }
+        };
+        self.learn_listed(bucket, key).await;
+        Ok(PutResult {
+            etag: etag.to_string(),
+            last_modified,
+        })
     }
 
     /// Read stored bytes `first..=last` of the object while it is the one looked up.

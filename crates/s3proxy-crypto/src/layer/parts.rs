@@ -5,6 +5,7 @@
 use super::seal::{PlainDigest, seal_body, take_digest};
 use super::{Encrypted, if_match, strip_enc};
 use crate::format::*;
+use crate::manifest::carries_manifest;
 use s3proxy_core::*;
 use std::collections::BTreeMap;
 
@@ -224,6 +225,7 @@ impl Encrypted {
         let mut inner_parts = Vec::with_capacity(parts.len());
         let mut plain_md5s = Vec::with_capacity(parts.len());
         let mut spans = Vec::with_capacity(parts.len());
+        let mut recovering = false;
         for p in &parts {
             let have = stored_parts.get(&p.part_number).ok_or(Error::InvalidPart)?;
             let claimed = p.etag.trim_matches('"').to_ascii_lowercase();
@@ -237,9 +239,23 @@ impl Encrypted {
             {
                 return Err(Error::InvalidPart);
             }
-            let plain = plain_size(have.size).ok_or_else(|| {
-                Error::Corrupt(format!("part {} has an invalid stored size", p.part_number))
-            })?;
+            let plain = match plain_size(have.size) {
+                Some(plain) => plain,
+                // A completion that failed (or crashed) after re-uploading this small last
+                // part with the manifest behind it: that manifest says the rest.
+                None if carries_manifest(have.size)
+                    && Some(p.part_number) == parts.last().map(|l| l.part_number) =>
+                {
+                    recovering = true;
+                    0
+                }
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "part {} has an invalid stored size",
+                        p.part_number
+                    )));
+                }
+            };
             spans.push((p.part_number, plain));
             inner_parts.push(CompletedPart {
                 part_number: p.part_number,
@@ -253,22 +269,34 @@ impl Encrypted {
         {
             return Err(Error::EntityTooSmall);
         }
-        let layout = Layout::from_parts(spans);
         let etag = multipart_etag(plain_md5s.iter().map(String::as_str))?;
+        if recovering {
+            return self
+                .complete_from_manifest(bucket, key, &inner_id, inner_parts, &data_key, &etag)
+                .await;
+        }
+        let layout = Layout::from_parts(spans);
         // The manifest goes in before the completion, so the object describes itself from
         // the moment it exists (manifest.rs); the info record attached after it is the
         // fast path for HEAD.
         let plain_parts = inner_parts.clone();
-        let mut trailer = self
+        let manifest = self
             .upload_manifest(bucket, key, &inner_id, &layout, &etag, &mut inner_parts)
             .await;
+        let (mut trailer, separate) = match manifest {
+            Some((t, extra)) => (Some(t), extra),
+            None => (None, None),
+        };
+        let separate_part = separate.is_some();
+        inner_parts.extend(separate);
         let done = match self
             .inner
             .complete_multipart_upload(bucket, key, &inner_id, inner_parts)
             .await
         {
-            // A backend with rules of its own about parts: complete as before.
-            Err(e @ (Error::EntityTooSmall | Error::InvalidPart)) if trailer.is_some() => {
+            // A backend with rules of its own about parts (the manifest a part of its
+            // own): complete as before.
+            Err(e @ (Error::EntityTooSmall | Error::InvalidPart)) if separate_part => {
                 log::warn!(
                     "{bucket}/{key}: completing with the manifest part failed ({e}); without it"
                 );
@@ -307,7 +335,7 @@ impl Encrypted {
     /// copy onto itself: metadata is fixed when an upload starts, before the size and
     /// ETag are known.
     #[allow(clippy::too_many_arguments)]
-    async fn attach_completed(
+    pub(super) async fn attach_completed(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
