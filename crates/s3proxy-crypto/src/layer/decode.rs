@@ -94,10 +94,10 @@ impl Encrypted {
             }
             None => {
                 // A single PUT whose info record was never attached (a streamed PUT whose
-                // attaching copy failed). Its segments are authenticated; its metadata is
-                // when it carries the metadata seal (every PUT since format notes of
-                // "Objects without an info record"); objects written before are served
-                // without their headers and user metadata.
+                // attaching copy failed), or was stripped. Its segments are authenticated;
+                // its metadata is when it carries the metadata seal (every PUT writes one,
+                // docs/FORMAT.md "Objects without an info record"); objects written before
+                // the seal existed are served without their headers and user metadata.
                 let meta_ok = match internal.get(META_SEAL) {
                     Some(sealed) => {
                         check_meta(&data_key, sealed, &metadata_hash(&stored.metadata))
