@@ -140,13 +140,20 @@ pub async fn rotate_keys(
                         continue;
                     }
                 };
-                let id = stored
-                    .metadata
-                    .internal
-                    .get(s3proxy_crypto::format::KEY_META)
-                    .and_then(|w| wrapping_key_id(w))
-                    .unwrap_or("(not encrypted)")
-                    .to_string();
+                let internal = &stored.metadata.internal;
+                let id = match internal.get(s3proxy_crypto::format::KEY_META) {
+                    Some(w) => wrapping_key_id(w).unwrap_or("(not encrypted)"),
+                    // A multipart object read from its manifest (its info record was never
+                    // attached): its key is derived from the master key the manifest names;
+                    // the copy below attaches the records under the active key.
+                    None if stored.etag.contains('-')
+                        && !internal.contains_key(s3proxy_crypto::format::INFO_META) =>
+                    {
+                        "(manifest only)"
+                    }
+                    None => "(not encrypted)",
+                }
+                .to_string();
                 if id == active || id == "(not encrypted)" || dry_run {
                     *under.entry(id).or_default() += 1;
                     continue;

@@ -340,9 +340,14 @@ pub struct Info {
     /// Multipart layout ([`Layout::encode`]); absent for single PUTs.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<String>,
-    /// [`metadata_hash`] of the headers and user metadata.
+    /// [`metadata_hash`] of the headers and user metadata (empty in a manifest, which is
+    /// written when the metadata is not known: the upload's own record covers it).
     #[serde(rename = "m")]
     pub meta: String,
+    /// Stored bytes after the last segment: the manifest trailer of a multipart object
+    /// completed with one (`crate::manifest`); absent when there is none.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub trailer: Option<u64>,
 }
 
 /// Seal an info record under the object's data key with an explicit nonce.
@@ -358,7 +363,7 @@ pub fn seal_info_with_nonce(data_key: &[u8; 32], info: &Info, nonce: &[u8; 24]) 
 ///
 /// ```
 /// use s3proxy_crypto::format::*;
-/// let info = Info { size: 3, etag: "abc".into(), parts: None, meta: "00".into() };
+/// let info = Info { size: 3, etag: "abc".into(), parts: None, meta: "00".into(), trailer: None };
 /// let sealed = seal_info(&[1; 32], &info);
 /// assert_eq!(open_info(&[1; 32], &sealed).unwrap(), info);
 /// assert!(open_info(&[2; 32], &sealed).is_err());

@@ -30,6 +30,7 @@ pub mod format;
 mod keys;
 mod layer;
 mod list_cache;
+pub mod manifest;
 
 pub use keys::{
     EncryptionConfig, KeyConfig, Keyring, MasterKey, generate_key_file, load_key_file,

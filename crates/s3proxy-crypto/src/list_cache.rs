@@ -236,7 +236,7 @@ impl Encrypted {
                 size: decoded.layout.plain_size(),
                 etag: decoded.etag.clone(),
             };
-            let size = decoded.layout.stored_size();
+            let size = decoded.stored_size();
             for etag in forms.iter().map(String::as_str).chain([stored_etag]) {
                 self.listed
                     .put(bucket.as_str(), key, etag, size, view.clone());
@@ -417,7 +417,7 @@ impl Encrypted {
             }
             Err(e) => return Err(e),
         };
-        match self.decode(&name, &stored) {
+        match self.decode(bucket, &name, &stored, &[]).await {
             Ok(decoded) => {
                 log::debug!(
                     "{bucket}/{key}: found {:?} ({} bytes), also {forms:?}: {} bytes, {:?}",

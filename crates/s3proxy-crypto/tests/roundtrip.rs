@@ -217,7 +217,8 @@ async fn upload_part_copy_reencrypts_a_range() {
 
 #[tokio::test]
 async fn listing_without_internal_metadata_derives_exact_sizes() {
-    // S3 backends list without metadata: sizes come from stored sizes alone.
+    // Single PUTs' sizes invert from their stored sizes alone; a multipart object's never
+    // does since it carries a manifest trailer (its size is looked up, docs/FORMAT.md).
     let (inner, enc, bucket) = setup("derive").await;
     for size in [0, 1, S, S + 1, 1_000_000] {
         enc.put_object(
@@ -247,12 +248,17 @@ async fn listing_without_internal_metadata_derives_exact_sizes() {
         .await
         .unwrap();
     for o in page.objects {
-        let plain = s3proxy_crypto::format::plain_size(o.size).unwrap();
+        let plain = s3proxy_crypto::format::plain_size(o.size);
         let head = enc
             .head_object(&bucket, &k(&o.key), GetOptions::default())
             .await
             .unwrap();
-        assert_eq!(plain, head.size, "{}", o.key);
+        if o.key == "mp" {
+            assert_eq!(plain, None);
+            assert_eq!(head.size, 10 * MIB as u64 + 77);
+        } else {
+            assert_eq!(plain, Some(head.size), "{}", o.key);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The test vectors of docs/FORMAT.md, recomputed.
 
 use s3proxy_crypto::format::*;
+use s3proxy_crypto::manifest::*;
 use s3proxy_crypto::{Keyring, MasterKey};
 
 fn vectors() -> Vec<(&'static str, String)> {
@@ -14,7 +15,28 @@ fn vectors() -> Vec<(&'static str, String)> {
         etag: "a0f3d2bb8a0e1c1bbd41b26e5d6b1b62".into(),
         parts: None,
         meta: metadata_hash(&s3proxy_core::ObjectMetadata::default()),
+        trailer: None,
     };
+    let metahash = metadata_hash(&s3proxy_core::ObjectMetadata::default());
+    let manifest_info = Info {
+        size: 5_243_657,
+        etag: "0123456789abcdef0123456789abcdef-2".into(),
+        parts: Some("1+1*5242880,2+1*777".into()),
+        meta: String::new(),
+        trailer: None,
+    };
+    // The trailer of a manifest part of its own: padding, record, footer.
+    let trailer = seal_manifest_with_nonce(
+        &master,
+        "bucket",
+        "key",
+        "inner-1",
+        &manifest_info,
+        &[0x07; 24],
+        0,
+    );
+    let record_len = footer_record_len(&trailer).unwrap() as usize;
+    let record = &trailer[trailer.len() - 12 - record_len..];
     vec![
         ("fingerprint", master.fingerprint()),
         (
@@ -35,6 +57,16 @@ fn vectors() -> Vec<(&'static str, String)> {
         (
             "uploadid",
             upload_token(&master, "bucket", "key", "inner-1"),
+        ),
+        ("manifestpad", (trailer.len() - 12 - record_len).to_string()),
+        ("manifest", hex::encode(record)),
+        (
+            "umeta",
+            upload_meta_tag(&master, "bucket", "key", &metahash),
+        ),
+        (
+            "metaseal",
+            seal_meta_with_nonce(&data_key, &metahash, &[0x08; 24]),
         ),
     ]
 }

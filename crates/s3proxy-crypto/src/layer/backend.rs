@@ -3,6 +3,7 @@
 
 use super::{Encrypted, if_match, strip_enc};
 use crate::format::*;
+use crate::manifest::*;
 use async_trait::async_trait;
 use s3proxy_core::*;
 
@@ -60,12 +61,14 @@ impl Backend for Encrypted {
                 GetOptions {
                     range: None,
                     conditions: Conditions::default(),
-                    exclude_replicas: opts.exclude_replicas,
+                    exclude_replicas: opts.exclude_replicas.clone(),
                     ..Default::default()
                 },
             )
             .await?;
-        let decoded = self.decode(key, &stored)?;
+        let decoded = self
+            .decode(bucket, key, &stored, &opts.exclude_replicas)
+            .await?;
         self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
         let info = Self::plain_info(&stored, &decoded);
         opts.conditions.check(&info, false)?;
@@ -99,7 +102,7 @@ impl Backend for Encrypted {
         let (stored, _) = self
             .head_inner(src_bucket, src_key, GetOptions::default())
             .await?;
-        let decoded = self.decode(src_key, &stored)?;
+        let decoded = self.decode(src_bucket, src_key, &stored, &[]).await?;
         let info = Self::plain_info(&stored, &decoded);
         opts.source_conditions.check(&info, true)?;
         let mut metadata = match opts.directive {
@@ -123,9 +126,14 @@ impl Backend for Encrypted {
                     etag: info.etag.clone(),
                     parts,
                     meta: metadata_hash(&metadata),
+                    // The copy carries the source's manifest trailer along.
+                    trailer: (decoded.trailer > 0).then_some(decoded.trailer),
                 },
             );
             metadata.internal.insert(INFO_META.into(), sealed);
+        } else {
+            let sealed = seal_meta(&decoded.data_key, &metadata_hash(&metadata));
+            metadata.internal.insert(META_SEAL.into(), sealed);
         }
         let copied = self
             .inner
@@ -166,6 +174,17 @@ impl Backend for Encrypted {
     ) -> Result<UploadId> {
         let mut metadata = opts.metadata;
         strip_enc(&mut metadata.internal);
+        // Authenticates the upload's headers and user metadata from the moment the inner
+        // completion makes it an object (crate::manifest).
+        metadata.internal.insert(
+            UPLOAD_META.into(),
+            upload_meta_tag(
+                self.ring.active(),
+                bucket.as_str(),
+                key.as_str(),
+                &metadata_hash(&metadata),
+            ),
+        );
         let inner = self
             .inner
             .create_multipart_upload(bucket, key, MultipartOptions { metadata })
@@ -219,6 +238,8 @@ impl Backend for Encrypted {
     ) -> Result<ListPartsResult> {
         let (inner_id, _) = self.open_upload(bucket, key, upload_id)?;
         let mut page = self.inner.list_parts(bucket, key, &inner_id, opts).await?;
+        // The manifest part of a completion that did not finish is the layer's own.
+        page.parts.retain(|p| !is_manifest_part(p.size));
         for p in &mut page.parts {
             if let Some(md5) = self.known_part(inner_id.as_str(), p.part_number, &p.etag) {
                 p.etag = md5;

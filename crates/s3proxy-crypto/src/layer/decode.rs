@@ -4,6 +4,7 @@
 
 use super::{Encrypted, strip_enc};
 use crate::format::*;
+use crate::manifest::{META_SEAL, check_meta};
 use s3proxy_core::*;
 
 /// What the encryption metadata of a stored object says.
@@ -11,12 +12,54 @@ pub(crate) struct Decoded {
     pub(super) data_key: [u8; 32],
     pub(crate) layout: Layout,
     pub(crate) etag: String,
+    /// The size and ETag are authenticated (an info record, or a manifest): the view
+    /// stays what it is as long as the stored bytes do.
     pub(crate) has_info: bool,
+    /// Stored bytes after the last segment (a manifest trailer).
+    pub(crate) trailer: u64,
+    /// The content headers and user metadata are authenticated. When not (an object
+    /// written before they were sealed into it, and never given its info record), they
+    /// are not served.
+    pub(crate) meta_ok: bool,
+}
+
+impl Decoded {
+    /// The stored size this view was decoded for.
+    pub(crate) fn stored_size(&self) -> u64 {
+        self.layout.stored_size() + self.trailer
+    }
+}
+
+/// What the metadata alone tells.
+enum Local {
+    Done(Decoded),
+    /// A completed multipart object without its info record: its manifest says the rest.
+    Manifest,
 }
 
 impl Encrypted {
-    pub(crate) fn decode(&self, key: &ObjectKey, stored: &ObjectInfo) -> Result<Decoded> {
+    /// Decode a stored object's records; for a multipart object still without its info
+    /// record this reads its manifest from the end of the object (one ranged GET).
+    pub(crate) async fn decode(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        stored: &ObjectInfo,
+        exclude: &[String],
+    ) -> Result<Decoded> {
+        match self.decode_local(key, stored)? {
+            Local::Done(d) => Ok(d),
+            Local::Manifest => self.decode_manifest(bucket, key, stored, exclude).await,
+        }
+    }
+
+    fn decode_local(&self, key: &ObjectKey, stored: &ObjectInfo) -> Result<Local> {
         let internal = &stored.metadata.internal;
+        if !internal.contains_key(INFO_META) && stored.etag.contains('-') {
+            // Completed without its info record (the attaching copy failed or never
+            // happened): the manifest carries the key and the layout.
+            return Ok(Local::Manifest);
+        }
         let wrapped = internal.get(KEY_META).ok_or_else(|| {
             Error::Corrupt(format!(
                 "{key}: the stored object has no encryption metadata (written around the \
@@ -45,14 +88,30 @@ impl Encrypted {
                     layout,
                     etag: info.etag,
                     has_info: true,
+                    trailer: info.trailer.unwrap_or(0),
+                    meta_ok: true,
                 }
             }
             None => {
-                if stored.etag.contains('-') {
-                    return Err(Error::Corrupt(format!(
-                        "{key}: multipart object without its layout record"
-                    )));
-                }
+                // A single PUT whose info record was never attached (a streamed PUT whose
+                // attaching copy failed), or was stripped. Its segments are authenticated;
+                // its metadata is when it carries the metadata seal (every PUT writes one,
+                // docs/FORMAT.md "Objects without an info record"); objects written before
+                // the seal existed are served without their headers and user metadata.
+                let meta_ok = match internal.get(META_SEAL) {
+                    Some(sealed) => {
+                        check_meta(&data_key, sealed, &metadata_hash(&stored.metadata))
+                            .map_err(|e| with_key_context(e, key))?;
+                        true
+                    }
+                    None => {
+                        log::warn!(
+                            "{key}: no info record and no metadata seal (written before \
+                             metadata was sealed): serving its data without its headers"
+                        );
+                        false
+                    }
+                };
                 let size = plain_size(stored.size).ok_or_else(|| {
                     Error::Corrupt(format!(
                         "{key}: stored size {} is not a valid encrypted size",
@@ -64,23 +123,22 @@ impl Encrypted {
                     layout: Layout::single(size),
                     etag: stored.etag.clone(),
                     has_info: false,
+                    trailer: 0,
+                    meta_ok,
                 }
             }
         };
-        if decoded.layout.stored_size() != stored.size {
-            return Err(Error::Corrupt(format!(
-                "{key}: stored size {} differs from the {} bytes its layout needs (truncated, \
-                 extended or parts dropped)",
-                stored.size,
-                decoded.layout.stored_size()
-            )));
-        }
-        Ok(decoded)
+        check_size(key, stored, &decoded)?;
+        Ok(Local::Done(decoded))
     }
 
     pub(super) fn plain_info(stored: &ObjectInfo, decoded: &Decoded) -> ObjectInfo {
         let mut metadata = stored.metadata.clone();
         strip_enc(&mut metadata.internal);
+        if !decoded.meta_ok {
+            metadata.headers = ContentHeaders::default();
+            metadata.user.clear();
+        }
         ObjectInfo {
             key: stored.key.clone(),
             size: decoded.layout.plain_size(),
@@ -90,6 +148,20 @@ impl Encrypted {
             parts_count: None,
         }
     }
+}
+
+/// The stored size must be exactly what the layout (and trailer) needs: catches
+/// truncation, extension and dropped parts.
+pub(super) fn check_size(key: &ObjectKey, stored: &ObjectInfo, decoded: &Decoded) -> Result<()> {
+    if decoded.stored_size() != stored.size {
+        return Err(Error::Corrupt(format!(
+            "{key}: stored size {} differs from the {} bytes its layout needs (truncated, \
+             extended or parts dropped)",
+            stored.size,
+            decoded.stored_size()
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn with_key_context(e: Error, key: &ObjectKey) -> Error {

@@ -69,7 +69,10 @@ impl Encrypted {
                 .head_inner(bucket, key, base.clone())
                 .await
                 .map_err(Fatal)?;
-            let decoded = self.decode(key, &stored).map_err(|e| classify(e, None))?;
+            let decoded = self
+                .decode(bucket, key, &stored, exclude)
+                .await
+                .map_err(|e| classify(e, None))?;
             self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
             let mut info = Self::plain_info(&stored, &decoded);
             opts.conditions.check(&info, false).map_err(Fatal)?;
@@ -92,7 +95,8 @@ impl Encrypted {
                     .await
                     .map_err(Fatal)?;
                 let decoded = self
-                    .decode(key, &got.info)
+                    .decode(bucket, key, &got.info, exclude)
+                    .await
                     .map_err(|e| classify(e, got.served_by.clone()))?;
                 self.remember_listed(bucket, key.as_str(), &got.info.etag, &[], &decoded);
                 let mut info = Self::plain_info(&got.info, &decoded);

@@ -14,6 +14,8 @@
 //!   failing over mid-stream when a replica serves unauthentic data.
 //! - `parts.rs`: multipart uploads: upload tokens, the parts remembered per instance,
 //!   UploadPart and CompleteMultipartUpload.
+//! - `manifest.rs`: the manifest part written before the inner completion, and reading an
+//!   object that has no info record from its manifest.
 //! - `retry.rs`: CompleteMultipartUpload retried after it succeeded.
 //!
 //! The plaintext sizes and ETags shown in listings are in `list_cache.rs`.
@@ -21,6 +23,7 @@
 mod backend;
 mod decode;
 mod get;
+mod manifest;
 mod parts;
 mod put;
 mod reader;
@@ -62,6 +65,8 @@ pub struct Encrypted {
     pub(crate) inner: DynBackend,
     ring: Arc<Keyring>,
     parts: Mutex<HashMap<(String, u32), Vec<PartRecord>>>,
+    /// Stored bytes of small (possibly last) parts, for the manifest (manifest.rs).
+    small: Mutex<manifest::SmallParts>,
     /// Plaintext sizes and ETags for listings (list_cache.rs).
     pub(crate) listed: ListCache,
 }
@@ -88,6 +93,7 @@ impl Encrypted {
             inner,
             ring: Arc::new(ring),
             parts: Mutex::new(HashMap::new()),
+            small: Mutex::default(),
             listed: ListCache::new(DEFAULT_LIST_CACHE_BYTES),
         }
     }

@@ -5,6 +5,7 @@
 use super::seal::{PlainDigest, seal_body, take_digest};
 use super::{Encrypted, if_match, strip_enc};
 use crate::format::*;
+use crate::manifest::carries_manifest;
 use s3proxy_core::*;
 use std::collections::BTreeMap;
 
@@ -53,6 +54,11 @@ impl Encrypted {
     pub(super) fn forget_upload(&self, inner_id: &str) {
         let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         parts.retain(|(id, _), _| id != inner_id);
+        drop(parts);
+        self.small
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(inner_id);
     }
 
     pub(super) fn open_upload(
@@ -133,12 +139,27 @@ impl Encrypted {
         opts: PartOptions,
     ) -> Result<String> {
         let (inner_id, data_key) = self.open_upload(bucket, key, upload_id)?;
-        let (stored, digest) = seal_body(
+        let small = body.length < MIN_PART_SIZE;
+        let (mut stored, digest) = seal_body(
             body,
             &data_key,
             part_number,
             PlainDigest::Hash(opts.content_md5),
         );
+        // A part below the minimum size can only be the last one: its stored bytes are
+        // kept so the completion can put the manifest behind them (manifest.rs).
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(bytes::BytesMut::new()));
+        if small {
+            let kept = kept.clone();
+            stored.stream = Box::pin(futures::StreamExt::inspect(stored.stream, move |chunk| {
+                if let Ok(chunk) = chunk {
+                    kept.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(chunk);
+                }
+            }));
+        }
+        let stored_length = stored.length;
         let stored_etag = self
             .inner
             .upload_part(
@@ -151,6 +172,17 @@ impl Encrypted {
             )
             .await?;
         let plain_md5 = take_digest(&digest)?;
+        if small {
+            let kept = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
+            if kept.len() as u64 == stored_length {
+                self.small.lock().unwrap_or_else(|e| e.into_inner()).put(
+                    inner_id.as_str(),
+                    part_number,
+                    stored_etag.clone(),
+                    kept.freeze(),
+                );
+            }
+        }
         self.remember_part(
             inner_id.as_str(),
             part_number,
@@ -193,6 +225,7 @@ impl Encrypted {
         let mut inner_parts = Vec::with_capacity(parts.len());
         let mut plain_md5s = Vec::with_capacity(parts.len());
         let mut spans = Vec::with_capacity(parts.len());
+        let mut recovering = false;
         for p in &parts {
             let have = stored_parts.get(&p.part_number).ok_or(Error::InvalidPart)?;
             let claimed = p.etag.trim_matches('"').to_ascii_lowercase();
@@ -206,9 +239,23 @@ impl Encrypted {
             {
                 return Err(Error::InvalidPart);
             }
-            let plain = plain_size(have.size).ok_or_else(|| {
-                Error::Corrupt(format!("part {} has an invalid stored size", p.part_number))
-            })?;
+            let plain = match plain_size(have.size) {
+                Some(plain) => plain,
+                // A completion that failed (or crashed) after re-uploading this small last
+                // part with the manifest behind it: that manifest says the rest.
+                None if carries_manifest(have.size)
+                    && Some(p.part_number) == parts.last().map(|l| l.part_number) =>
+                {
+                    recovering = true;
+                    0
+                }
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "part {} has an invalid stored size",
+                        p.part_number
+                    )));
+                }
+            };
             spans.push((p.part_number, plain));
             inner_parts.push(CompletedPart {
                 part_number: p.part_number,
@@ -222,46 +269,108 @@ impl Encrypted {
         {
             return Err(Error::EntityTooSmall);
         }
-        let done = self
+        let etag = multipart_etag(plain_md5s.iter().map(String::as_str))?;
+        if recovering {
+            return self
+                .complete_from_manifest(bucket, key, &inner_id, inner_parts, &data_key, &etag)
+                .await;
+        }
+        let layout = Layout::from_parts(spans);
+        // The manifest goes in before the completion, so the object describes itself from
+        // the moment it exists (manifest.rs); the info record attached after it is the
+        // fast path for HEAD.
+        let plain_parts = inner_parts.clone();
+        let manifest = self
+            .upload_manifest(bucket, key, &inner_id, &layout, &etag, &mut inner_parts)
+            .await;
+        let (mut trailer, separate) = match manifest {
+            Some((t, extra)) => (Some(t), extra),
+            None => (None, None),
+        };
+        let separate_part = separate.is_some();
+        inner_parts.extend(separate);
+        let done = match self
             .inner
             .complete_multipart_upload(bucket, key, &inner_id, inner_parts)
-            .await?;
+            .await
+        {
+            // A backend with rules of its own about parts (the manifest a part of its
+            // own): complete as before.
+            Err(e @ (Error::EntityTooSmall | Error::InvalidPart)) if separate_part => {
+                log::warn!(
+                    "{bucket}/{key}: completing with the manifest part failed ({e}); without it"
+                );
+                trailer = None;
+                self.inner
+                    .complete_multipart_upload(bucket, key, &inner_id, plain_parts)
+                    .await?
+            }
+            done => done?,
+        };
         self.forget_upload(inner_id.as_str());
-        let layout = Layout::from_parts(spans);
-        let etag = multipart_etag(plain_md5s.iter().map(String::as_str))?;
-        // Metadata is fixed when an upload starts, before the size and ETag are known: the
-        // key and info records are attached now, by a copy onto itself.
+        let attached = self
+            .attach_completed(bucket, key, &done.etag, &data_key, &layout, &etag, trailer)
+            .await;
+        let last_modified = match (attached, trailer) {
+            (Ok(copied), _) => copied.last_modified,
+            // The object is whole and readable from its manifest: the client's upload
+            // succeeded. (Over AWS, CopyObject refuses sources above 5 GiB.)
+            (Err(e), Some(_)) => {
+                log::warn!(
+                    "{bucket}/{key}: completed; attaching its info record failed ({e}); it is \
+                     read from its manifest"
+                );
+                done.last_modified
+            }
+            (Err(e), None) => return Err(e),
+        };
+        self.learn_listed(bucket, key).await;
+        Ok(PutResult {
+            etag,
+            last_modified,
+        })
+    }
+
+    /// Attach the key and info records (with the part layout) to a completed upload, by a
+    /// copy onto itself: metadata is fixed when an upload starts, before the size and
+    /// ETag are known.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn attach_completed(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        stored_etag: &str,
+        data_key: &[u8; 32],
+        layout: &Layout,
+        etag: &str,
+        trailer: Option<u64>,
+    ) -> Result<PutResult> {
         let (stored, _) = self
             .head_inner(
                 bucket,
                 key,
                 GetOptions {
-                    conditions: if_match(&done.etag),
+                    conditions: if_match(stored_etag),
                     ..Default::default()
                 },
             )
             .await?;
         let mut metadata = stored.metadata;
         strip_enc(&mut metadata.internal);
-        metadata.internal.insert(
-            KEY_META.into(),
-            wrap_data_key(self.ring.active(), &data_key),
-        );
+        metadata
+            .internal
+            .insert(KEY_META.into(), wrap_data_key(self.ring.active(), data_key));
         let sealed = seal_info(
-            &data_key,
+            data_key,
             &Info {
                 size: layout.plain_size(),
-                etag: etag.clone(),
+                etag: etag.to_string(),
                 parts: Some(layout.encode()),
                 meta: metadata_hash(&metadata),
+                trailer,
             },
         );
         metadata.internal.insert(INFO_META.into(), sealed);
-        let copied = self.attach_info(bucket, key, &done.etag, metadata).await?;
-        self.learn_listed(bucket, key).await;
-        Ok(PutResult {
-            etag,
-            last_modified: copied.last_modified,
-        })
+        self.attach_info(bucket, key, stored_etag, metadata).await
     }
 }

@@ -5,6 +5,7 @@
 use super::seal::{PlainDigest, seal_body, take_digest};
 use super::{Encrypted, strip_enc};
 use crate::format::*;
+use crate::manifest::{META_SEAL, seal_meta};
 use bytes::BytesMut;
 use futures::StreamExt;
 use s3proxy_core::*;
@@ -30,11 +31,17 @@ impl Encrypted {
             wrap_data_key(self.ring.active(), &data_key),
         );
         let (size, meta_hash) = (body.length, metadata_hash(&metadata));
+        // The headers and user metadata are authenticated from the first write on, whether
+        // or not the info record is attached later.
+        metadata
+            .internal
+            .insert(META_SEAL.into(), seal_meta(&data_key, &meta_hash));
         let info = |etag: String| Info {
             size,
             etag,
             parts: None,
             meta: meta_hash.clone(),
+            trailer: None,
         };
         // A small body is read (and hashed) first, so that, as with Content-MD5, the ETag
         // is known before the write and one write suffices: no second request to attach

@@ -2,7 +2,6 @@
 //! answers 200 with the same ETag, not NoSuchUpload.
 
 use super::Encrypted;
-use crate::format::*;
 use s3proxy_core::*;
 
 impl Encrypted {
@@ -22,20 +21,20 @@ impl Encrypted {
             .map(|p| p.etag.trim_matches('"').to_ascii_lowercase())
             .collect();
         let want = multipart_etag(md5s.iter().map(String::as_str)).ok()?;
-        let stored = self
-            .inner
-            .head_object(bucket, key, GetOptions::default())
+        // Decoded as a read would (the object may carry only its manifest, when the
+        // attaching copy never happened).
+        let (stored, _) = self
+            .head_inner(bucket, key, GetOptions::default())
             .await
             .ok()?;
-        let wrapped = stored.metadata.internal.get(KEY_META)?;
-        let theirs = unwrap_data_key(&self.ring, wrapped).ok()?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(&theirs[..], &data_key[..])) {
+        let decoded = self.decode(bucket, key, &stored, &[]).await.ok()?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &decoded.data_key[..],
+            &data_key[..],
+        )) {
             return None;
         }
-        let info = self
-            .head_object(bucket, key, GetOptions::default())
-            .await
-            .ok()?;
+        let info = Self::plain_info(&stored, &decoded);
         if info.etag != want {
             return None;
         }
