@@ -41,7 +41,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 // Where each mechanism lives: the set and its options (replicated, options); calling the
-// backends (fanout); reads and mid-body failover (read, failover); writes under the quorum
+// backends (fanout); reads, hedged first answers and mid-body failover (read, hedge, failover); writes under the quorum
 // and what a missed quorum leaves (write, tee, quorum); operations in flight per key
 // (inflight); version stamps and their authentication (stamp); counters for operators
 // (stats); the repair journal and repair (journal, repair,
@@ -54,6 +54,7 @@ mod failing_repairs;
 mod failover;
 mod fanout;
 mod health;
+mod hedge;
 mod inflight;
 mod journal;
 mod listing;
@@ -72,7 +73,7 @@ mod write;
 
 pub use health::{Health, HealthSnapshot};
 pub use journal::{Entry, Journal};
-pub use options::{ReadPreference, Replica, ReplicationOptions, WriteQuorum};
+pub use options::{Hedge, ReadPreference, Replica, ReplicationOptions, WriteQuorum};
 pub use repair_scan::RepairSummary;
 pub use replicated::Replicated;
 pub use stamp::{ETAG_KEY, Hlc, MAX_CLOCK_SKEW, Trust, VERSION_KEY, stamp_time};

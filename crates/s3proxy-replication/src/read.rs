@@ -75,11 +75,46 @@ impl Replicated {
     ) -> Result<Vec<Seen>> {
         self.check_bucket_not_deleted(bucket)?;
         let target = format!("{bucket}/{key}");
-        let outcomes = self
-            .fan_out(op, &target, |b| {
-                let (bucket, key) = (bucket.clone(), key.clone());
-                async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+        // Replicas that have not answered within their hedge delay are not waited for
+        // once the answers settle the key (see `hedge` for why that never picks an older
+        // version than waiting would).
+        let read_quorum = self.replicas().len() - self.required() + 1;
+        let settled = |outcomes: &[Option<Result<ObjectInfo>>]| {
+            let answered = outcomes
+                .iter()
+                .flatten()
+                .filter(|o| crate::hedge::definitive(*o));
+            if answered.clone().count() < read_quorum {
+                return false;
+            }
+            if answered.clone().any(|o| o.is_ok()) {
+                return true;
+            }
+            // Nobody who answered has it: wait on if the journal says one of them missed
+            // a write of it (its only copy may be on one still to answer), as below.
+            let tombstone = self.shared.journal.tombstone(bucket.as_str(), key.as_str());
+            let behind = self.shared.journal.behind(
+                bucket.as_str(),
+                key.as_str(),
+                tombstone.as_deref().unwrap_or(""),
+            );
+            !outcomes.iter().enumerate().any(|(i, o)| {
+                o.as_ref().is_some_and(|o| crate::hedge::definitive(o))
+                    && behind
+                        .iter()
+                        .any(|b| b == self.replicas()[i].backend.name())
             })
+        };
+        let outcomes = self
+            .fan_out_hedged(
+                op,
+                &target,
+                |b| {
+                    let (bucket, key) = (bucket.clone(), key.clone());
+                    async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+                },
+                settled,
+            )
             .await;
         let mut seen = vec![];
         let mut missing = vec![];
@@ -191,64 +226,77 @@ impl Replicated {
         opts.conditions.check(&info, false)?;
         let range = opts.range.map(|r| r.resolve(info.size)).transpose()?;
         let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
+        let inner_opts = |holder: &Seen| GetOptions {
+            range: if info.size == 0 {
+                None
+            } else {
+                Some(ByteRange::FromTo(start, end))
+            },
+            conditions: Conditions {
+                if_match: Some(holder.info.etag.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // Every holder has the located version, so whichever answers first serves the
+        // same bytes: a holder that has not answered within its hedge delay is raced by
+        // the next (see `hedge`).
+        let candidates: Vec<usize> = holders.iter().map(|h| h.index).collect();
+        let got = self
+            .first_answer(&candidates, |position, b| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                let o = inner_opts(&holders[position]);
+                async move { b.get_object(&bucket, &key, o).await }
+            })
+            .await;
         let mut last_error = None;
         let mut changed = false;
-        for (position, holder) in holders.iter().enumerate() {
-            let backend = self.replicas()[holder.index].backend.clone();
-            let inner_opts = GetOptions {
-                range: if info.size == 0 {
-                    None
+        match got {
+            Ok((position, got)) => {
+                let holder = &holders[position];
+                let backend = &self.replicas()[holder.index].backend;
+                let served_by = Some(backend.name().to_string());
+                // Failover continues from the other holders, in read order.
+                let mut rest: Vec<usize> = vec![holder.index];
+                rest.extend(candidates.iter().filter(|i| **i != holder.index));
+                let failover = Failover {
+                    this: self.clone(),
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    etag: holder.info.etag.clone(),
+                    holders: rest,
+                    current: 0,
+                    body: got.body,
+                    next_offset: start,
+                    end: if info.size == 0 { 0 } else { end },
+                };
+                let body = if info.size == 0 {
+                    got_empty()
                 } else {
-                    Some(ByteRange::FromTo(start, end))
-                },
-                conditions: Conditions {
-                    if_match: Some(holder.info.etag.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let got = self
-                .call(holder.index, |b| {
-                    let (bucket, key, o) = (bucket.clone(), key.clone(), inner_opts.clone());
-                    async move { b.get_object(&bucket, &key, o).await }
-                })
-                .await;
-            match got {
-                Ok(got) => {
-                    let served_by = Some(backend.name().to_string());
-                    let failover = Failover {
-                        this: self.clone(),
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                        etag: holder.info.etag.clone(),
-                        holders: holders[position..].iter().map(|h| h.index).collect(),
-                        current: 0,
-                        body: got.body,
-                        next_offset: start,
-                        end: if info.size == 0 { 0 } else { end },
-                    };
-                    let body = if info.size == 0 {
-                        got_empty()
-                    } else {
-                        failover.into_stream()
-                    };
-                    return Ok(ReadAttempt::Served(GetResult {
-                        info,
-                        range,
-                        body,
-                        served_by,
-                    }));
-                }
-                Err(Error::PreconditionFailed) => {
-                    // Overwritten since it was located.
-                    changed = true;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
-                        backend.name()
-                    );
-                    last_error = Some(e);
+                    failover.into_stream()
+                };
+                return Ok(ReadAttempt::Served(GetResult {
+                    info,
+                    range,
+                    body,
+                    served_by,
+                }));
+            }
+            Err(failures) => {
+                for (position, e) in failures {
+                    match e {
+                        Error::PreconditionFailed => {
+                            // Overwritten since it was located.
+                            changed = true;
+                        }
+                        e => {
+                            log::warn!(
+                                "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
+                                self.replicas()[holders[position].index].backend.name()
+                            );
+                            last_error = Some(e);
+                        }
+                    }
                 }
             }
         }
