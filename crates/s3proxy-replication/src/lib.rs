@@ -15,7 +15,10 @@
 //!   Last-Modified whichever replica answers.
 //! - Reads ask every available replica for the object's metadata, serve from one holding
 //!   the newest version, fail over on error or stall (also in the middle of a body), and
-//!   repair replicas found missing, stale or corrupt.
+//!   repair replicas found missing, stale or corrupt. A replica that has not answered
+//!   within its hedge delay is raced by another ([`Hedge`]); the metadata lookup goes on
+//!   without it only once enough replicas answered that it cannot hold a newer
+//!   acknowledged version.
 //! - Deletes are journaled as tombstones for backends that missed them, so no repair brings
 //!   a deleted object back.
 //! - Each backend has a circuit breaker; every fan-out logs one line with each backend's

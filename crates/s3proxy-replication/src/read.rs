@@ -1,6 +1,7 @@
 //! Reading: every replica's view of a key, the newest version and who holds it (stale and
 //! missing replicas are journaled for repair on the way), the order replicas are read in,
-//! and a GET served from the first holder that answers.
+//! and a GET served from the first holder that answers. Both the lookup and the GET's
+//! first response are hedged (see `hedge`).
 
 use crate::Replicated;
 use crate::failover::Failover;
@@ -99,7 +100,7 @@ impl Replicated {
                 tombstone.as_deref().unwrap_or(""),
             );
             !outcomes.iter().enumerate().any(|(i, o)| {
-                o.as_ref().is_some_and(|o| crate::hedge::definitive(o))
+                o.as_ref().is_some_and(crate::hedge::definitive)
                     && behind
                         .iter()
                         .any(|b| b == self.replicas()[i].backend.name())
