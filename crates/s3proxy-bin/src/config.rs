@@ -673,6 +673,21 @@ path = "./data"
     }
 
     #[test]
+    fn hedging_is_adaptive_fixed_or_off() {
+        let hedge = |toml: &str| load_str(toml).unwrap().replication.hedge();
+        assert_eq!(hedge(""), Hedge::Adaptive);
+        assert_eq!(hedge("[replication]\nhedge_after_ms = 0"), Hedge::Adaptive);
+        assert_eq!(
+            hedge("[replication]\nhedge_after_ms = 50"),
+            Hedge::After(std::time::Duration::from_millis(50))
+        );
+        assert_eq!(
+            hedge("[replication]\nhedge_reads = false\nhedge_after_ms = 50"),
+            Hedge::Off
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("listen = 5", "listen"),
