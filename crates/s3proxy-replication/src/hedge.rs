@@ -31,6 +31,16 @@
 //!   a ServiceUnavailable, it is neither counted missing nor journaled, and its health is
 //!   not charged (it was not given its timeout).
 //!
+//! A call dropped unanswered gives no latency sample and does not count against the
+//! backend's circuit (it was not given its timeout). So a hung backend's circuit opens
+//! only when a call that is not hedged (a write, a listing, a repair) times out on it, as
+//! before; until then each read pays at most its hedge delay there, and that delay stays
+//! what its last answers said (a sample of the time given would make it creep towards
+//! [`Hedge::MAX`]). The price: a backend that turns slower than its recorded delay loses
+//! every race, one extra request per read, until its answers come in time again. Letting
+//! dropped calls finish in the background (recording their latency, or their timeout)
+//! would fix both; not done yet.
+//!
 //! ListObjects is not hedged: a merged listing needs every replica's page, for a key
 //! written with W = 1 may be listed by one replica only.
 
@@ -85,10 +95,11 @@ impl Replicated {
     }
 
     /// The first good answer to `f` (given the position in `candidates` and the backend)
-    /// from `candidates` (replica indexes, in the order to ask them): the first is asked, and the next one too whenever the latest asked has
-    /// not answered within its hedge delay, or at once when one fails. Returns the
-    /// position in `candidates` that answered, with its answer, dropping the calls still
-    /// running; or every failure, with its position, in the order they came.
+    /// from `candidates` (replica indexes, in the order to ask them): the first is asked,
+    /// and the next one too whenever the latest asked has not answered within its hedge
+    /// delay, or at once when one fails. Returns the position in `candidates` that
+    /// answered, with its answer, dropping the calls still running; or every failure,
+    /// with its position, in the order they came.
     pub(crate) async fn first_answer<T, F, Fut>(
         &self,
         candidates: &[usize],
