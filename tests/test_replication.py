@@ -181,6 +181,35 @@ def test_paused_backend_mid_get_fails_over(cluster):
         c.backends[0].resume()
 
 
+@pytest.mark.parametrize("cluster", ['"majority"'], indirect=True)
+def test_paused_backend_holds_up_no_get(cluster):
+    """Hedged reads (#18): with the first replica paused (SIGSTOP), no GET waits for its
+    timeout (2 s here). A majority quorum, for with W = 1 the lookup must wait for every
+    replica (the newest version may be on the paused one only)."""
+    c = cluster
+    c.s3.create_bucket(Bucket="rep")
+    bodies = {f"hedge{i}": data(100_000 + i, 40 + i) for i in range(4)}
+    for k, b in bodies.items():
+        c.s3.put_object(Bucket="rep", Key=k, Body=b)
+    c.wait_journal_empty()
+    for k in bodies:  # samples for the hedge delays
+        c.s3.get_object(Bucket="rep", Key=k)["Body"].read()
+    c.backends[0].pause()
+    try:
+        slowest = 0.0
+        for i in range(40):
+            k = f"hedge{i % 4}"
+            started = time.time()
+            got = c.s3.get_object(Bucket="rep", Key=k)["Body"].read()
+            slowest = max(slowest, time.time() - started)
+            assert got == bodies[k]
+            time.sleep(0.5)
+        assert slowest < 1, f"slowest GET took {slowest:.2f} s"
+    finally:
+        c.backends[0].resume()
+    assert c.s3.get_object(Bucket="rep", Key="hedge0")["Body"].read() == bodies["hedge0"]
+
+
 def test_corrupt_replica_is_served_around_and_repaired(cluster):
     c = cluster
     c.s3.create_bucket(Bucket="rep")

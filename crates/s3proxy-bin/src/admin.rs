@@ -90,6 +90,8 @@ impl Admin {
                 .absolute(s.repair_bytes);
             metrics::counter!("s3proxy_tamper_detections_total", "backend" => backend.clone())
                 .absolute(s.tamper_detections);
+            metrics::counter!("s3proxy_hedged_reads_total", "backend" => backend.clone())
+                .absolute(s.hedged_reads);
             for (kind, n) in s.unauthenticated_stamps {
                 metrics::counter!("s3proxy_unauthenticated_stamps_total", "backend" => backend.clone(), "kind" => kind.name())
                     .absolute(n);

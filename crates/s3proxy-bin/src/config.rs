@@ -4,7 +4,7 @@
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use s3proxy_http::auth::grants::{Access, Grants};
-use s3proxy_replication::{ReadPreference, WriteQuorum};
+use s3proxy_replication::{Hedge, ReadPreference, WriteQuorum};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -171,6 +171,29 @@ pub struct ReplicationConfig {
     /// Seconds between journal replays while repairs are pending.
     #[serde(default = "default_repair_interval")]
     pub repair_interval_secs: u64,
+    /// Whether a read whose replica has not answered within the hedge delay asks the
+    /// next replica too.
+    #[serde(default = "default_hedge_reads")]
+    pub hedge_reads: bool,
+    /// The hedge delay in milliseconds; 0: adaptive (each backend's recent read latency,
+    /// 95th percentile, within 20 ms..1 s).
+    #[serde(default)]
+    pub hedge_after_ms: u64,
+}
+
+impl ReplicationConfig {
+    /// The hedging these settings ask for.
+    pub fn hedge(&self) -> Hedge {
+        match (self.hedge_reads, self.hedge_after_ms) {
+            (false, _) => Hedge::Off,
+            (true, 0) => Hedge::Adaptive,
+            (true, ms) => Hedge::After(std::time::Duration::from_millis(ms)),
+        }
+    }
+}
+
+fn default_hedge_reads() -> bool {
+    true
 }
 
 /// The upload id secret stays out of `{:?}`.
@@ -185,6 +208,8 @@ impl std::fmt::Debug for ReplicationConfig {
                 &self.upload_id_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("repair_interval_secs", &self.repair_interval_secs)
+            .field("hedge_reads", &self.hedge_reads)
+            .field("hedge_after_ms", &self.hedge_after_ms)
             .finish()
     }
 }
@@ -197,6 +222,8 @@ impl Default for ReplicationConfig {
             retries: default_retries(),
             upload_id_secret: None,
             repair_interval_secs: default_repair_interval(),
+            hedge_reads: default_hedge_reads(),
+            hedge_after_ms: 0,
         }
     }
 }
@@ -643,6 +670,21 @@ path = "./data"
         .unwrap();
         assert_eq!(c.credentials[0].access_key, "AKEXAMPLE");
         assert_eq!(c.backends[0].kind, BackendKind::Fs);
+    }
+
+    #[test]
+    fn hedging_is_adaptive_fixed_or_off() {
+        let hedge = |toml: &str| load_str(toml).unwrap().replication.hedge();
+        assert_eq!(hedge(""), Hedge::Adaptive);
+        assert_eq!(hedge("[replication]\nhedge_after_ms = 0"), Hedge::Adaptive);
+        assert_eq!(
+            hedge("[replication]\nhedge_after_ms = 50"),
+            Hedge::After(std::time::Duration::from_millis(50))
+        );
+        assert_eq!(
+            hedge("[replication]\nhedge_reads = false\nhedge_after_ms = 50"),
+            Hedge::Off
+        );
     }
 
     #[test]

@@ -194,6 +194,7 @@ pub(crate) async fn build_stack(
         read_preference: config.replication.read_preference,
         retries: config.replication.retries,
         upload_id_key,
+        hedge: config.replication.hedge(),
         ..Default::default()
     };
     let journal_dir = config.state_dir.join("journal");

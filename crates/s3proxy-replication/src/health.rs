@@ -8,6 +8,9 @@ const OPEN_AFTER: u32 = 3;
 /// How long an open circuit stays open before a probe may close it.
 const OPEN_FOR: Duration = Duration::from_secs(2);
 
+/// First-answer latencies kept per backend for the hedge delay (a ring).
+const SAMPLES: usize = 64;
+
 #[derive(Default)]
 struct State {
     consecutive_failures: u32,
@@ -15,6 +18,10 @@ struct State {
     latency_ms: f64,
     successes: u64,
     failures: u64,
+    /// Recent first-answer latencies of reads (HEAD answers, GET response heads), in
+    /// microseconds; `next_sample` is where the next one goes.
+    samples: Vec<u32>,
+    next_sample: usize,
 }
 
 /// Health of one backend. Cheap to query on every request.
@@ -92,6 +99,32 @@ impl Health {
         opened
     }
 
+    /// A read's first answer (a HEAD's, a GET's response head) came after `elapsed`: a
+    /// sample for [`Self::read_p95`]. Only reads count: a PUT's time grows with its body.
+    pub fn read_answered(&self, elapsed: Duration) {
+        let mut s = self.state();
+        let us = elapsed.as_micros().min(u32::MAX as u128) as u32;
+        if s.samples.len() < SAMPLES {
+            s.samples.push(us);
+        } else {
+            let at = s.next_sample;
+            s.samples[at] = us;
+        }
+        s.next_sample = (s.next_sample + 1) % SAMPLES;
+    }
+
+    /// The 95th percentile of the recent read latencies, once there are enough of them
+    /// to say (at least 8).
+    pub fn read_p95(&self) -> Option<Duration> {
+        let mut samples = self.state().samples.clone();
+        if samples.len() < 8 {
+            return None;
+        }
+        samples.sort_unstable();
+        let at = (samples.len() * 95).div_ceil(100) - 1;
+        Some(Duration::from_micros(samples[at] as u64))
+    }
+
     /// Current figures.
     pub fn snapshot(&self) -> HealthSnapshot {
         let s = self.state();
@@ -118,5 +151,19 @@ mod tests {
         assert!(!h.is_available() && !h.wants_probe());
         assert!(h.success(Duration::from_millis(3)));
         assert!(h.is_available() && !h.wants_probe());
+    }
+
+    #[test]
+    fn read_p95_needs_samples_and_forgets_old_ones() {
+        let h = Health::default();
+        for _ in 0..7 {
+            h.read_answered(Duration::from_millis(1));
+        }
+        assert_eq!(h.read_p95(), None);
+        for ms in 1..=100 {
+            h.read_answered(Duration::from_millis(ms));
+        }
+        // The ring holds the last 64 samples: 37..=100 ms; the 95th percentile of those.
+        assert_eq!(h.read_p95(), Some(Duration::from_millis(97)));
     }
 }

@@ -15,7 +15,10 @@
 //!   Last-Modified whichever replica answers.
 //! - Reads ask every available replica for the object's metadata, serve from one holding
 //!   the newest version, fail over on error or stall (also in the middle of a body), and
-//!   repair replicas found missing, stale or corrupt.
+//!   repair replicas found missing, stale or corrupt. A replica that has not answered
+//!   within its hedge delay is raced by another ([`Hedge`]); the metadata lookup goes on
+//!   without it only once enough replicas answered that it cannot hold a newer
+//!   acknowledged version.
 //! - Deletes are journaled as tombstones for backends that missed them, so no repair brings
 //!   a deleted object back.
 //! - Each backend has a circuit breaker; every fan-out logs one line with each backend's
@@ -41,7 +44,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 // Where each mechanism lives: the set and its options (replicated, options); calling the
-// backends (fanout); reads and mid-body failover (read, failover); writes under the quorum
+// backends (fanout); reads, hedged first answers and mid-body failover (read, hedge, failover); writes under the quorum
 // and what a missed quorum leaves (write, tee, quorum); operations in flight per key
 // (inflight); version stamps and their authentication (stamp); counters for operators
 // (stats); the repair journal and repair (journal, repair,
@@ -54,6 +57,7 @@ mod failing_repairs;
 mod failover;
 mod fanout;
 mod health;
+mod hedge;
 mod inflight;
 mod journal;
 mod listing;
@@ -72,7 +76,7 @@ mod write;
 
 pub use health::{Health, HealthSnapshot};
 pub use journal::{Entry, Journal};
-pub use options::{ReadPreference, Replica, ReplicationOptions, WriteQuorum};
+pub use options::{Hedge, ReadPreference, Replica, ReplicationOptions, WriteQuorum};
 pub use repair_scan::RepairSummary;
 pub use replicated::Replicated;
 pub use stamp::{ETAG_KEY, Hlc, MAX_CLOCK_SKEW, Trust, VERSION_KEY, stamp_time};

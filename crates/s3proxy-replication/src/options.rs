@@ -89,6 +89,29 @@ pub enum ReadPreference {
     Latency,
 }
 
+/// When a read asks the next replica too (see `hedge`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Hedge {
+    /// After the replica's recent read latency (95th percentile), clamped to
+    /// [`Hedge::MIN`]..[`Hedge::MAX`]; [`Hedge::DEFAULT`] before it has enough samples.
+    #[default]
+    Adaptive,
+    /// After this long, whatever the replica's latency.
+    After(Duration),
+    /// Never: each read waits for its replica's answer or timeout, as before hedging.
+    Off,
+}
+
+impl Hedge {
+    /// The shortest adaptive delay: below it, jitter of a healthy backend would double
+    /// the requests.
+    pub const MIN: Duration = Duration::from_millis(20);
+    /// The longest adaptive delay.
+    pub const MAX: Duration = Duration::from_secs(1);
+    /// The adaptive delay before a backend has enough samples.
+    pub const DEFAULT: Duration = Duration::from_millis(200);
+}
+
 /// Settings of a [`Replicated`](crate::Replicated) backend.
 #[derive(Clone, Debug)]
 pub struct ReplicationOptions {
@@ -104,6 +127,8 @@ pub struct ReplicationOptions {
     pub upload_id_key: [u8; 32],
     /// This instance's id in version stamps.
     pub node_id: String,
+    /// When a read that has no answer yet asks the next replica too.
+    pub hedge: Hedge,
 }
 
 impl Default for ReplicationOptions {
@@ -114,6 +139,7 @@ impl Default for ReplicationOptions {
             retries: 2,
             upload_id_key: rand::random(),
             node_id: hex::encode(rand::random::<[u8; 4]>()),
+            hedge: Hedge::Adaptive,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Reading: every replica's view of a key, the newest version and who holds it (stale and
 //! missing replicas are journaled for repair on the way), the order replicas are read in,
-//! and a GET served from the first holder that answers.
+//! and a GET served from the first holder that answers. Both the lookup and the GET's
+//! first response are hedged (see `hedge`).
 
 use crate::Replicated;
 use crate::failover::Failover;
@@ -75,11 +76,46 @@ impl Replicated {
     ) -> Result<Vec<Seen>> {
         self.check_bucket_not_deleted(bucket)?;
         let target = format!("{bucket}/{key}");
-        let outcomes = self
-            .fan_out(op, &target, |b| {
-                let (bucket, key) = (bucket.clone(), key.clone());
-                async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+        // Replicas that have not answered within their hedge delay are not waited for
+        // once the answers settle the key (see `hedge` for why that never picks an older
+        // version than waiting would).
+        let read_quorum = self.replicas().len() - self.required() + 1;
+        let settled = |outcomes: &[Option<Result<ObjectInfo>>]| {
+            let answered = outcomes
+                .iter()
+                .flatten()
+                .filter(|o| crate::hedge::definitive(*o));
+            if answered.clone().count() < read_quorum {
+                return false;
+            }
+            if answered.clone().any(|o| o.is_ok()) {
+                return true;
+            }
+            // Nobody who answered has it: wait on if the journal says one of them missed
+            // a write of it (its only copy may be on one still to answer), as below.
+            let tombstone = self.shared.journal.tombstone(bucket.as_str(), key.as_str());
+            let behind = self.shared.journal.behind(
+                bucket.as_str(),
+                key.as_str(),
+                tombstone.as_deref().unwrap_or(""),
+            );
+            !outcomes.iter().enumerate().any(|(i, o)| {
+                o.as_ref().is_some_and(crate::hedge::definitive)
+                    && behind
+                        .iter()
+                        .any(|b| b == self.replicas()[i].backend.name())
             })
+        };
+        let outcomes = self
+            .fan_out_hedged(
+                op,
+                &target,
+                |b| {
+                    let (bucket, key) = (bucket.clone(), key.clone());
+                    async move { b.head_object(&bucket, &key, GetOptions::default()).await }
+                },
+                settled,
+            )
             .await;
         let mut seen = vec![];
         let mut missing = vec![];
@@ -201,71 +237,84 @@ impl Replicated {
             Some(_) => None,
             None => opts.range.map(|r| r.resolve(info.size)).transpose()?,
         };
+        let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
+        let inner_opts = |holder: &Seen| GetOptions {
+            range: if info.size == 0 || part.is_some() {
+                None
+            } else {
+                Some(ByteRange::FromTo(start, end))
+            },
+            part_number: part,
+            conditions: Conditions {
+                if_match: Some(holder.info.etag.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // Every holder has the located version, so whichever answers first serves the
+        // same bytes: a holder that has not answered within its hedge delay is raced by
+        // the next (see `hedge`).
+        let candidates: Vec<usize> = holders.iter().map(|h| h.index).collect();
+        let got = self
+            .first_answer(&candidates, |position, b| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                let o = inner_opts(&holders[position]);
+                async move { b.get_object(&bucket, &key, o).await }
+            })
+            .await;
         let mut last_error = None;
         let mut changed = false;
-        for (position, holder) in holders.iter().enumerate() {
-            let backend = self.replicas()[holder.index].backend.clone();
-            let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
-            let inner_opts = GetOptions {
-                range: if info.size == 0 || part.is_some() {
-                    None
+        match got {
+            Ok((position, got)) => {
+                if part.is_some() {
+                    range = got.range;
+                    info.parts_count = got.info.parts_count;
+                }
+                let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
+                let holder = &holders[position];
+                let backend = &self.replicas()[holder.index].backend;
+                let served_by = Some(backend.name().to_string());
+                // Failover continues from the other holders, in read order.
+                let mut rest: Vec<usize> = vec![holder.index];
+                rest.extend(candidates.iter().filter(|i| **i != holder.index));
+                let failover = Failover {
+                    this: self.clone(),
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    etag: holder.info.etag.clone(),
+                    holders: rest,
+                    current: 0,
+                    body: got.body,
+                    next_offset: start,
+                    end: if info.size == 0 { 0 } else { end },
+                };
+                let body = if info.size == 0 {
+                    got_empty()
                 } else {
-                    Some(ByteRange::FromTo(start, end))
-                },
-                part_number: part,
-                conditions: Conditions {
-                    if_match: Some(holder.info.etag.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let got = self
-                .call(holder.index, |b| {
-                    let (bucket, key, o) = (bucket.clone(), key.clone(), inner_opts.clone());
-                    async move { b.get_object(&bucket, &key, o).await }
-                })
-                .await;
-            match got {
-                Ok(got) => {
-                    if part.is_some() {
-                        range = got.range;
-                        info.parts_count = got.info.parts_count;
+                    failover.into_stream()
+                };
+                return Ok(ReadAttempt::Served(GetResult {
+                    info,
+                    range,
+                    body,
+                    served_by,
+                }));
+            }
+            Err(failures) => {
+                for (position, e) in failures {
+                    match e {
+                        Error::PreconditionFailed => {
+                            // Overwritten since it was located.
+                            changed = true;
+                        }
+                        e => {
+                            log::warn!(
+                                "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
+                                self.replicas()[holders[position].index].backend.name()
+                            );
+                            last_error = Some(e);
+                        }
                     }
-                    let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
-                    let served_by = Some(backend.name().to_string());
-                    let failover = Failover {
-                        this: self.clone(),
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                        etag: holder.info.etag.clone(),
-                        holders: holders[position..].iter().map(|h| h.index).collect(),
-                        current: 0,
-                        body: got.body,
-                        next_offset: start,
-                        end: if info.size == 0 { 0 } else { end },
-                    };
-                    let body = if info.size == 0 {
-                        got_empty()
-                    } else {
-                        failover.into_stream()
-                    };
-                    return Ok(ReadAttempt::Served(GetResult {
-                        info,
-                        range,
-                        body,
-                        served_by,
-                    }));
-                }
-                Err(Error::PreconditionFailed) => {
-                    // Overwritten since it was located.
-                    changed = true;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",
-                        backend.name()
-                    );
-                    last_error = Some(e);
                 }
             }
         }

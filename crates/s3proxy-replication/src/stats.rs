@@ -16,12 +16,19 @@ pub(crate) struct Counters {
     invalid_stamps: AtomicU64,
     absent_stamps: AtomicU64,
     legacy_stamps: AtomicU64,
+    hedged_reads: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn repaired(&self, bytes: u64) {
         self.repair_copies.fetch_add(1, Ordering::Relaxed);
         self.repair_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A read gave up waiting for this backend's first answer and asked another replica
+    /// (or, in a lookup, went on without it).
+    pub(crate) fn hedged(&self) {
+        self.hedged_reads.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn tampered(&self) {
@@ -53,6 +60,9 @@ pub struct ReplicaStats {
     /// does not verify or no clock reading at all (`invalid`), no stamp (`absent`), a
     /// stamp of the format before stamps were authenticated (`legacy`).
     pub unauthenticated_stamps: [(Trust, u64); 3],
+    /// Reads that stopped waiting for the backend's first answer after the hedge delay
+    /// and asked another replica (or went on without it).
+    pub hedged_reads: u64,
 }
 
 impl Replicated {
@@ -72,6 +82,7 @@ impl Replicated {
                         (Trust::Absent, get(&c.absent_stamps)),
                         (Trust::Legacy, get(&c.legacy_stamps)),
                     ],
+                    hedged_reads: get(&c.hedged_reads),
                 };
                 (r.backend.name().to_string(), stats)
             })

@@ -1,5 +1,6 @@
 //! What the replication tests share: in-process backends whose faults a test switches
-//! (down, bodies that stall, PUTs that land late, GETs that find the object replaced), and
+//! (down, bodies that stall, reads that hang, PUTs that land late, GETs that find the object
+//! replaced), and
 //! a replicated set over three of them. (End-to-end tests with real processes killed and
 //! paused are in tests/ at the workspace root.)
 #![allow(dead_code)]
@@ -11,13 +12,17 @@ use s3proxy_backends::Memory;
 use s3proxy_core::*;
 use s3proxy_replication::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub const UP: u8 = 0;
 pub const DOWN: u8 = 1;
 /// Bodies stop after their first chunk and never continue.
 pub const STALL_BODIES: u8 = 2;
+/// GETs and HEADs never answer (a paused process); other calls work.
+pub const HANG_READS: u8 = 3;
+/// GETs never answer; HEADs do.
+pub const HANG_GETS: u8 = 4;
 
 /// A backend wrapper whose availability the test switches.
 pub struct Faulty {
@@ -29,6 +34,12 @@ pub struct Faulty {
     pub puts: AtomicUsize,
     /// GETs to answer with PreconditionFailed, as if the object had just been replaced.
     pub replaced_for_gets: AtomicUsize,
+    /// GETs and HEADs wait this many milliseconds before they answer (a slow replica).
+    pub read_delay_ms: AtomicU64,
+    /// GetObject calls received.
+    pub gets: AtomicUsize,
+    /// HeadObject calls received.
+    pub heads: AtomicUsize,
 }
 
 impl Faulty {
@@ -39,10 +50,19 @@ impl Faulty {
             slow_puts: AtomicBool::new(false),
             puts: AtomicUsize::new(0),
             replaced_for_gets: AtomicUsize::new(0),
+            read_delay_ms: AtomicU64::new(0),
+            gets: AtomicUsize::new(0),
+            heads: AtomicUsize::new(0),
         })
     }
     pub fn set(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst)
+    }
+    async fn read_delay(&self) {
+        let ms = self.read_delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
     }
     fn check(&self) -> Result<()> {
         if self.mode.load(Ordering::SeqCst) == DOWN {
@@ -93,6 +113,11 @@ impl Backend for Faulty {
     }
     async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
         self.check()?;
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.read_delay().await;
+        if matches!(self.mode.load(Ordering::SeqCst), HANG_READS | HANG_GETS) {
+            futures::future::pending::<()>().await;
+        }
         if self
             .replaced_for_gets
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -114,6 +139,11 @@ impl Backend for Faulty {
         o: GetOptions,
     ) -> Result<ObjectInfo> {
         self.check()?;
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.read_delay().await;
+        if self.mode.load(Ordering::SeqCst) == HANG_READS {
+            futures::future::pending::<()>().await;
+        }
         self.inner.head_object(b, k, o).await
     }
     async fn delete_object(&self, b: &BucketName, k: &ObjectKey) -> Result<()> {
@@ -214,17 +244,35 @@ pub fn replicated_over(
     quorum: WriteQuorum,
     journal: Arc<Journal>,
 ) -> Replicated {
+    replicated_with(
+        backends,
+        quorum,
+        journal,
+        Duration::from_millis(500),
+        Hedge::Adaptive,
+    )
+}
+
+/// [`replicated_over`] with this backend timeout and hedging.
+pub fn replicated_with(
+    backends: &[Arc<Faulty>],
+    quorum: WriteQuorum,
+    journal: Arc<Journal>,
+    timeout: Duration,
+    hedge: Hedge,
+) -> Replicated {
     let replicas = backends
         .iter()
         .map(|b| Replica {
             backend: b.clone() as DynBackend,
-            timeout: Duration::from_millis(500),
+            timeout,
         })
         .collect();
     let opts = ReplicationOptions {
         write_quorum: quorum,
         retries: 0,
         upload_id_key: [7; 32],
+        hedge,
         ..Default::default()
     };
     Replicated::new("replicated", replicas, opts, journal).unwrap()
