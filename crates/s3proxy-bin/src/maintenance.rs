@@ -257,6 +257,10 @@ struct Bad {
     bucket: BucketName,
     key: ObjectKey,
     why: String,
+    /// It failed authentication (or its stored form is invalid): a repair replaces it.
+    /// Anything else (a timeout, a 503, a missing key) says nothing about the stored
+    /// copy, and repairing on it could replace a good, possibly only, copy.
+    corrupt: bool,
 }
 
 /// `s3proxy scrub`: every object of every backend is read whole through the encryption
@@ -289,6 +293,7 @@ pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failur
                             bucket: bucket_name.clone(),
                             key,
                             why: e.to_string(),
+                            corrupt: matches!(e, s3proxy_core::Error::Corrupt(_)),
                         });
                     }
                 }
@@ -322,6 +327,15 @@ pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failur
     let mut unrepaired = 0u64;
     let mut repaired = 0u64;
     for f in &bad {
+        if !f.corrupt {
+            unrepaired += 1;
+            println!(
+                "  NOT repaired {} {}/{}: it could not be read, which says nothing about its \
+                 copy; run scrub again",
+                f.backend, f.bucket, f.key
+            );
+            continue;
+        }
         let outcome = match replicated
             .repair_replica(&f.bucket, &f.key, &f.backend)
             .await

@@ -589,6 +589,13 @@ async fn a_tampered_or_swapped_manifest_is_refused() {
     )
     .await;
     refused_as_corrupt(&enc, &bucket, "a").await;
+    // A footer claiming a huge record (the footer is not authenticated): refused before
+    // anything that size is read.
+    let footer = a.len() - 12;
+    let mut claims_more = a.to_vec();
+    claims_more[footer..footer + 4].copy_from_slice(&((a.len() - 12) as u32).to_be_bytes());
+    store_multipart(&inner.mem, &bucket, "a", claims_more.into(), meta.clone()).await;
+    refused_as_corrupt(&enc, &bucket, "a").await;
     // Changed user metadata.
     let mut changed = meta.clone();
     changed.user.insert("color".into(), "red".into());

@@ -40,6 +40,11 @@ impl Query {
     /// presigned request's signature (`X-Amz-*`, SigV2's `AWSAccessKeyId`, `Signature`,
     /// `Expires`) and the SDKs' operation hint `x-id`.
     pub fn first_subresource(&self) -> Option<&str> {
+        self.first_other_than(&[])
+    }
+
+    /// [`Query::first_subresource`], also leaving out the parameters in `known`.
+    pub fn first_other_than(&self, known: &[&str]) -> Option<&str> {
         let signing = |k: &str| {
             k.len() >= 6 && k[..6].eq_ignore_ascii_case("x-amz-")
                 || matches!(k, "AWSAccessKeyId" | "Signature" | "Expires" | "x-id")
@@ -47,7 +52,7 @@ impl Query {
         self.0
             .keys()
             .map(String::as_str)
-            .filter(|k| !signing(k))
+            .filter(|k| !signing(k) && !known.contains(k))
             .min()
     }
 }

@@ -315,6 +315,22 @@ impl Endpoint {
                 "Invalid version id specified: buckets served by s3proxy are unversioned".into(),
             ));
         }
+        // A write or delete of an object carries only the parameters of the operations
+        // below: one with a sub-resource s3proxy does not know (`PUT /b/k?website`,
+        // `DELETE /b/k?uploads`) must not overwrite or delete the object.
+        let known: &[&str] = match *method {
+            Method::PUT => &["uploadId", "partNumber", "versionId", "acl", "tagging"],
+            Method::DELETE => &["uploadId", "versionId", "tagging"],
+            Method::POST => &["uploads", "uploadId"],
+            _ => &[],
+        };
+        if matches!(*method, Method::PUT | Method::DELETE | Method::POST)
+            && let Some(sub) = query.first_other_than(known)
+        {
+            return Err(Error::NotImplemented(format!(
+                "{method} on the ?{sub} object sub-resource"
+            )));
+        }
         if query.has("tagging") && *method != Method::GET {
             return Err(Error::NotImplemented(
                 "changing object tags (the ?tagging object sub-resource)".into(),
@@ -555,6 +571,30 @@ mod tests {
                 "{method} ?{query}"
             );
         }
+        for (method, query) in [
+            (Method::PUT, "website"),
+            (Method::DELETE, "foo=1"),
+            (Method::DELETE, "uploads"),
+            (Method::PUT, "uploads"),
+            (Method::POST, "restore2"),
+        ] {
+            assert!(
+                matches!(
+                    route(method.clone(), Some(("bkt", Some("k"))), query, false),
+                    Err(Error::NotImplemented(_))
+                ),
+                "{method} /bkt/k?{query}"
+            );
+        }
+        assert_eq!(
+            name(route(
+                Method::PUT,
+                Some(("bkt", Some("k"))),
+                "partNumber=2&uploadId=u&x-id=UploadPart",
+                false
+            )),
+            "UploadPart"
+        );
         // Presigned signatures and the SDKs' operation hint are not sub-resources.
         assert_eq!(
             name(route(

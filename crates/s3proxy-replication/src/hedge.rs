@@ -16,15 +16,17 @@
 //! - **The metadata lookup of `locate`** ([`Replicated::fan_out_hedged`]): here a replica
 //!   that does not answer could hold a newer version than every one that did. So locate
 //!   stops waiting for it only when the answers so far *settle* the key: at least
-//!   N − W + 1 replicas answered definitively (the object's info, NoSuchKey or
-//!   NoSuchBucket), where W is the write quorum. Every acknowledged write reached W
-//!   replicas, and replicas only move forward (a write, a repair brings a newer version,
-//!   never an older), so any N − W + 1 of them include one holding the newest
-//!   acknowledged version or a newer one: the version chosen is never older than the one
-//!   chosen with every replica answering, except for a write still in flight, which is
-//!   concurrent with the read and may be seen or not either way. When nobody who
-//!   answered has the key, locate also waits while the journal says one of them missed a
-//!   write of it (the same test locate makes for unreachable replicas). With W = 1 the
+//!   N − W + 1 replicas answered, the newest version among them is under an
+//!   authenticated stamp, and every answer that differs from it (an older version,
+//!   "missing") comes from a replica the journal knows missed a write of the key. W is
+//!   the write quorum. Every acknowledged write reached W replicas, so any N − W + 1 of
+//!   them include one that took the newest acknowledged write: nobody still to answer
+//!   holds a newer acknowledged version (a write still in flight is concurrent with the
+//!   read and may be seen or not either way). The differences must be explained because
+//!   replicas can go back: a wiped disk answers NoSuchKey, a restored backup an older
+//!   version, and neither is in the journal. An unexplained difference, a newest version
+//!   under an unauthenticated stamp (written around the proxy), or a key nobody has
+//!   means waiting for every replica as before. With W = 1 the
 //!   newest version may be on one replica only, N − W + 1 is every replica, and locate
 //!   waits for all of them as before: hedging then speeds up the GET's body only. A
 //!   replica not waited for is treated exactly like an unreachable one: its outcome is

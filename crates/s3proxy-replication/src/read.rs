@@ -77,33 +77,55 @@ impl Replicated {
         self.check_bucket_not_deleted(bucket)?;
         let target = format!("{bucket}/{key}");
         // Replicas that have not answered within their hedge delay are not waited for
-        // once the answers settle the key (see `hedge` for why that never picks an older
-        // version than waiting would).
+        // once at least N - W + 1 replicas answered and their answers settle the key:
+        // the newest of them is under an authenticated stamp, and every answer that
+        // differs from it (an older version, "missing") is from a replica the journal
+        // knows missed a write of the key. Any N - W + 1 replicas include one that took
+        // the newest acknowledged write, unless one of them went back (a wiped disk
+        // answers "missing", a restored backup an older version): an unexplained
+        // difference means waiting for every replica, as does a key nobody has, or a
+        // newest version written around the proxy (an unauthenticated stamp). See `hedge`.
         let read_quorum = self.replicas().len() - self.required() + 1;
+        let stamp_key = &self.shared.stamp_key;
         let settled = |outcomes: &[Option<Result<ObjectInfo>>]| {
-            let answered = outcomes
+            let answers: Vec<(usize, &Result<ObjectInfo>)> = outcomes
                 .iter()
-                .flatten()
-                .filter(|o| crate::hedge::definitive(*o));
-            if answered.clone().count() < read_quorum {
+                .enumerate()
+                .filter_map(|(i, o)| o.as_ref().map(|o| (i, o)))
+                .filter(|(_, o)| crate::hedge::definitive(*o))
+                .collect();
+            if answers.len() < read_quorum {
                 return false;
             }
-            if answered.clone().any(|o| o.is_ok()) {
-                return true;
+            let rank = |info: &ObjectInfo| {
+                stamp_key.rank(
+                    bucket.as_str(),
+                    key.as_str(),
+                    crate::stamp::version_of(&info.metadata),
+                )
+            };
+            let Some(newest) = answers
+                .iter()
+                .filter_map(|(_, o)| o.as_ref().ok().map(rank))
+                .max()
+            else {
+                return false;
+            };
+            if newest.trust != crate::stamp::Trust::Authenticated {
+                return false;
             }
-            // Nobody who answered has it: wait on if the journal says one of them missed
-            // a write of it (its only copy may be on one still to answer), as below.
             let tombstone = self.shared.journal.tombstone(bucket.as_str(), key.as_str());
             let behind = self.shared.journal.behind(
                 bucket.as_str(),
                 key.as_str(),
                 tombstone.as_deref().unwrap_or(""),
             );
-            !outcomes.iter().enumerate().any(|(i, o)| {
-                o.as_ref().is_some_and(crate::hedge::definitive)
-                    && behind
+            answers.iter().all(|(i, o)| {
+                let agrees = o.as_ref().is_ok_and(|info| rank(info) == newest);
+                agrees
+                    || behind
                         .iter()
-                        .any(|b| b == self.replicas()[i].backend.name())
+                        .any(|b| b == self.replicas()[*i].backend.name())
             })
         };
         let outcomes = self

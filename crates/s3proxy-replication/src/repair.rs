@@ -162,12 +162,14 @@ impl Replicated {
         let mut unreachable = false;
         let mut newest: Option<(crate::stamp::Rank, usize, ObjectInfo)> = None;
         let mut target_version = None;
+        let mut target_rank = None;
         for (i, v) in views.into_iter().enumerate() {
             match v {
                 Ok(info) => {
                     let version = self.rank_seen(&entry.bucket, &entry.key, i, &info.metadata);
                     if i == target {
                         target_version = Some(version.stamp.clone());
+                        target_rank = Some(version.clone());
                         if entry.force {
                             continue;
                         }
@@ -182,6 +184,39 @@ impl Replicated {
             }
         }
         let tombstone = self.shared.journal.tombstone(&entry.bucket, &entry.key);
+        // A forced repair (a replica that failed authentication) replaces the target's
+        // copy by the newest other one. It never deletes without a journaled delete (no
+        // other replica holding the key means the target's copy may be the only one) and
+        // never puts an older version over a newer one: a corrupt newest version is
+        // reported, not rolled back.
+        if entry.force {
+            let newest_other = newest.as_ref().map(|(v, _, _)| v);
+            if newest_other.is_none() && tombstone.is_none() {
+                if unreachable {
+                    return Ok(false);
+                }
+                log::error!(
+                    "repair {}/{} on {}: no other replica holds it; left as it is",
+                    entry.bucket,
+                    entry.key,
+                    entry.backend
+                );
+                return Ok(true);
+            }
+            if let (Some(other), Some(own)) = (newest_other, &target_rank)
+                && other < own
+            {
+                log::error!(
+                    "repair {}/{} on {}: it holds a newer version ({}) than any other replica                      ({}); not rolled back",
+                    entry.bucket,
+                    entry.key,
+                    entry.backend,
+                    own.stamp,
+                    other.stamp
+                );
+                return Ok(true);
+            }
+        }
         let target_backend = self.replicas()[target].backend.clone();
         let deleted = match (&newest, &tombstone) {
             (None, _) => true,

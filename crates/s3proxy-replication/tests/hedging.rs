@@ -150,6 +150,32 @@ async fn majority_reads_do_not_wait_for_a_slow_replica() {
     );
 }
 
+/// A replica that lost its data (a wiped disk answers "missing", with no journal entry to
+/// explain it) does not settle a lookup early: the slow replica holding the newest version
+/// is waited for, and its version is served, not the stale one a third replica holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_replica_does_not_settle_a_lookup_early() {
+    let s = slow_timeout_stack(
+        WriteQuorum::Majority,
+        Hedge::After(Duration::from_millis(30)),
+    );
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    put(&s, "k", b"old").await;
+    assert_eq!(settle(&s.replicated).await, 0);
+    s.backends[2].set(DOWN);
+    put(&s, "k", b"new").await;
+    s.backends[2].set(UP);
+    // The write reached r1 and r2; r2's disk is then replaced (its copy gone, no journal
+    // entry says so), r3 still holds the old version (journaled), r1 is slow.
+    s.backends[1]
+        .inner
+        .delete_object(&bucket(), &key("k"))
+        .await
+        .unwrap();
+    s.backends[0].read_delay_ms.store(300, Ordering::SeqCst);
+    assert_eq!(&read(&s.replicated, "k").await.unwrap()[..], b"new");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_replicas_see_few_hedged_requests() {
     let s = slow_timeout_stack(WriteQuorum::Majority, Hedge::Adaptive);

@@ -129,3 +129,48 @@ async fn failing_repairs_are_reported() {
     );
     assert!(failing[0].1 >= 1);
 }
+
+/// A forced repair (scrub, or a read that found a replica corrupt) replaces a replica's copy
+/// from the others: it never deletes the only copy, and never puts an older version over
+/// the newest one. A second instance, whose journal knows nothing of the writes, does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_repair_never_deletes_the_only_copy_nor_rolls_back() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    put(&s, "newest", "v1").await;
+    settle(&s.replicated).await;
+    s.backends[1].set(DOWN);
+    s.backends[2].set(DOWN);
+    put(&s, "only", "on r1").await;
+    put(&s, "newest", "v2").await;
+    for b in &s.backends {
+        b.set(UP);
+    }
+    let other = replicated_over(
+        &s.backends,
+        WriteQuorum::One,
+        Arc::new(Journal::in_memory()),
+    );
+    other
+        .repair_replica(&bucket(), &key("only"), "r1")
+        .await
+        .unwrap();
+    other
+        .repair_replica(&bucket(), &key("newest"), "r1")
+        .await
+        .unwrap();
+    assert!(read(&*s.backends[0].inner, "only").await.unwrap() == "on r1");
+    assert!(read(&*s.backends[0].inner, "newest").await.unwrap() == "v2");
+}
+
+async fn put(s: &Stack, k: &str, v: &'static str) {
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key(k),
+            Bytes::from(v).into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+}

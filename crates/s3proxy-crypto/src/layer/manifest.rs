@@ -24,6 +24,10 @@ pub(super) struct SmallParts {
     bytes: usize,
 }
 
+/// The largest manifest record read: an info record for 10,000 parts of any sizes, with
+/// room to spare. A footer claiming more is refused before its record is read.
+const MAX_MANIFEST_RECORD: u64 = 1 << 20;
+
 impl SmallParts {
     pub(super) fn put(&mut self, inner_id: &str, part: u32, stored_etag: String, body: Bytes) {
         if body.len() > SMALL_PART_BYTES {
@@ -258,7 +262,15 @@ impl Encrypted {
                 )),
                 e => e,
             })?;
-        let bytes = collect_body(got.body, (last - first + 1) as usize).await?;
+        // A backend sending more than the range asked is a bad replica, not a bad request.
+        let bytes = collect_body(got.body, (last - first + 1) as usize)
+            .await
+            .map_err(|e| match e {
+                Error::InvalidRequest(m) => {
+                    Error::Corrupt(format!("{key}: reading its manifest: {m}"))
+                }
+                e => e,
+            })?;
         if bytes.len() as u64 != last - first + 1 {
             return Err(Error::Corrupt(format!(
                 "{key}: the stored object ended before its manifest"
@@ -288,7 +300,9 @@ impl Encrypted {
             corrupt("multipart object without its layout record (no info record, no manifest)")
         })?;
         let need = record_len + FOOTER_LEN;
-        if need > size {
+        // The footer is not authenticated: its length is held to the largest record a
+        // manifest can have before anything is read into memory on its word.
+        if record_len > MAX_MANIFEST_RECORD || need > size {
             return Err(corrupt("malformed manifest footer"));
         }
         if need > n {
