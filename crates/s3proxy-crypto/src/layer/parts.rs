@@ -5,7 +5,7 @@
 use super::seal::{PlainDigest, seal_body, take_digest};
 use super::{Encrypted, if_match, strip_enc};
 use crate::format::*;
-use crate::manifest::carries_manifest;
+use crate::manifest::{carries_manifest, is_manifest_part};
 use s3proxy_core::*;
 use std::collections::BTreeMap;
 
@@ -271,6 +271,21 @@ impl Encrypted {
         }
         let etag = multipart_etag(plain_md5s.iter().map(String::as_str))?;
         if recovering {
+            // The inner completion cannot be undone, and the manifest is only readable
+            // after it: a retry must list exactly the parts the first attempt stored up
+            // to its last one, or it would complete an object its manifest does not
+            // describe (unreadable, the previous version gone). Refused before anything
+            // changes instead.
+            let last = parts.last().map_or(0, |l| l.part_number);
+            let listed: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
+            let stored: Vec<u32> = stored_parts
+                .iter()
+                .filter(|(n, p)| **n <= last && !is_manifest_part(p.size))
+                .map(|(n, _)| *n)
+                .collect();
+            if listed != stored {
+                return Err(Error::InvalidPart);
+            }
             return self
                 .complete_from_manifest(bucket, key, &inner_id, inner_parts, &data_key, &etag)
                 .await;
@@ -280,9 +295,22 @@ impl Encrypted {
         // the moment it exists (manifest.rs); the info record attached after it is the
         // fast path for HEAD.
         let plain_parts = inner_parts.clone();
-        let manifest = self
-            .upload_manifest(bucket, key, &inner_id, &layout, &etag, &mut inner_parts)
-            .await;
+        // A part the client uploaded but did not list, numbered where the manifest part
+        // would go, is not overwritten: a later completion may still list it.
+        let next_taken = inner_parts
+            .last()
+            .and_then(|l| stored_parts.get(&(l.part_number + 1)))
+            .is_some_and(|p| !is_manifest_part(p.size));
+        let manifest = if next_taken {
+            log::info!(
+                "{bucket}/{key}: part {} exists unlisted: completed without a manifest part",
+                inner_parts.last().map_or(0, |l| l.part_number + 1)
+            );
+            None
+        } else {
+            self.upload_manifest(bucket, key, &inner_id, &layout, &etag, &mut inner_parts)
+                .await
+        };
         let (mut trailer, separate) = match manifest {
             Some((t, extra)) => (Some(t), extra),
             None => (None, None),
@@ -355,6 +383,18 @@ impl Encrypted {
                 },
             )
             .await?;
+        // The headers about to be sealed come from the backend: they are sealed only if
+        // the upload's own tag still authenticates them (changed in storage since the
+        // upload began, they would otherwise become authentic for good).
+        if let Some(tag) = stored.metadata.internal.get(crate::manifest::UPLOAD_META) {
+            crate::manifest::check_upload_meta(
+                &self.ring,
+                bucket.as_str(),
+                key.as_str(),
+                tag,
+                &metadata_hash(&stored.metadata),
+            )?;
+        }
         let mut metadata = stored.metadata;
         strip_enc(&mut metadata.internal);
         metadata
