@@ -229,7 +229,10 @@ def test_list_shows_head_size_and_etag(stack, bucket):
     assert cold == (0 if stack.kind == "fs" else len(want)), cold
     for v1 in (False, True):
         assert listed(client, bucket, v1=v1) == want
-    assert lookups(other, bucket) == cold
+    # The same exception as for the writing instance: a replica brought up to date by a
+    # repair copy after the cold listing may have been given another ETag by moto.
+    again = lookups(other, bucket) - cold
+    assert again <= (multi if stack.kind == "moto+s3s-fs" else 0), again
 
 
 def lookups(proxy, bucket):
