@@ -403,10 +403,15 @@ def test_presigned_put_applies_signed_metadata_parameters(proxy, client, bkt):
     # So is a parameter added to the URL: the whole query is signed.
     assert curl_put(url2 + "&x-amz-meta-evil=1") == b"403"
     assert error_of(lambda: client.head_object(Bucket=bkt, Key="meta2"))[0] == 404
-    # A header sent too (the URL signs it) keeps its value over the query's.
+    # The query's value is the one applied.
     q = w.presign_v4("PUT", f"/{bkt}/meta3", "x-amz-meta-color=query", host=host)
     assert curl_put(f"{proxy.endpoint}/{bkt}/meta3?{q}") == b"200"
     assert client.head_object(Bucket=bkt, Key="meta3")["Metadata"] == {"color": "query"}
+    # A parameter given twice, both copies signed, is refused as a repeated header is:
+    # nothing is stored under either value.
+    q = w.presign_v4("PUT", f"/{bkt}/meta4", "x-amz-meta-color=a&x-amz-meta-color=b", host=host)
+    assert curl_put(f"{proxy.endpoint}/{bkt}/meta4?{q}") == b"400"
+    assert error_of(lambda: client.head_object(Bucket=bkt, Key="meta4"))[0] == 404
 
 
 @pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plain"])

@@ -224,3 +224,39 @@ def test_proxy_killed_between_the_steps_of_a_completion(faults, step):
     assert c.s3.get_object(Bucket="faults", Key="doc")["Body"].read() == new
     c.wait_journal_empty(60)
     assert_converged(c, "faults", {"doc": new})
+
+
+def is_part_upload(method, path, headers):
+    return method == "PUT" and "partNumber=" in path and "x-amz-copy-source" not in headers
+
+
+def test_every_backend_refusing_the_manifest_part_leaves_a_whole_version(faults):
+    """The completion's own write, the manifest part, refused by every backend (503): the
+    key then serves a whole version, the acknowledged old one or the new object, and a
+    completion answered 200 means the new object."""
+    c = faults
+    c.s3.create_bucket(Bucket="faults")
+    c.s3.put_object(Bucket="faults", Key="doc", Body=b"acknowledged v1")
+    parts = [data(5 * MIB, 60), data(777, 61)]
+    upload, done = upload_multipart(c.s3, "faults", "doc", parts)
+    c.wait_journal_empty(60)
+    for f in c.faults:
+        f.hold_if = is_part_upload
+        f.release()  # held requests are answered 503 at once
+        f.mode = "hold"
+    try:
+        answer = c.s3.complete_multipart_upload(Bucket="faults", Key="doc", UploadId=upload,
+                                                MultipartUpload={"Parts": done})
+    except ClientError as e:
+        answer = e.response
+    assert any(s == 503 for f in c.faults for _, _, s in f.seen), "the manifest part was refused"
+    for f in c.faults:
+        f.mode = "pass"
+    new = b"".join(parts)
+    got = c.s3.get_object(Bucket="faults", Key="doc")["Body"].read()
+    if answer["ResponseMetadata"]["HTTPStatusCode"] == 200:
+        assert got == new
+    else:
+        assert got in (b"acknowledged v1", new), f"{len(got)} bytes served"
+    assert c.s3.head_object(Bucket="faults", Key="doc")["ContentLength"] == len(got)
+    c.wait_journal_empty(60)

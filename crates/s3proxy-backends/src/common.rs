@@ -20,14 +20,10 @@ pub(crate) fn selected_range(
     part_sizes: &[u64],
     opts: &GetOptions,
 ) -> Result<Option<(u64, u64)>> {
+    opts.refuse_part_with_range()?;
     let Some(number) = opts.part_number else {
         return opts.range.map(|r| r.resolve(info.size)).transpose();
     };
-    if opts.range.is_some() {
-        return Err(Error::InvalidRequest(
-            "Cannot specify both Range header and partNumber query parameter".into(),
-        ));
-    }
     if !part_sizes.is_empty() {
         info.parts_count = Some(part_sizes.len() as u32);
         return part_range(part_sizes, number);

@@ -162,6 +162,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// The answer to a request for a part (`partNumber`) and a byte range at once.
+    pub fn part_with_range() -> Error {
+        Error::InvalidRequest(
+            "Cannot specify both Range header and partNumber query parameter".into(),
+        )
+    }
+
     /// The S3 error code (`<Code>` in the error document).
     pub fn code(&self) -> &'static str {
         match self {

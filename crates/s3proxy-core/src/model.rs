@@ -132,6 +132,24 @@ pub struct GetOptions {
     pub part_number: Option<u32>,
 }
 
+impl GetOptions {
+    /// A part and a byte range at once: S3 refuses the pair with 400 InvalidRequest, and
+    /// so does every layer (the check lives here so the answer is the same in each).
+    ///
+    /// ```
+    /// use s3proxy_core::{ByteRange, GetOptions};
+    /// let both = GetOptions { part_number: Some(1), range: Some(ByteRange::FromTo(0, 1)), ..Default::default() };
+    /// assert!(both.refuse_part_with_range().is_err());
+    /// assert!(GetOptions::default().refuse_part_with_range().is_ok());
+    /// ```
+    pub fn refuse_part_with_range(&self) -> crate::Result<()> {
+        if self.part_number.is_some() && self.range.is_some() {
+            return Err(crate::Error::part_with_range());
+        }
+        Ok(())
+    }
+}
+
 /// Where part `number` (1-based) lies in an object made of parts of `sizes` bytes, in
 /// order: the inclusive byte range, or [`crate::Error::InvalidPartNumber`]. An empty part
 /// (an empty object) has no range: `Ok(None)`.

@@ -141,9 +141,9 @@ pub(crate) async fn get_object(
         false => None,
     };
     if part_number.is_some() && req.headers.contains_key("range") {
-        return Err(Error::InvalidRequest(
-            "Cannot specify both Range header and partNumber query parameter".into(),
-        ));
+        // The header's presence is what counts here: one that does not parse as a range
+        // (and so is not in the options) is refused with the part too, as S3 does.
+        return Err(Error::part_with_range());
     }
     let opts = GetOptions {
         range: range_header,

@@ -106,14 +106,16 @@ pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Add the signed `x-amz-*` query parameters of a presigned URL to the headers, as S3
-/// reads them. A header sent as well (it is signed too, or authentication refused it)
-/// keeps its value.
+/// reads them. Like a repeated `x-amz-*` header (see `auth`), one given twice, in the
+/// query or as a header too, is refused: no two readers may pick different copies.
 pub fn add_query_headers(headers: &mut HeaderMap, auth: &Authenticated) -> Result<()> {
     for (name, value) in &auth.query_headers {
         let bad = || Error::InvalidArgument(format!("invalid value for query parameter {name}"));
         let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
         if headers.contains_key(&name) {
-            continue;
+            return Err(Error::InvalidArgument(format!(
+                "{name} may be given only once, in the query or as a header"
+            )));
         }
         let value = http::HeaderValue::from_bytes(value.as_bytes()).map_err(|_| bad())?;
         headers.insert(name, value);

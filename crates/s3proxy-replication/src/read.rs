@@ -249,13 +249,9 @@ impl Replicated {
         opts.conditions.check(&info, false)?;
         // A part's bytes are known once a replica answers for it; a failover mid-body
         // then reads them as a range.
+        opts.refuse_part_with_range()?;
         let part = opts.part_number;
         let mut range = match part {
-            Some(_) if opts.range.is_some() => {
-                return Err(Error::InvalidRequest(
-                    "Cannot specify both Range header and partNumber query parameter".into(),
-                ));
-            }
             Some(_) => None,
             None => opts.range.map(|r| r.resolve(info.size)).transpose()?,
         };

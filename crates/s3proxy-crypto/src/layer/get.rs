@@ -77,7 +77,7 @@ impl Encrypted {
             let mut info = Self::plain_info(&stored, &decoded);
             opts.conditions.check(&info, false).map_err(Fatal)?;
             let span = match (opts.part_number, opts.range) {
-                (Some(_), Some(_)) => return Err(Fatal(both_range_and_part())),
+                (Some(_), Some(_)) => return Err(Fatal(Error::part_with_range())),
                 (Some(n), None) => part_span(&decoded, &mut info, n).map_err(Fatal)?,
                 (None, Some(range)) => Some(range.resolve(info.size).map_err(Fatal)?),
                 (None, None) => None,
@@ -162,10 +162,6 @@ impl Encrypted {
             }
         }
     }
-}
-
-fn both_range_and_part() -> Error {
-    Error::InvalidRequest("Cannot specify both Range header and partNumber query parameter".into())
 }
 
 /// Where part `number` of the object lies in the plaintext, from its layout, and the parts
