@@ -4,7 +4,7 @@
 
 use crate::Replicated;
 use crate::fanout::missed_by;
-use crate::inflight::InflightWrite;
+use crate::inflight::{InflightWrite, WriteKind};
 use crate::journal::Entry;
 use crate::read::ReadAttempt;
 use crate::stamp::{VERSION_KEY, stamp_time, version_of};
@@ -102,6 +102,16 @@ impl Backend for Replicated {
         // It lists empty; replicas may still hold what that view hides: writes still
         // landing, deletes journaled for them. Let those finish and apply first.
         self.settle_bucket(bucket).await;
+        // Then every replica must be empty, before any deletes it: one that still holds an
+        // object or an upload would refuse after the others had deleted theirs, and the
+        // bucket would be left on some replicas only.
+        if let Some(holder) = self.replica_holding_anything(bucket).await {
+            log::info!(
+                "DeleteBucket {bucket}: replica {} still holds objects or uploads; not deleted",
+                self.replicas()[holder].backend.name()
+            );
+            return Err(Error::BucketNotEmpty);
+        }
         let outcomes = self
             .fan_out("DeleteBucket", bucket.as_str(), |b| {
                 let bucket = bucket.clone();
@@ -112,6 +122,9 @@ impl Backend for Replicated {
             .iter()
             .any(|o| matches!(o, Err(Error::BucketNotEmpty)))
         {
+            // Something landed on a replica since the check: the bucket stays, on every
+            // replica (the client is told it was not deleted).
+            self.recreate_bucket_where_deleted(bucket, &outcomes).await;
             return Err(Error::BucketNotEmpty);
         }
         if outcomes
@@ -181,6 +194,7 @@ impl Backend for Replicated {
         let result = self
             .replicated_write(
                 "PutObject",
+                WriteKind::Version,
                 bucket,
                 key,
                 &stamp,

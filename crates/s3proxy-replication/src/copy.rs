@@ -79,8 +79,8 @@ impl Replicated {
                 async move { b.copy_object(&sb, &sk, &db, &dk, o).await }
             }
         };
-        let guard =
-            (!later.is_empty()).then(|| InflightWrite::start(self, dst_bucket, dst_key, None));
+        // A copy makes a version of the destination: in flight for repair and overlaps.
+        let guard = InflightWrite::start(self, dst_bucket, dst_key, None);
         let outcomes = self
             .fan_out_except("CopyObject", &target, &later, copy.clone())
             .await;
@@ -113,7 +113,7 @@ impl Replicated {
             .find_map(|i| outcomes.get(i)?.as_ref().ok().map(|r| r.etag.clone()));
         let first = self.quorum_result(outcomes, |_| false)?;
         let first = first.ok_or_else(|| Error::Internal("no successful copy".into()))?;
-        if let Some(guard) = guard {
+        if !later.is_empty() {
             self.copy_when_written(guard, (src_bucket, src_key), later, target, copy);
         }
         let etag = pinned_etag

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub(crate) struct InflightSlot {
     pub(crate) count: usize,
+    /// Of `count`, the operations that make or remove a version of the key (all but the
+    /// parts of an upload): only two of those overlapping can leave replicas disagreeing.
+    pub(crate) versions: usize,
     pub(crate) contended: bool,
     pub(crate) tombstone: Option<String>,
     /// Writes acknowledged to the client whose slower replicas are still writing.
@@ -29,27 +32,55 @@ pub(crate) struct InflightSlot {
 pub(crate) struct InflightWrite {
     this: Replicated,
     id: (String, String),
+    kind: WriteKind,
+}
+
+/// What an in-flight write does to its key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WriteKind {
+    /// A PUT, copy, completion, delete or repair: the key's version changes.
+    Version,
+    /// A part of a multipart upload of the key: the object is untouched until the upload
+    /// completes, so parts written side by side (every client uploads them so) are no
+    /// overlap to check, but completion and repair still wait for them.
+    Part,
 }
 
 impl InflightWrite {
-    /// `tombstone`: the stamp of the delete this is, if it is one.
+    /// A write of a version of the key (see [`WriteKind::Version`]). `tombstone`: the
+    /// stamp of the delete this is, if it is one.
     pub(crate) fn start(
         this: &Replicated,
         bucket: &BucketName,
         key: &ObjectKey,
         tombstone: Option<String>,
     ) -> Self {
+        Self::start_kind(this, bucket, key, WriteKind::Version, tombstone)
+    }
+
+    /// A write of the given kind; only version writes overlapping each other are checked.
+    pub(crate) fn start_kind(
+        this: &Replicated,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        kind: WriteKind,
+        tombstone: Option<String>,
+    ) -> Self {
         let id = (bucket.to_string(), key.to_string());
         let mut map = this.inflight();
         let slot = map.entry(id.clone()).or_default();
         slot.count += 1;
-        if slot.count > 1 {
-            slot.contended = true;
+        if kind == WriteKind::Version {
+            slot.versions += 1;
+            if slot.versions > 1 {
+                slot.contended = true;
+            }
         }
         slot.tombstone = slot.tombstone.take().max(tombstone);
         InflightWrite {
             this: this.clone(),
             id,
+            kind,
         }
     }
 
@@ -95,6 +126,9 @@ impl Drop for InflightWrite {
                 return;
             };
             slot.count -= 1;
+            if self.kind == WriteKind::Version {
+                slot.versions -= 1;
+            }
             if slot.count > 0 {
                 return;
             }
@@ -193,6 +227,71 @@ impl Replicated {
         self.wait_inflight(|(b, _), _| b == bucket.as_str()).await;
         for entry in self.shared.journal.pending_in(bucket.as_str()) {
             self.repair_and_clear(&entry).await;
+        }
+    }
+}
+
+impl Replicated {
+    /// The first reachable replica that lists an object or an upload in the bucket.
+    pub(crate) async fn replica_holding_anything(&self, bucket: &BucketName) -> Option<usize> {
+        let checks = (0..self.replicas().len()).map(|i| async move {
+            let objects = self
+                .call(i, |b| async move {
+                    b.list_objects(
+                        bucket,
+                        ListOptions {
+                            max_keys: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                })
+                .await;
+            if objects.is_ok_and(|l| !l.objects.is_empty() || !l.common_prefixes.is_empty()) {
+                return true;
+            }
+            let uploads = self
+                .call(i, |b| async move {
+                    b.list_multipart_uploads(
+                        bucket,
+                        ListUploadsOptions {
+                            max_uploads: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                })
+                .await;
+            uploads.is_ok_and(|u| !u.uploads.is_empty())
+        });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .position(|holds| holds)
+    }
+
+    /// After a DeleteBucket some replicas refused as not empty: create the bucket again on
+    /// those that deleted it, so that it stays whole.
+    pub(crate) async fn recreate_bucket_where_deleted(
+        &self,
+        bucket: &BucketName,
+        outcomes: &[crate::fanout::Outcome<()>],
+    ) {
+        for (i, _) in outcomes.iter().enumerate().filter(|(_, o)| o.is_ok()) {
+            let name = self.replicas()[i].backend.name();
+            match self
+                .call(i, |b| async move { b.create_bucket(bucket).await })
+                .await
+            {
+                Ok(()) | Err(Error::BucketAlreadyOwnedByYou) => {
+                    log::warn!(
+                        "DeleteBucket {bucket}: refused on another replica; recreated on {name}"
+                    )
+                }
+                Err(e) => log::error!(
+                    "DeleteBucket {bucket}: refused on another replica, and {name} cannot recreate it: {e}"
+                ),
+            }
         }
     }
 }

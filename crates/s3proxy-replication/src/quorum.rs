@@ -19,6 +19,7 @@
 
 use crate::Replicated;
 use crate::fanout::Outcome;
+use crate::inflight::WriteKind;
 use s3proxy_core::*;
 
 /// Whether a failed call says something about the backend's health. Errors the backend
@@ -36,6 +37,7 @@ impl Replicated {
     pub(crate) fn refused_write<T>(
         &self,
         op: &str,
+        kind: WriteKind,
         bucket: &BucketName,
         key: &ObjectKey,
         stamp: &str,
@@ -55,7 +57,7 @@ impl Replicated {
         }
         // A part stored on some replicas changes no object: the upload's completion is what
         // the quorum decides. Only an object written by some backends is repaired.
-        if op == "UploadPart" {
+        if kind == WriteKind::Part {
             return;
         }
         log::warn!(

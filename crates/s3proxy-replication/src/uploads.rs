@@ -3,6 +3,7 @@
 //! together from the backends' own, and completions retried after a success.
 
 use crate::Replicated;
+use crate::inflight::{InflightWrite, WriteKind};
 use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
 use crate::upload_id::DecodedUpload;
 use s3proxy_core::*;
@@ -52,6 +53,7 @@ impl Replicated {
         let write_ids = ids.clone();
         self.replicated_write(
             "UploadPart",
+            WriteKind::Part,
             bucket,
             key,
             &stamp,
@@ -154,6 +156,10 @@ impl Replicated {
     ) -> Result<PutResult> {
         let DecodedUpload { stamp, ids } = self.decode_upload(upload_id)?;
         self.settle_stragglers(bucket, key).await;
+        // Completing makes a version: repair must not judge the key while replicas are
+        // still assembling it (it would copy the whole object to one still completing),
+        // and a write or delete overlapping it is checked once both are done.
+        let _guard = InflightWrite::start(self, bucket, key, None);
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let id = ids[i].clone();
             let parts = parts.clone();

@@ -4,7 +4,7 @@
 
 use crate::Replicated;
 use crate::fanout::{Outcome, STILL_WRITING};
-use crate::inflight::InflightWrite;
+use crate::inflight::{InflightWrite, WriteKind};
 use crate::quorum::counts_against_backend;
 use crate::tee;
 use futures::StreamExt;
@@ -18,6 +18,7 @@ impl Replicated {
     pub(crate) async fn replicated_write<F, Fut, T>(
         &self,
         op: &str,
+        kind: WriteKind,
         bucket: &BucketName,
         key: &ObjectKey,
         stamp: &str,
@@ -42,7 +43,7 @@ impl Replicated {
             )));
         }
         let stall = self.longest_timeout();
-        let guard = InflightWrite::start(self, bucket, key, None);
+        let guard = InflightWrite::start_kind(self, bucket, key, kind, None);
         // Held until `required` backends are ready to commit: below that, withdrawn
         // before any backend replaces what it holds (see tee).
         let tee::Teed {
@@ -146,8 +147,12 @@ impl Replicated {
                 if client_error.is_none() {
                     let stragglers: Vec<usize> =
                         (0..n).filter(|i| outcomes[*i].is_none()).collect();
-                    for &i in &stragglers {
-                        self.journal_missed(bucket, key, i, stamp, false, false);
+                    // A part changes no object: a replica that ends up without it fails
+                    // the completion, which journals it then (see complete_upload).
+                    if kind == WriteKind::Version {
+                        for &i in &stragglers {
+                            self.journal_missed(bucket, key, i, stamp, false, false);
+                        }
                     }
                     let this = self.clone();
                     let (b, k, s) = (bucket.clone(), key.clone(), stamp.to_string());
@@ -210,7 +215,7 @@ impl Replicated {
         }
         if successes < required {
             // Nothing is deleted or rolled back: see quorum::refused.
-            self.refused_write(op, bucket, key, stamp, &outcomes);
+            self.refused_write(op, kind, bucket, key, stamp, &outcomes);
             // Every backend refusing for the same reason (NoSuchBucket, BadDigest...) is the
             // client's answer, not an outage.
             if successes == 0
@@ -226,7 +231,7 @@ impl Replicated {
             )));
         }
         for (i, o) in outcomes.iter().enumerate() {
-            if o.is_err() && !straggling.contains(&i) {
+            if kind == WriteKind::Version && o.is_err() && !straggling.contains(&i) {
                 self.journal_missed(bucket, key, i, stamp, false, false);
             }
         }

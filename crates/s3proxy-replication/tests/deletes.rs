@@ -214,3 +214,34 @@ async fn bucket_deleted_while_a_backend_is_down_stays_deleted() {
     s.replicated.create_bucket(&bucket()).await.unwrap();
     s.replicated.head_bucket(&bucket()).await.unwrap();
 }
+
+/// A DeleteBucket that one replica would refuse (it still holds an upload the others lack)
+/// deletes the bucket nowhere: refused with BucketNotEmpty, the bucket still on every
+/// replica, writable as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_bucket_delete_leaves_the_bucket_on_every_replica() {
+    let s = stack(WriteQuorum::All, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[1]
+        .inner
+        .create_multipart_upload(&bucket(), &key("left"), MultipartOptions::default())
+        .await
+        .unwrap();
+    let r = s.replicated.delete_bucket(&bucket()).await;
+    assert!(matches!(r, Err(Error::BucketNotEmpty)), "{r:?}");
+    for b in &s.backends {
+        b.inner
+            .head_bucket(&bucket())
+            .await
+            .unwrap_or_else(|e| panic!("{} lost the bucket: {e}", b.inner.name()));
+    }
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from("v").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+}

@@ -147,3 +147,67 @@ async fn a_retried_completion_answers_as_the_first() {
         .await;
     assert!(matches!(other, Err(Error::NoSuchUpload)), "{other:?}");
 }
+
+/// Parts uploaded side by side (as every client uploads them) are not overlapping writes of
+/// the object: they leave nothing for repair to check, and the completed object is on every
+/// replica without a repair copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_parts_leave_nothing_to_repair() {
+    let journal = Arc::new(Journal::in_memory());
+    let s = stack(WriteQuorum::One, journal.clone());
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    let id = s
+        .replicated
+        .create_multipart_upload(&bucket(), &key("p"), MultipartOptions::default())
+        .await
+        .unwrap();
+    let uploads = (1..=4u32).map(|n| {
+        let (r, id) = (&s.replicated, &id);
+        async move {
+            let etag = r
+                .upload_part(
+                    &bucket(),
+                    &key("p"),
+                    id,
+                    n,
+                    conformance::pattern(if n < 4 { 5 << 20 } else { 1000 }, n as u8).into(),
+                    PartOptions::default(),
+                )
+                .await
+                .unwrap();
+            CompletedPart {
+                part_number: n,
+                etag,
+            }
+        }
+    });
+    let parts = futures::future::join_all(uploads).await;
+    s.replicated
+        .complete_multipart_upload(&bucket(), &key("p"), &id, parts)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if s.replicated.writes_in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        journal.is_empty(),
+        "left for repair: {:?}",
+        journal.pending()
+    );
+    let puts: usize = s
+        .backends
+        .iter()
+        .map(|b| b.puts.load(std::sync::atomic::Ordering::SeqCst))
+        .sum();
+    assert_eq!(puts, 0, "repair copied the object");
+    for b in &s.backends {
+        assert!(
+            version_on(b, "p").await.is_some(),
+            "{} lacks it",
+            b.inner.name()
+        );
+    }
+}
