@@ -4,10 +4,11 @@
 
 use crate::Replicated;
 use crate::fanout::missed_by;
-use crate::inflight::{InflightWrite, WriteKind};
+use crate::inflight::InflightWrite;
 use crate::journal::Entry;
 use crate::read::ReadAttempt;
 use crate::stamp::{VERSION_KEY, stamp_time, version_of};
+use crate::write::WriteOp;
 use async_trait::async_trait;
 use futures::StreamExt;
 use s3proxy_core::*;
@@ -193,8 +194,7 @@ impl Backend for Replicated {
             .insert(VERSION_KEY.into(), stamp.clone());
         let result = self
             .replicated_write(
-                "PutObject",
-                WriteKind::Version,
+                WriteOp::PUT_OBJECT,
                 bucket,
                 key,
                 &stamp,

@@ -3,9 +3,10 @@
 //! together from the backends' own, and completions retried after a success.
 
 use crate::Replicated;
-use crate::inflight::{InflightWrite, WriteKind};
+use crate::inflight::InflightWrite;
 use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
 use crate::upload_id::DecodedUpload;
+use crate::write::WriteOp;
 use s3proxy_core::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,8 +53,7 @@ impl Replicated {
         let ids = Arc::new(upload.ids);
         let write_ids = ids.clone();
         self.replicated_write(
-            "UploadPart",
-            WriteKind::Part,
+            WriteOp::UPLOAD_PART,
             bucket,
             key,
             &stamp,

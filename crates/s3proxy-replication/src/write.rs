@@ -13,12 +13,29 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// Which write [`Replicated::replicated_write`] does: its name in logs, and its kind.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteOp {
+    pub(crate) name: &'static str,
+    pub(crate) kind: WriteKind,
+}
+
+impl WriteOp {
+    pub(crate) const PUT_OBJECT: WriteOp = WriteOp {
+        name: "PutObject",
+        kind: WriteKind::Version,
+    };
+    pub(crate) const UPLOAD_PART: WriteOp = WriteOp {
+        name: "UploadPart",
+        kind: WriteKind::Part,
+    };
+}
+
 impl Replicated {
     /// Write through the tee to every available backend, under the quorum.
     pub(crate) async fn replicated_write<F, Fut, T>(
         &self,
-        op: &str,
-        kind: WriteKind,
+        write_op: WriteOp,
         bucket: &BucketName,
         key: &ObjectKey,
         stamp: &str,
@@ -30,6 +47,7 @@ impl Replicated {
         Fut: Future<Output = Result<T>> + Send + 'static,
         T: Clone + Send + 'static,
     {
+        let WriteOp { name: op, kind } = write_op;
         self.check_bucket_not_deleted(bucket)?;
         let n = self.replicas().len();
         let required = self.required();
