@@ -109,6 +109,15 @@ impl InflightWrite {
         }
     }
 
+    /// Keep the key in flight for `duration` more, in the background: a backend whose
+    /// call was abandoned or timed out may still apply it.
+    pub(crate) fn linger(self, duration: Duration) {
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            drop(self);
+        });
+    }
+
     /// Whether another operation on the key overlapped this one so far.
     pub(crate) fn overlapped(&self) -> bool {
         self.this

@@ -92,7 +92,11 @@ impl Replicated {
         };
         if backoff()
             .get(&id)
-            .is_some_and(|(_, not_before)| Instant::now() < *not_before)
+            // A newer operation missed on the key is tried at once: what failed was
+            // another write's repair.
+            .is_some_and(|(_, not_before, stamp)| {
+                Instant::now() < *not_before && *stamp == entry.stamp
+            })
         {
             return;
         }
@@ -106,9 +110,9 @@ impl Replicated {
             Ok(false) => {}
             Err(e) => {
                 let mut map = backoff();
-                let failures = map.get(&id).map_or(0, |(n, _)| *n) + 1;
+                let failures = map.get(&id).map_or(0, |(n, _, _)| *n) + 1;
                 let wait = Duration::from_secs(1 << failures.min(16)).min(MAX_REPAIR_BACKOFF);
-                map.insert(id, (failures, Instant::now() + wait));
+                map.insert(id, (failures, Instant::now() + wait, entry.stamp.clone()));
                 log::warn!(
                     "repair {}/{} on {} failed ({failures} times; next try in {wait:?}): {e}",
                     entry.bucket,
@@ -146,7 +150,7 @@ impl Replicated {
         let key = ObjectKey::new(entry.key.clone())?;
         // A repair writes too: a client write or delete that overlaps it must not be undone
         // by an older version the repair read before it (see InflightWrite).
-        let _guard = InflightWrite::start(self, &bucket, &key, None);
+        let guard = InflightWrite::start(self, &bucket, &key, None);
         // Every replica's view, the target's included.
         let views = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let (bucket, key) = (bucket.clone(), key.clone());
@@ -309,7 +313,13 @@ impl Replicated {
                     })?;
                 Ok(false)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                if e.is_transient() {
+                    // The target may have taken the whole copy and still store it.
+                    guard.linger(self.replicas()[target].timeout);
+                }
+                Err(e)
+            }
             Ok(_) => {
                 self.replicas()[target].counters.repaired(length);
                 Ok(true)

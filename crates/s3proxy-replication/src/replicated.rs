@@ -20,6 +20,9 @@ pub(crate) struct ReplicaState {
 }
 
 /// What every clone of a [`Replicated`] shares.
+/// See [`Shared::repair_backoff`].
+pub(crate) type RepairBackoff = std::collections::HashMap<EntryId, (u32, Instant, String)>;
+
 pub(crate) struct Shared {
     pub(crate) name: String,
     pub(crate) replicas: Vec<ReplicaState>,
@@ -32,10 +35,11 @@ pub(crate) struct Shared {
     /// Writes, deletes and repairs in flight per (bucket, key).
     pub(crate) inflight:
         std::sync::Mutex<std::collections::HashMap<(String, String), InflightSlot>>,
-    /// Journal entries whose repair failed: (failures so far, not before). Keeps one key a
-    /// backend cannot take from being retried on every pass, which would keep tripping
-    /// that backend's circuit and starve the repair of every other key.
-    pub(crate) repair_backoff: std::sync::Mutex<std::collections::HashMap<EntryId, (u32, Instant)>>,
+    /// Journal entries whose repair failed: (failures so far, not before, the stamp of the
+    /// entry that failed). Keeps one key a backend cannot take from being retried on every
+    /// pass, which would keep tripping that backend's circuit and starve the repair of
+    /// every other key.
+    pub(crate) repair_backoff: std::sync::Mutex<RepairBackoff>,
 }
 
 /// Several backends behaving as one; see the [crate documentation](crate).

@@ -61,7 +61,7 @@ impl Replicated {
             )));
         }
         let stall = self.longest_timeout();
-        let guard = InflightWrite::start_kind(self, bucket, key, kind, None);
+        let mut guard = Some(InflightWrite::start_kind(self, bucket, key, kind, None));
         // Held until `required` backends are ready to commit: below that, withdrawn
         // before any backend replaces what it holds (see tee).
         let tee::Teed {
@@ -175,13 +175,19 @@ impl Replicated {
                     let this = self.clone();
                     let (b, k, s) = (bucket.clone(), key.clone(), stamp.to_string());
                     let op = op.to_string();
-                    guard.add_stragglers(1);
-                    guard.mark_straggling(&stragglers);
+                    // Taken once: the loop ends here.
+                    let guard = guard.take();
+                    if let Some(guard) = &guard {
+                        guard.add_stragglers(1);
+                        guard.mark_straggling(&stragglers);
+                    }
                     tokio::spawn(async move {
                         // The write counts as in flight until its stragglers are done.
                         let guard = guard;
                         while let Some((index, joined)) = tasks.next().await {
-                            guard.straggler_done(index);
+                            if let Some(guard) = &guard {
+                                guard.straggler_done(index);
+                            }
                             let ok = matches!(joined, Ok((Ok(_), _)));
                             let name = this.replicas()[index].backend.name().to_string();
                             log::info!(
@@ -198,7 +204,9 @@ impl Replicated {
                             let _ = (ok, &s);
                             this.shared.wake_repair.notify_one();
                         }
-                        guard.add_stragglers(-1);
+                        if let Some(guard) = &guard {
+                            guard.add_stragglers(-1);
+                        }
                     });
                     for &i in &stragglers {
                         outcomes[i] = Some(Err(Error::ServiceUnavailable(STILL_WRITING.into())));
@@ -208,8 +216,10 @@ impl Replicated {
                 break;
             }
         }
+        let mut abandoned = false;
         for (i, abort) in &aborts {
             if outcomes[*i].is_none() {
+                abandoned = true;
                 // Abandoned: its connection is dropped, so a body it has not taken whole
                 // is never committed.
                 abort.abort();
@@ -218,6 +228,12 @@ impl Replicated {
                     self.replicas()[*i].backend.name()
                 ))));
             }
+        }
+        if let (true, Some(guard)) = (abandoned, guard.take()) {
+            // An abandoned backend that had taken the whole body may still commit it after
+            // the connection is gone: the key stays in flight a while longer, so repair
+            // does not judge it, nor a delete miss it, before that could land.
+            guard.linger(stall);
         }
         if let Some(p) = pump.take() {
             client_error = p.await.ok().and_then(|r| r.err());

@@ -245,3 +245,50 @@ async fn a_refused_bucket_delete_leaves_the_bucket_on_every_replica() {
         .await
         .unwrap();
 }
+
+/// A repair copy that failed on its target (a call that timed out) may still land there
+/// later; a delete made meanwhile is not undone by it: the key stays in flight for a while
+/// after the failure, so the delete is checked against what lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[2].set(DOWN);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from("old").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    settle(&s.replicated).await;
+    s.backends[2].set(UP);
+    s.backends[2]
+        .late_failing_puts
+        .store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    // The repair's copy to r3 fails at once, and lands 300 ms later.
+    s.replicated.replay_journal().await;
+    s.backends[2]
+        .late_failing_puts
+        .store(false, Ordering::SeqCst);
+    s.replicated
+        .delete_object(&bucket(), &key("k"))
+        .await
+        .unwrap();
+    // The check the delete journaled is tried at once, whatever backoff the failed copy
+    // put r3's entry in.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..3 {
+        settle(&s.replicated).await;
+    }
+    assert!(matches!(
+        read(&s.replicated, "k").await,
+        Err(Error::NoSuchKey)
+    ));
+    for b in &s.backends {
+        assert_eq!(version_on(b, "k").await, None, "{}", b.name());
+    }
+}

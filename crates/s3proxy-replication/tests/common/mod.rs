@@ -30,6 +30,9 @@ pub struct Faulty {
     pub mode: AtomicU8,
     /// PUTs wait this long before they store (a write that lands late).
     pub slow_puts: AtomicBool,
+    /// PUTs answer 503 at once, yet store 300 ms later (a call that timed out after the
+    /// backend took the whole body).
+    pub late_failing_puts: AtomicBool,
     /// PutObject calls received (client writes and repairs).
     pub puts: AtomicUsize,
     /// GETs to answer with PreconditionFailed, as if the object had just been replaced.
@@ -48,6 +51,7 @@ impl Faulty {
             inner: Arc::new(Memory::new(name)),
             mode: AtomicU8::new(UP),
             slow_puts: AtomicBool::new(false),
+            late_failing_puts: AtomicBool::new(false),
             puts: AtomicUsize::new(0),
             replaced_for_gets: AtomicUsize::new(0),
             read_delay_ms: AtomicU64::new(0),
@@ -108,6 +112,15 @@ impl Backend for Faulty {
         self.puts.fetch_add(1, Ordering::SeqCst);
         if self.slow_puts.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        if self.late_failing_puts.load(Ordering::SeqCst) {
+            let data = collect_body(body.stream, 64 << 20).await?;
+            let (inner, b, k) = (self.inner.clone(), b.clone(), k.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = inner.put_object(&b, &k, data.into(), o).await;
+            });
+            return Err(Error::ServiceUnavailable("timed out".into()));
         }
         self.inner.put_object(b, k, body, o).await
     }
