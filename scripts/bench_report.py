@@ -135,6 +135,44 @@ def tables(rnd, setups):
     return lines
 
 
+def cpu_us_per_op(run, who="proxy"):
+    """CPU microseconds per operation spent by one side (the 256-key set-up included)."""
+    if not run or "cpu_s" not in run or not run.get("ops"):
+        return None
+    spent = run["cpu_s"].get(who)
+    return None if spent is None else spent * 1e6 / run["ops"]
+
+
+def small_table(rnd, setups):
+    """Issue #18's table: 4 KiB requests against nginx, with the proxy's CPU per request."""
+    order = [s for s in SETUP_ORDER if s in setups]
+    ng = setups.get("nginx")
+    if ng is None:
+        return []
+    lines = [
+        "Small requests against nginx (4 KiB, c=32; ratio = ops/s / nginx's; CPU = the "
+        "proxy's user + system CPU per operation, in µs, the 256-key set-up included):",
+        "",
+        "| setup | PUT ops/s | ratio | CPU µs | GET ops/s | ratio | CPU µs | HEAD ops/s | ratio "
+        "| CPU µs | HEAD p50 ms (c=1) | over nginx |",
+        "|---" * 13 + "|",
+    ]
+    for s in order:
+        cells = []
+        for op in ("put", "get", "head"):
+            r = find(setups[s], op, 4096, 32)
+            n = find(ng, op, 4096, 32)
+            cells.append(fmt(r and r["ops_per_sec"], 0))
+            cells.append(fmt(ratio(r and r["ops_per_sec"], n and n["ops_per_sec"]), 2))
+            cells.append(fmt(cpu_us_per_op(r), 0))
+        r, n = find(setups[s], "head", 4096, 1), find(ng, "head", 4096, 1)
+        cells.append(fmt(r and r["latency_ms"]["p50"], 3))
+        cells.append(fmt(r and n and r["latency_ms"]["p50"] - n["latency_ms"]["p50"], 3))
+        lines.append(f"| {SETUP_NAMES.get(s, s)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def cpu_per_gib(run, who=None):
     """CPU seconds per GiB moved by a run: one side's (proxy, backends, client) or all."""
     if not run or "cpu_s" not in run or not run.get("bytes"):
@@ -147,7 +185,10 @@ def cpu_per_gib(run, who=None):
 def cpu_table(rnd, setups):
     """Where the CPU of the large transfers goes: the proxy, the backends, the client."""
     order = [s for s in SETUP_ORDER if s in setups]
-    big = max((k[1] for st in setups.values() for k in st if k[0] in ("put", "get")), default=None)
+    big = max(
+        (k[1] for st in setups.values() for k in st if k[0] in ("put", "get") and k[1] > 4096),
+        default=None,
+    )
     if big is None or not any(
         "cpu_s" in r for st in setups.values() for r in st.values()
     ):
@@ -196,12 +237,33 @@ def bar_lines(runs, rss, cr):
     for rnd, setups in runs.items():
         if rnd == "rss":
             continue
+        g = lambda s: setups.get(s)  # noqa: E731
+        # Issue #18's bar: small requests at a bare hop's cost.
+        for s, bar in (("plain", 0.6), ("enc", 0.5)):
+            for op in ("get", "head", "put"):
+                a = find(g(s), op, 4096, 32) if g(s) else None
+                b = find(g("nginx"), op, 4096, 32) if g("nginx") else None
+                if a is None or b is None:
+                    continue
+                v = ratio(a["ops_per_sec"], b["ops_per_sec"])
+                lines.append(
+                    f"| {rnd} | {op.upper()} 4 KiB c=32 ops/s: s3proxy ({SETUP_NAMES[s].split(', ')[1]}) "
+                    f"/ nginx | {fmt(v, 2)} | ≥ {bar:.2f} | {verdict(v, bar)} |"
+                )
+            a = find(g(s), "head", 4096, 1) if g(s) else None
+            b = find(g("nginx"), "head", 4096, 1) if g("nginx") else None
+            if a and b:
+                v = a["latency_ms"]["p50"] - b["latency_ms"]["p50"]
+                lines.append(
+                    f"| {rnd} | HEAD p50 c=1 over nginx's, s3proxy ({SETUP_NAMES[s].split(', ')[1]}) "
+                    f"| {fmt(v, 3)} ms | ≤ 0.15 ms | {verdict(v, 0.15, higher=False)} |"
+                )
         big = max(
-            (k[1] for st in setups.values() for k in st if k[0] in ("put", "get")), default=None
+            (k[1] for st in setups.values() for k in st if k[0] in ("put", "get") and k[1] > 4096),
+            default=None,
         )
         if big is None:
             continue
-        g = lambda s: setups.get(s)  # noqa: E731
         for op in ("get", "put"):
             v = ratio(mib(g("plain"), op, big), mib(g("nginx"), op, big))
             lines.append(
@@ -340,8 +402,10 @@ def main():
         if rnd in ("rss",):
             continue
         lines += tables(rnd, setups)
+        lines += small_table(rnd, setups)
         lines += cpu_table(rnd, setups)
-        name = plot(rnd, setups, out)
+        large = any(k[1] > 4096 for st in setups.values() for k in st)
+        name = plot(rnd, setups, out) if large else None
         if name:
             lines.append(f"![{rnd} throughput]({name})")
             lines.append("")
