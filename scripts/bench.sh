@@ -10,6 +10,9 @@
 #   enc          s3proxy, encrypted, one backend
 #   enc3-w1      s3proxy, encrypted, three backends, write quorum 1
 #   enc3-wmaj    s3proxy, encrypted, three backends, write quorum majority
+#   plain-sdk, enc-sdk  plain and enc with every backend request through aws-sdk-s3
+#                (S3PROXY_S3_SDK_ONLY=1), to measure the lean client against it; not in the
+#                default list
 # Workloads: 4 KiB PUT/GET/HEAD at concurrency 32, HEAD at concurrency 1 (latency), LIST,
 # DELETE; PUT and GET of 1 MiB, 64 MiB and 512 MiB; ranged 1 MiB GETs of a 64 MiB object.
 # Then the raw AEAD against the crypto layer (cargo bench -p s3proxy-bench), and the
@@ -166,7 +169,8 @@ start_s3proxy() {
             echo "enabled = false"
         fi
     } >"$conf"
-    RUST_LOG=${BENCH_PROXY_LOG:-warn} "$S3PROXY" --config "$conf" >"$dir/out.log" 2>&1 &
+    RUST_LOG=${BENCH_PROXY_LOG:-warn} S3PROXY_S3_SDK_ONLY=${SDK_ONLY:-0} \
+        "$S3PROXY" --config "$conf" >"$dir/out.log" 2>&1 &
     STARTED=$!; PIDS+=("$STARTED"); wait_port "$port"
 }
 
@@ -299,6 +303,10 @@ for round in $BACKENDS; do
             s3s-proxy) start_s3s_proxy "$P" "$b1"; port=$P; pid=$STARTED ;;
             plain) start_s3proxy "$P" "$round-plain" off 1 "s3:$b1"; port=$P; pid=$STARTED ;;
             enc) start_s3proxy "$P" "$round-enc" on 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            plain-sdk | enc-sdk)
+                e=off; [ "$setup" = enc-sdk ] && e=on
+                SDK_ONLY=1 start_s3proxy "$P" "$round-$setup" "$e" 1 "s3:$b1"
+                port=$P; pid=$STARTED ;;
             enc3-w1 | enc3-wmaj)
                 q=1; [ "$setup" = enc3-wmaj ] && q=majority
                 start_s3proxy "$P" "$round-$setup" on "$q" \

@@ -8,13 +8,17 @@ import re
 import sys
 from pathlib import Path
 
-SETUP_ORDER = ["direct", "nginx", "s3s-proxy", "plain", "enc", "enc3-w1", "enc3-wmaj"]
+SETUP_ORDER = [
+    "direct", "nginx", "s3s-proxy", "plain-sdk", "plain", "enc-sdk", "enc", "enc3-w1", "enc3-wmaj",
+]
 SETUP_NAMES = {
     "direct": "backend directly",
     "nginx": "nginx (reverse proxy)",
     "s3s-proxy": "s3s-proxy 0.14.1",
     "plain": "s3proxy, no encryption",
     "enc": "s3proxy, encrypted",
+    "plain-sdk": "s3proxy, no encryption, SDK client",
+    "enc-sdk": "s3proxy, encrypted, SDK client",
     "enc3-w1": "s3proxy, encrypted, 3 backends W=1",
     "enc3-wmaj": "s3proxy, encrypted, 3 backends W=majority",
 }
@@ -112,6 +116,8 @@ def tables(rnd, setups):
                 cells.append(fmt(r[field], 0))
         lines.append(f"| {SETUP_NAMES.get(s, s)} | " + " | ".join(cells) + " |")
     lines.append("")
+    if not any(k[1] > 4096 for st in setups.values() for k in st):
+        return lines
     sizes = sorted(
         {k[1] for st in setups.values() for k in st if k[0] in ("put", "get") and k[1] > 4096}
     )
