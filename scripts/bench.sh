@@ -29,6 +29,9 @@
 #   BENCH_RSS_SIZE  size of the RSS measurement (default 5GiB; "0" skips it)
 #   BENCH_AEAD      0 skips the AEAD/crypto-layer measurement
 #   BENCH_OUT       output directory (default docs/bench)
+#   BENCH_REPEAT    run the setups of a round this many times, interleaved (default 1); the
+#                   report keeps each workload's best run, which filters out the moments
+#                   other work on the machine took the CPU
 #   BENCH_SMALL_ONLY  1: only the small-request table (issue #18): 4 KiB PUT, GET, HEAD at
 #                   c=32 and HEAD at c=1, over the memory backend, for nginx, plain and enc
 #                   (BENCH_SETUPS still narrows it); no large objects, AEAD or RSS. With
@@ -53,6 +56,7 @@ else
     RSS_SIZE=${BENCH_RSS_SIZE:-5GiB}
 fi
 SIZES=${BENCH_SIZES:-"1MiB 64MiB 512MiB"}
+REPEAT=${BENCH_REPEAT:-1}
 OUT=${BENCH_OUT:-$ROOT/docs/bench}
 export AWS_ACCESS_KEY_ID=BENCHACCESSKEY AWS_SECRET_ACCESS_KEY=benchsecretkey0123456789
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -294,7 +298,7 @@ for round in $BACKENDS; do
     log "round $round: starting three backends"
     start_backends "$round"
     b1=${BACKEND_PORTS[0]}
-    for setup in $SETUPS; do
+    for setup in $(for _ in $(seq 1 "$REPEAT"); do echo $SETUPS; done); do
         P=$((P + 1))
         log "round $round: $setup"
         case $setup in

@@ -7,7 +7,9 @@
 # usage: scripts/bench_profile.sh OUT.svg [OP] [ENCRYPT]
 #   OP       head (default), get or put: 4 KiB, c=32
 #   ENCRYPT  off (default) or on
-# Environment: PROFILE_SECONDS (default 8), BENCH_PORT_BASE (default 19500), CARGO.
+# Environment: PROFILE_SECONDS (default 8), BENCH_PORT_BASE (default 19500),
+# PROFILE_FOLDED (also keep the folded stacks in this file), PROFILE_SYSCALLS=1 (count the
+# proxy's system calls per request with `perf stat` instead of recording a profile).
 # Needs perf (Debian: linux-perf) and inferno (`cargo install inferno --locked`); uses the
 # release binaries as they are (build them first). Loopback only; every process started
 # here is stopped by its PID on exit.
@@ -91,9 +93,17 @@ bench --create-bucket --op put -c 32 -d 1 >/dev/null
 bench --op "$OP" -c 32 -d "$((SECS + 2))" &
 load=$!; PIDS+=("$load")
 sleep 1
+if [ "${PROFILE_SYSCALLS:-0}" = 1 ]; then
+    events=$(perf list 2>/dev/null | awk '/syscalls:sys_enter_(writev|write|sendto|sendmsg|recvfrom|read|readv|recvmsg|epoll_wait|epoll_pwait|futex|sched_yield) /{printf "%s%s", s, $1; s=","}')
+    perf stat -x, -e "$events" -p "$proxy" -- sleep "$SECS" 2>"$WORK/stat"
+    wait "$load"
+    cat "$WORK/stat"
+    exit 0
+fi
 perf record -q -F 499 --call-graph dwarf,16384 -p "$proxy" -o "$WORK/perf.data" -- sleep "$SECS"
 wait "$load"
 perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$WORK/folded"
+[ -n "${PROFILE_FOLDED:-}" ] && cp "$WORK/folded" "$PROFILE_FOLDED"
 inferno-flamegraph --title "s3proxy ($ENC encryption) under 4 KiB ${OP^^} c=32" \
     <"$WORK/folded" >"$OUT_SVG"
 # The heaviest frames by self time, for the commit message and the notes.
