@@ -305,15 +305,15 @@ for round in $BACKENDS; do
             direct) port=$b1; pid= ;;
             nginx) start_nginx "$P" "$b1"; port=$P; pid=$STARTED ;;
             s3s-proxy) start_s3s_proxy "$P" "$b1"; port=$P; pid=$STARTED ;;
-            plain) start_s3proxy "$P" "$round-plain" off 1 "s3:$b1"; port=$P; pid=$STARTED ;;
-            enc) start_s3proxy "$P" "$round-enc" on 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            plain) start_s3proxy "$P" "$round-plain-$P" off 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            enc) start_s3proxy "$P" "$round-enc-$P" on 1 "s3:$b1"; port=$P; pid=$STARTED ;;
             plain-sdk | enc-sdk)
                 e=off; [ "$setup" = enc-sdk ] && e=on
-                SDK_ONLY=1 start_s3proxy "$P" "$round-$setup" "$e" 1 "s3:$b1"
+                SDK_ONLY=1 start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
                 port=$P; pid=$STARTED ;;
             enc3-w1 | enc3-wmaj)
                 q=1; [ "$setup" = enc3-wmaj ] && q=majority
-                start_s3proxy "$P" "$round-$setup" on "$q" \
+                start_s3proxy "$P" "$round-$setup-$P" on "$q" \
                     "s3:${BACKEND_PORTS[0]}" "s3:${BACKEND_PORTS[1]}" "s3:${BACKEND_PORTS[2]}"
                 port=$P; pid=$STARTED ;;
             *) log "unknown setup $setup"; exit 2 ;;
