@@ -13,13 +13,17 @@
 #   plain-sdk, enc-sdk  plain and enc with every backend request through aws-sdk-s3
 #                (S3PROXY_S3_SDK_ONLY=1), to measure the lean client against it; not in the
 #                default list
+#   plain-base, enc-base  plain and enc run by another build of s3proxy, $BENCH_BASE_BIN
+#                (e.g. main's), for a before/after in one session; not in the default list
 # Workloads: 4 KiB PUT/GET/HEAD at concurrency 32, HEAD at concurrency 1 (latency), LIST,
 # DELETE; PUT and GET of 1 MiB, 64 MiB and 512 MiB; ranged 1 MiB GETs of a 64 MiB object.
 # Then the raw AEAD against the crypto layer (cargo bench -p s3proxy-bench), and the
 # peak RSS of s3proxy (plain and encrypted) while a 5 GiB object streams through it each
 # way (a multipart upload in 64 MiB parts, then one whole GET).
 #
-# Writes docs/bench/results.jsonl (one line per run), results.md and the plots.
+# Writes docs/bench/results.jsonl (one line per run), results.md and the plots
+# (BENCH_SMALL_ONLY=1: results-small.jsonl and results-small.md, which results.md then
+# includes).
 #
 # Environment:
 #   BENCH_SECONDS   seconds per run (default 4)
@@ -29,6 +33,7 @@
 #   BENCH_RSS_SIZE  size of the RSS measurement (default 5GiB; "0" skips it)
 #   BENCH_AEAD      0 skips the AEAD/crypto-layer measurement
 #   BENCH_OUT       output directory (default docs/bench)
+#   BENCH_BASE_BIN  the s3proxy binary of the plain-base and enc-base setups
 #   BENCH_REPEAT    run the setups of a round this many times, interleaved (default 1); the
 #                   report keeps each workload's best run, which filters out the moments
 #                   other work on the machine took the CPU
@@ -174,7 +179,7 @@ start_s3proxy() {
         fi
     } >"$conf"
     RUST_LOG=${BENCH_PROXY_LOG:-warn} S3PROXY_S3_SDK_ONLY=${SDK_ONLY:-0} \
-        "$S3PROXY" --config "$conf" >"$dir/out.log" 2>&1 &
+        "${PROXY_BIN:-$S3PROXY}" --config "$conf" >"$dir/out.log" 2>&1 &
     STARTED=$!; PIDS+=("$STARTED"); wait_port "$port"
 }
 
@@ -227,6 +232,8 @@ start_s3s_proxy() {
 # ---------------------------------------------------------------- workloads
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
+# The small-request table alone goes beside the full session's files, not over them.
+[ "$SMALL_ONLY" = 1 ] && RESULTS=$OUT/results-small.jsonl
 : >"$RESULTS"
 # CPU ticks (utime + stime) of the given processes and their children (nginx's workers).
 cpu_ticks() {
@@ -307,6 +314,11 @@ for round in $BACKENDS; do
             s3s-proxy) start_s3s_proxy "$P" "$b1"; port=$P; pid=$STARTED ;;
             plain) start_s3proxy "$P" "$round-plain-$P" off 1 "s3:$b1"; port=$P; pid=$STARTED ;;
             enc) start_s3proxy "$P" "$round-enc-$P" on 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            plain-base | enc-base)
+                [ -x "${BENCH_BASE_BIN:-}" ] || { log "$setup needs BENCH_BASE_BIN"; exit 2; }
+                e=off; [ "$setup" = enc-base ] && e=on
+                PROXY_BIN=$BENCH_BASE_BIN start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
+                port=$P; pid=$STARTED ;;
             plain-sdk | enc-sdk)
                 e=off; [ "$setup" = enc-sdk ] && e=on
                 SDK_ONLY=1 start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
@@ -356,6 +368,6 @@ if [ "$RSS_SIZE" != 0 ]; then
     stop "$backend_pid"
 fi
 
-log "writing $OUT/results.md and plots"
+log "writing the report into $OUT"
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT/crypto-bench.txt" "$OUT"
 log "done"

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 SETUP_ORDER = [
-    "direct", "nginx", "s3s-proxy", "plain-sdk", "plain", "enc-sdk", "enc", "enc3-w1", "enc3-wmaj",
+    "direct", "nginx", "s3s-proxy", "plain-base", "plain-sdk", "plain", "enc-base", "enc-sdk",
+    "enc", "enc3-w1", "enc3-wmaj",
 ]
 SETUP_NAMES = {
     "direct": "backend directly",
@@ -17,6 +18,8 @@ SETUP_NAMES = {
     "s3s-proxy": "s3s-proxy 0.14.1",
     "plain": "s3proxy, no encryption",
     "enc": "s3proxy, encrypted",
+    "plain-base": "s3proxy, no encryption, before (BENCH_BASE_BIN)",
+    "enc-base": "s3proxy, encrypted, before (BENCH_BASE_BIN)",
     "plain-sdk": "s3proxy, no encryption, SDK client",
     "enc-sdk": "s3proxy, encrypted, SDK client",
     "enc3-w1": "s3proxy, encrypted, 3 backends W=1",
@@ -425,7 +428,15 @@ def main():
         lines.append(Path(crypto_txt).read_text().strip())
         lines.append("```")
         lines.append("")
-    Path(out, "results.md").write_text("\n".join(lines))
+    small = Path(results).name == "results-small.jsonl"
+    if small:
+        lines[0] = "# Benchmark results: small requests (`BENCH_SMALL_ONLY=1`)"
+    else:
+        extra = Path(out, "results-small.md")
+        if extra.exists():
+            # The last small-request session, kept with the full one.
+            lines.append(extra.read_text().replace("# Benchmark results", "## Last", 1))
+    Path(out, "results-small.md" if small else "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -1,5 +1,6 @@
 //! The `s3` backend: any S3-compatible service (AWS, MinIO, Ceph, Garage, moto, s3s-fs,
-//! another s3proxy) as a storage engine, through the official `aws-sdk-s3`.
+//! another s3proxy) as a storage engine, through the official `aws-sdk-s3`, with the hot
+//! object operations over a lean client of their own where the endpoint allows ([`lean`]).
 //!
 //! Design decisions, and why:
 //! - **No SDK retries.** The replication layer above owns the one retry and failover
