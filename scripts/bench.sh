@@ -10,13 +10,20 @@
 #   enc          s3proxy, encrypted, one backend
 #   enc3-w1      s3proxy, encrypted, three backends, write quorum 1
 #   enc3-wmaj    s3proxy, encrypted, three backends, write quorum majority
+#   plain-sdk, enc-sdk  plain and enc with every backend request through aws-sdk-s3
+#                (S3PROXY_S3_SDK_ONLY=1), to measure the lean client against it; not in the
+#                default list
+#   plain-base, enc-base  plain and enc run by another build of s3proxy, $BENCH_BASE_BIN
+#                (e.g. main's), for a before/after in one session; not in the default list
 # Workloads: 4 KiB PUT/GET/HEAD at concurrency 32, HEAD at concurrency 1 (latency), LIST,
 # DELETE; PUT and GET of 1 MiB, 64 MiB and 512 MiB; ranged 1 MiB GETs of a 64 MiB object.
 # Then the raw AEAD against the crypto layer (cargo bench -p s3proxy-bench), and the
 # peak RSS of s3proxy (plain and encrypted) while a 5 GiB object streams through it each
 # way (a multipart upload in 64 MiB parts, then one whole GET).
 #
-# Writes docs/bench/results.jsonl (one line per run), results.md and the plots.
+# Writes docs/bench/results.jsonl (one line per run), results.md and the plots
+# (BENCH_SMALL_ONLY=1: results-small.jsonl and results-small.md, which results.md then
+# includes).
 #
 # Environment:
 #   BENCH_SECONDS   seconds per run (default 4)
@@ -26,6 +33,14 @@
 #   BENCH_RSS_SIZE  size of the RSS measurement (default 5GiB; "0" skips it)
 #   BENCH_AEAD      0 skips the AEAD/crypto-layer measurement
 #   BENCH_OUT       output directory (default docs/bench)
+#   BENCH_BASE_BIN  the s3proxy binary of the plain-base and enc-base setups
+#   BENCH_REPEAT    run the setups of a round this many times, interleaved (default 1); the
+#                   report keeps each workload's best run, which filters out the moments
+#                   other work on the machine took the CPU
+#   BENCH_SMALL_ONLY  1: only the small-request table (issue #18): 4 KiB PUT, GET, HEAD at
+#                   c=32 and HEAD at c=1, over the memory backend, for nginx, plain and enc
+#                   (BENCH_SETUPS still narrows it); no large objects, AEAD or RSS. With
+#                   BENCH_SECONDS=5 it takes about a minute.
 #   CARGO           cargo command (default cargo)
 # Loopback only; every process started here is stopped by its PID on exit.
 set -euo pipefail
@@ -34,10 +49,19 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 CARGO=${CARGO:-cargo}
 SECONDS_PER_RUN=${BENCH_SECONDS:-4}
+SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
+if [ "$SMALL_ONLY" = 1 ]; then
+    BACKENDS=memory
+    SETUPS=${BENCH_SETUPS:-"nginx plain enc"}
+    RSS_SIZE=0
+    BENCH_AEAD=0
+else
+    BACKENDS=${BENCH_BACKENDS:-"s3s-fs memory"}
+    SETUPS=${BENCH_SETUPS:-"direct nginx s3s-proxy plain enc enc3-w1 enc3-wmaj"}
+    RSS_SIZE=${BENCH_RSS_SIZE:-5GiB}
+fi
 SIZES=${BENCH_SIZES:-"1MiB 64MiB 512MiB"}
-BACKENDS=${BENCH_BACKENDS:-"s3s-fs memory"}
-SETUPS=${BENCH_SETUPS:-"direct nginx s3s-proxy plain enc enc3-w1 enc3-wmaj"}
-RSS_SIZE=${BENCH_RSS_SIZE:-5GiB}
+REPEAT=${BENCH_REPEAT:-1}
 OUT=${BENCH_OUT:-$ROOT/docs/bench}
 export AWS_ACCESS_KEY_ID=BENCHACCESSKEY AWS_SECRET_ACCESS_KEY=benchsecretkey0123456789
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -59,8 +83,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 export PATH="$HOME/.cargo/bin:$PATH"
-command -v s3s-fs >/dev/null || { log "installing s3s-fs"; $CARGO install s3s-fs@0.14.1 --features binary --locked; }
-command -v s3s-proxy >/dev/null || { log "installing s3s-proxy"; $CARGO install s3s-proxy@0.14.1 --locked; }
+# Only what the chosen rounds and setups run.
+if [[ " $BACKENDS " == *" s3s-fs "* || "$RSS_SIZE" != 0 ]]; then
+    command -v s3s-fs >/dev/null || { log "installing s3s-fs"; $CARGO install s3s-fs@0.14.1 --features binary --locked; }
+fi
+if [[ " $SETUPS " == *" s3s-proxy "* ]]; then
+    command -v s3s-proxy >/dev/null || { log "installing s3s-proxy"; $CARGO install s3s-proxy@0.14.1 --locked; }
+fi
 python3 -c 'import matplotlib' 2>/dev/null || { log "installing matplotlib"; python3 -m pip install -q matplotlib; }
 
 log "building s3proxy and s3proxy-bench (release)"
@@ -149,7 +178,8 @@ start_s3proxy() {
             echo "enabled = false"
         fi
     } >"$conf"
-    RUST_LOG=${BENCH_PROXY_LOG:-warn} "$S3PROXY" --config "$conf" >"$dir/out.log" 2>&1 &
+    RUST_LOG=${BENCH_PROXY_LOG:-warn} S3PROXY_S3_SDK_ONLY=${SDK_ONLY:-0} \
+        "${PROXY_BIN:-$S3PROXY}" --config "$conf" >"$dir/out.log" 2>&1 &
     STARTED=$!; PIDS+=("$STARTED"); wait_port "$port"
 }
 
@@ -202,6 +232,8 @@ start_s3s_proxy() {
 # ---------------------------------------------------------------- workloads
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
+# The small-request table alone goes beside the full session's files, not over them.
+[ "$SMALL_ONLY" = 1 ] && RESULTS=$OUT/results-small.jsonl
 : >"$RESULTS"
 # CPU ticks (utime + stime) of the given processes and their children (nginx's workers).
 cpu_ticks() {
@@ -233,6 +265,7 @@ workloads() { # LABEL PORT
     run "$label" "$port" --op get --size 4KiB -c 32 --keys 256 -d "$d"
     run "$label" "$port" --op head --size 4KiB -c 32 --keys 256 -d "$d"
     run "$label" "$port" --op head --size 4KiB -c 1 --keys 256 -d "$d"
+    [ "$SMALL_ONLY" = 1 ] && return 0
     run "$label" "$port" --op list --size 4KiB -c 4 --keys 256 -d "$d"
     run "$label" "$port" --op delete --size 4KiB -c 32 --keys 256 -n 256
     for size in $SIZES; do
@@ -272,18 +305,27 @@ for round in $BACKENDS; do
     log "round $round: starting three backends"
     start_backends "$round"
     b1=${BACKEND_PORTS[0]}
-    for setup in $SETUPS; do
+    for setup in $(for _ in $(seq 1 "$REPEAT"); do echo $SETUPS; done); do
         P=$((P + 1))
         log "round $round: $setup"
         case $setup in
             direct) port=$b1; pid= ;;
             nginx) start_nginx "$P" "$b1"; port=$P; pid=$STARTED ;;
             s3s-proxy) start_s3s_proxy "$P" "$b1"; port=$P; pid=$STARTED ;;
-            plain) start_s3proxy "$P" "$round-plain" off 1 "s3:$b1"; port=$P; pid=$STARTED ;;
-            enc) start_s3proxy "$P" "$round-enc" on 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            plain) start_s3proxy "$P" "$round-plain-$P" off 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            enc) start_s3proxy "$P" "$round-enc-$P" on 1 "s3:$b1"; port=$P; pid=$STARTED ;;
+            plain-base | enc-base)
+                [ -x "${BENCH_BASE_BIN:-}" ] || { log "$setup needs BENCH_BASE_BIN"; exit 2; }
+                e=off; [ "$setup" = enc-base ] && e=on
+                PROXY_BIN=$BENCH_BASE_BIN start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
+                port=$P; pid=$STARTED ;;
+            plain-sdk | enc-sdk)
+                e=off; [ "$setup" = enc-sdk ] && e=on
+                SDK_ONLY=1 start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
+                port=$P; pid=$STARTED ;;
             enc3-w1 | enc3-wmaj)
                 q=1; [ "$setup" = enc3-wmaj ] && q=majority
-                start_s3proxy "$P" "$round-$setup" on "$q" \
+                start_s3proxy "$P" "$round-$setup-$P" on "$q" \
                     "s3:${BACKEND_PORTS[0]}" "s3:${BACKEND_PORTS[1]}" "s3:${BACKEND_PORTS[2]}"
                 port=$P; pid=$STARTED ;;
             *) log "unknown setup $setup"; exit 2 ;;
@@ -326,6 +368,6 @@ if [ "$RSS_SIZE" != 0 ]; then
     stop "$backend_pid"
 fi
 
-log "writing $OUT/results.md and plots"
+log "writing the report into $OUT"
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT/crypto-bench.txt" "$OUT"
 log "done"

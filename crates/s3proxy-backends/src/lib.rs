@@ -8,7 +8,9 @@
 //!   accepts is stored (names are hashed, so `a`, `a/` and `a/b` coexist and no key can
 //!   reach outside its bucket), and writes are atomic and crash-safe.
 //! - [`S3`]: any S3-compatible service (AWS, MinIO, Ceph, Garage, another s3proxy),
-//!   through the official `aws-sdk-s3`, configured by [`S3Options`].
+//!   through the official `aws-sdk-s3` (HEAD, GET, PUT and DELETE of one object over a
+//!   lean hyper client signed by `aws-sigv4` for plain-HTTP endpoints), configured by
+//!   [`S3Options`].
 //!
 //! `conformance` (behind the `conformance` feature) is the behaviour suite every backend
 //! must pass; the tests of this crate and of the layers above run it.

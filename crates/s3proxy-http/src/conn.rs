@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -68,16 +68,34 @@ impl AsyncRead for ClientIo {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
+            let dst = buf.initialize_unfilled();
+            let room = dst.len();
+            let mut got = None;
+            // A read that did not fill the buffer has drained the socket: its readiness
+            // is cleared then (the closure's WouldBlock does that, as tokio's own
+            // `poll_read` does), so the next read waits for the kernel's next event
+            // instead of costing a system call that can only answer EAGAIN (one per
+            // request otherwise). Readiness that arrived during the read is kept.
+            let read = self.stream.try_io(Interest::READABLE, || {
+                let n = self.stream.try_read(dst)?;
+                got = Some(n);
+                if n > 0 && n < room {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(n)
+                }
+            });
+            match (got, read) {
+                (Some(n), _) => {
                     buf.advance(n);
                     if n > 0 {
                         self.request_started.store(true, Ordering::Relaxed);
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (None, Err(e)) => return Poll::Ready(Err(e)),
+                (None, Ok(_)) => unreachable!("a successful read records its length"),
             }
         }
     }

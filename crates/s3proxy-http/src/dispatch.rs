@@ -62,6 +62,8 @@ pub struct S3Server {
     auth: Arc<AuthConfig>,
     /// Permits for requests in flight, when `max_requests` limits them.
     requests: Option<Arc<tokio::sync::Semaphore>>,
+    /// The per-request metrics' handles.
+    stats: crate::stats::Stats,
 }
 
 impl S3Server {
@@ -79,6 +81,7 @@ impl S3Server {
             config: Arc::new(config),
             auth: Arc::new(auth),
             requests,
+            stats: Default::default(),
         }
     }
 
@@ -166,17 +169,16 @@ impl S3Server {
         }
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
-        metrics::counter!("s3proxy_requests_total", "operation" => op, "status" => status.to_string())
-            .increment(1);
-        metrics::histogram!("s3proxy_request_duration_seconds", "operation" => op)
-            .record(elapsed.as_secs_f64());
+        let stats = self.stats.op(op);
+        stats.requests(op, status).increment(1);
+        stats.duration.record(elapsed.as_secs_f64());
         if let Some(out) = response
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             && method != http::Method::HEAD
         {
-            metrics::counter!("s3proxy_response_bytes_total", "operation" => op).increment(out);
+            stats.response_bytes.increment(out);
         }
         // One line per request: at error level with the cause when the server failed.
         let ms = elapsed.as_secs_f64() * 1000.0;
@@ -267,7 +269,7 @@ impl S3Server {
         }
         // Bytes are counted as they arrive: chunked uploads without a length and bodies
         // cut short count what was really received.
-        let received = metrics::counter!("s3proxy_request_bytes_total", "operation" => op);
+        let received = self.stats.op(op).request_bytes.clone();
         let mut raw = incoming_stream(body, self.config.body_idle_timeout, received);
         // hyper sends `100 Continue` when the body is first read. A handler may first
         // work with the backends for a while (a multipart upload's replicas, a copy's

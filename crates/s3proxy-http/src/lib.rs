@@ -57,6 +57,7 @@ mod response;
 pub mod router;
 pub mod server;
 mod spill;
+mod stats;
 mod subresource;
 pub mod time;
 pub mod tls;

@@ -34,7 +34,7 @@ pub(super) struct UploadBody {
 }
 
 impl UploadBody {
-    fn new(body: Body, content_md5: Option<[u8; 16]>) -> (Self, BodyFailure) {
+    pub(super) fn new(body: Body, content_md5: Option<[u8; 16]>) -> (Self, BodyFailure) {
         let failure = BodyFailure::default();
         (
             UploadBody {

@@ -2,7 +2,7 @@
 //! client-wide choices the module documentation explains (no SDK retries, checksums only
 //! when required, no stalled-stream protection on uploads, the whitespace-key fix).
 
-use super::{S3, S3Options, keys};
+use super::{S3, S3Options, keys, lean};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
@@ -91,6 +91,27 @@ impl S3 {
         if let Some(endpoint) = &options.endpoint {
             builder = builder.endpoint_url(endpoint.trim_end_matches('/'));
         }
+        let sdk_only =
+            options.sdk_only || std::env::var("S3PROXY_S3_SDK_ONLY").is_ok_and(|v| v == "1");
+        // The SDK's read and operation timeouts both bound the wait for an answer.
+        let answer_timeout = [options.read_timeout_secs, options.operation_timeout_secs]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(Duration::from_secs);
+        let lean = match (&options.endpoint, &options.access_key, &options.secret_key) {
+            (Some(endpoint), Some(ak), Some(sk)) if options.path_style && !sdk_only => {
+                lean::Lean::new(
+                    endpoint,
+                    ak,
+                    sk,
+                    &options.region,
+                    Duration::from_secs(options.connect_timeout_secs.max(1)),
+                    answer_timeout,
+                )
+            }
+            _ => None,
+        };
         Ok(S3 {
             name,
             client: Client::from_conf(builder.build()),
@@ -98,6 +119,7 @@ impl S3 {
             bucket_prefix: options.bucket_prefix.unwrap_or_default(),
             buckets: options.buckets,
             lists_raw: Default::default(),
+            lean,
         })
     }
 }

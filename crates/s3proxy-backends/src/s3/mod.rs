@@ -1,5 +1,6 @@
 //! The `s3` backend: any S3-compatible service (AWS, MinIO, Ceph, Garage, moto, s3s-fs,
-//! another s3proxy) as a storage engine, through the official `aws-sdk-s3`.
+//! another s3proxy) as a storage engine, through the official `aws-sdk-s3`, with the hot
+//! object operations over a lean client of their own where the endpoint allows ([`lean`]).
 //!
 //! Design decisions, and why:
 //! - **No SDK retries.** The replication layer above owns the one retry and failover
@@ -29,6 +30,9 @@
 //! - [`ids`]: upload ids handed out (encoded when the server's own would not do) and
 //!   ETags as servers quote them; [`headers`]: other header values (copy source, ranges,
 //!   Content-MD5, dates).
+//! - [`lean`]: HeadObject, GetObject, PutObject and DeleteObject without the SDK, over
+//!   a pooled hyper client signed by `aws-sigv4`, for `http://` endpoints with static
+//!   credentials (the SDK's per-call machinery dominated small requests).
 //! - [`keys`]: keys the SDK will not send as they are (whitespace only).
 //! - [`quirks`]: a server's response fixed up before the SDK reads it (moto's root
 //!   element names). Server quirks that only change what an operation checks or asks for
@@ -45,6 +49,7 @@ mod errors;
 mod headers;
 mod ids;
 mod keys;
+mod lean;
 mod listing;
 mod metadata;
 mod multipart;
@@ -82,6 +87,8 @@ pub struct S3 {
     /// Set once the server was seen listing raw names although it was asked for
     /// `encoding-type=url` (s3s-fs 0.14 does): its names are then taken as they come.
     lists_raw: std::sync::atomic::AtomicBool,
+    /// The hot object operations' own client, when the endpoint allows it ([`lean`]).
+    lean: Option<lean::Lean>,
 }
 
 impl std::fmt::Debug for S3 {

@@ -59,6 +59,13 @@ pub struct S3Options {
     /// Time allowed for a whole operation, body included; unset by default.
     #[serde(default)]
     pub operation_timeout_secs: Option<u64>,
+    /// Send every request through `aws-sdk-s3`. By default HeadObject, GetObject,
+    /// PutObject and DeleteObject go over a lean client of their own when the endpoint is
+    /// `http://` with static credentials and path-style addressing (much less CPU per
+    /// request); this keeps them on the SDK, e.g. to compare the two. The environment
+    /// variable `S3PROXY_S3_SDK_ONLY=1` does the same for every S3 backend.
+    #[serde(default)]
+    pub sdk_only: bool,
 }
 
 /// The secret key stays out of `{:?}`.
@@ -78,6 +85,7 @@ impl std::fmt::Debug for S3Options {
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("read_timeout_secs", &self.read_timeout_secs)
             .field("operation_timeout_secs", &self.operation_timeout_secs)
+            .field("sdk_only", &self.sdk_only)
             .finish()
     }
 }
@@ -105,6 +113,7 @@ impl Default for S3Options {
             connect_timeout_secs: default_connect_timeout(),
             read_timeout_secs: None,
             operation_timeout_secs: None,
+            sdk_only: false,
         }
     }
 }
