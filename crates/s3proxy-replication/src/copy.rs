@@ -101,7 +101,9 @@ impl Replicated {
                 other => other,
             })
             .collect();
-        for i in missed_by(&outcomes) {
+        let missed = missed_by(&outcomes);
+        let uncertain = !missed.is_empty();
+        for i in missed {
             self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
         }
         // The ETag a HEAD of the new object shows: the pinned one, else the new copy's on
@@ -115,6 +117,9 @@ impl Replicated {
         let first = first.ok_or_else(|| Error::Internal("no successful copy".into()))?;
         if !later.is_empty() {
             self.copy_when_written(guard, (src_bucket, src_key), later, target, copy);
+        } else if uncertain {
+            // A replica whose copy failed or timed out may still make it.
+            guard.linger(self.longest_timeout());
         }
         let etag = pinned_etag
             .or(read_first)

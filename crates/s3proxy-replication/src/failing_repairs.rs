@@ -19,7 +19,7 @@ impl Replicated {
             .journal
             .pending()
             .into_iter()
-            .filter_map(|e| backoff.get(&e.id()).map(|(n, _, _)| (e, *n)))
+            .filter_map(|e| backoff.get(&e.id()).map(|(n, _, _, _)| (e, *n)))
             .collect();
         failing.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         failing

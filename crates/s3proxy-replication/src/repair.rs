@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 /// The longest a journal entry whose repair keeps failing waits between attempts.
 const MAX_REPAIR_BACKOFF: Duration = Duration::from_secs(300);
+/// A newer journaled operation on a key whose repair failed is tried again after this, not
+/// after the whole backoff (it may be what repairs it), yet not on every pass.
+const MIN_REPAIR_RETRY: Duration = Duration::from_secs(1);
 
 impl Replicated {
     /// Record that `index` missed the operation stamped `stamp` on a key.
@@ -94,8 +97,9 @@ impl Replicated {
             .get(&id)
             // A newer operation missed on the key is tried at once: what failed was
             // another write's repair.
-            .is_some_and(|(_, not_before, stamp)| {
-                Instant::now() < *not_before && *stamp == entry.stamp
+            .is_some_and(|(_, not_before, stamp, failed_at)| {
+                let now = Instant::now();
+                now < *not_before && (*stamp == entry.stamp || now < *failed_at + MIN_REPAIR_RETRY)
             })
         {
             return;
@@ -110,9 +114,10 @@ impl Replicated {
             Ok(false) => {}
             Err(e) => {
                 let mut map = backoff();
-                let failures = map.get(&id).map_or(0, |(n, _, _)| *n) + 1;
+                let failures = map.get(&id).map_or(0, |(n, _, _, _)| *n) + 1;
                 let wait = Duration::from_secs(1 << failures.min(16)).min(MAX_REPAIR_BACKOFF);
-                map.insert(id, (failures, Instant::now() + wait, entry.stamp.clone()));
+                let now = Instant::now();
+                map.insert(id, (failures, now + wait, entry.stamp.clone(), now));
                 log::warn!(
                     "repair {}/{} on {} failed ({failures} times; next try in {wait:?}): {e}",
                     entry.bucket,

@@ -21,7 +21,7 @@ pub(crate) struct ReplicaState {
 
 /// What every clone of a [`Replicated`] shares.
 /// See [`Shared::repair_backoff`].
-pub(crate) type RepairBackoff = std::collections::HashMap<EntryId, (u32, Instant, String)>;
+pub(crate) type RepairBackoff = std::collections::HashMap<EntryId, (u32, Instant, String, Instant)>;
 
 pub(crate) struct Shared {
     pub(crate) name: String,
@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     pub(crate) inflight:
         std::sync::Mutex<std::collections::HashMap<(String, String), InflightSlot>>,
     /// Journal entries whose repair failed: (failures so far, not before, the stamp of the
-    /// entry that failed). Keeps one key a backend cannot take from being retried on every
+    /// entry that failed, when). A newer entry of the key waits only a second. Keeps one key a backend cannot take from being retried on every
     /// pass, which would keep tripping that backend's circuit and starve the repair of
     /// every other key.
     pub(crate) repair_backoff: std::sync::Mutex<RepairBackoff>,

@@ -159,7 +159,7 @@ impl Replicated {
         // Completing makes a version: repair must not judge the key while replicas are
         // still assembling it (it would copy the whole object to one still completing),
         // and a write or delete overlapping it is checked once both are done.
-        let _guard = InflightWrite::start(self, bucket, key, None);
+        let guard = InflightWrite::start(self, bucket, key, None);
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let id = ids[i].clone();
             let parts = parts.clone();
@@ -219,6 +219,15 @@ impl Replicated {
             if matches!(o, Err(e) if e.is_transient() || any_ok) {
                 self.journal_missed(bucket, key, i, &stamp, false, false);
             }
+        }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Err(e) if e.is_transient()))
+        {
+            // A backend that failed or timed out assembling may still finish it.
+            guard.linger(self.longest_timeout());
+        } else {
+            drop(guard);
         }
         let first = self.quorum_result(outcomes, |_| false)?;
         let first = first.ok_or_else(|| Error::Internal("no successful completion".into()))?;

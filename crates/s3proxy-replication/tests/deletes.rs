@@ -278,9 +278,9 @@ async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
         .delete_object(&bucket(), &key("k"))
         .await
         .unwrap();
-    // The check the delete journaled is tried at once, whatever backoff the failed copy
-    // put r3's entry in.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The check the delete journaled is tried a second after the failure, whatever
+    // backoff the failed copy put r3's entry in.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..3 {
         settle(&s.replicated).await;
     }
@@ -291,4 +291,37 @@ async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
     for b in &s.backends {
         assert_eq!(version_on(b, "k").await, None, "{}", b.name());
     }
+}
+
+/// DeleteBucket while the only replica holding an acknowledged write is down: refused with
+/// 503 (the write is still journaled for the others), not a deletion that the down
+/// replica's repair would later apply to that write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_waits_for_writes_only_an_unreachable_replica_holds() {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.backends[1].set(DOWN);
+    s.backends[2].set(DOWN);
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("only-on-r1"),
+            Bytes::from("acknowledged").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.backends[0].set(DOWN);
+    s.backends[1].set(UP);
+    s.backends[2].set(UP);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    let r = s.replicated.delete_bucket(&bucket()).await;
+    assert!(matches!(r, Err(Error::ServiceUnavailable(_))), "{r:?}");
+    s.backends[0].set(UP);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    settle(&s.replicated).await;
+    assert_eq!(
+        read(&s.replicated, "only-on-r1").await.unwrap(),
+        Bytes::from("acknowledged")
+    );
 }
