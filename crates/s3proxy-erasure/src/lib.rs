@@ -36,7 +36,7 @@
 //!     .collect();
 //! let journal = Arc::new(s3proxy_replication::Journal::in_memory());
 //! let ec = Erasure::new("ec", backends, ErasureOptions::new(2, 1), journal).unwrap();
-//! let (bucket, key) = (BucketName::new("b").unwrap(), ObjectKey::new("k").unwrap());
+//! let (bucket, key) = (BucketName::new("photos").unwrap(), ObjectKey::new("k").unwrap());
 //! ec.create_bucket(&bucket).await.unwrap();
 //! ec.put_object(&bucket, &key, bytes::Bytes::from("hello").into(), PutOptions::default()).await.unwrap();
 //! let got = ec.get_object(&bucket, &key, GetOptions::default()).await.unwrap();
