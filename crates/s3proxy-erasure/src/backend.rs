@@ -3,6 +3,7 @@
 
 use crate::erasure::Erasure;
 use crate::format::*;
+use crate::multipart::{UPLOADS_PREFIX, check_key};
 use async_trait::async_trait;
 use s3proxy_core::*;
 use s3proxy_replication::stamp_time;
@@ -23,6 +24,35 @@ impl Erasure {
         Err(client_error.unwrap_or_else(|| {
             Error::ServiceUnavailable(format!("{ok} backends succeeded, {needed} needed"))
         }))
+    }
+
+    /// DeleteObject, also of the layer's own hidden objects.
+    pub(crate) async fn delete_object_inner(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<()> {
+        let stamp = self.shared.clock.next();
+        let outcomes = self
+            .fan_out("DeleteObject", &format!("{bucket}/{key}"), |_, b| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                async move { b.delete_object(&bucket, &key).await }
+            })
+            .await;
+        if outcomes
+            .iter()
+            .all(|o| matches!(o, Err(Error::NoSuchBucket)))
+        {
+            return Err(Error::NoSuchBucket);
+        }
+        let missed: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].is_err())
+            .collect();
+        Self::enough(outcomes, self.delete_quorum())?;
+        for i in missed {
+            self.journal_missed(bucket, key, i, &stamp, true, false);
+        }
+        Ok(())
     }
 
     /// Backends that must take a delete so that fewer than k stale shards remain.
@@ -142,10 +172,11 @@ impl Backend for Erasure {
         body: Body,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        check_key(key)?;
         let mut metadata = opts.metadata;
         strip(&mut metadata);
         let written = self
-            .write_striped(bucket, key, body, opts.content_md5, metadata)
+            .write_striped(bucket, key, body, opts.content_md5, metadata, None)
             .await?;
         Ok(PutResult {
             etag: written.etag,
@@ -208,27 +239,7 @@ impl Backend for Erasure {
     }
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
-        let stamp = self.shared.clock.next();
-        let outcomes = self
-            .fan_out("DeleteObject", &format!("{bucket}/{key}"), |_, b| {
-                let (bucket, key) = (bucket.clone(), key.clone());
-                async move { b.delete_object(&bucket, &key).await }
-            })
-            .await;
-        if outcomes
-            .iter()
-            .all(|o| matches!(o, Err(Error::NoSuchBucket)))
-        {
-            return Err(Error::NoSuchBucket);
-        }
-        let missed: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| outcomes[i].is_err())
-            .collect();
-        Self::enough(outcomes, self.delete_quorum())?;
-        for i in missed {
-            self.journal_missed(bucket, key, i, &stamp, true, false);
-        }
-        Ok(())
+        self.delete_object_inner(bucket, key).await
     }
 
     async fn copy_object(
@@ -239,74 +250,76 @@ impl Backend for Erasure {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
+        check_key(dst_key)?;
         self.copy_shards(src_bucket, src_key, dst_bucket, dst_key, opts)
             .await
     }
 
     async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
-        self.merged_listing(bucket, opts).await
+        let mut page = self.merged_listing(bucket, opts).await?;
+        // The uploads' state is this layer's own.
+        page.objects.retain(|o| !o.key.starts_with(UPLOADS_PREFIX));
+        page.common_prefixes
+            .retain(|p| !p.starts_with(UPLOADS_PREFIX));
+        Ok(page)
     }
 
     async fn create_multipart_upload(
         &self,
-        _bucket: &BucketName,
-        _key: &ObjectKey,
-        _opts: MultipartOptions,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: MultipartOptions,
     ) -> Result<UploadId> {
-        Err(not_yet())
+        self.create_upload(bucket, key, opts).await
     }
 
     async fn upload_part(
         &self,
-        _bucket: &BucketName,
-        _key: &ObjectKey,
-        _upload_id: &UploadId,
-        _part_number: u32,
-        _body: Body,
-        _opts: PartOptions,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part_number: u32,
+        body: Body,
+        opts: PartOptions,
     ) -> Result<String> {
-        Err(not_yet())
+        self.store_part(bucket, key, upload_id, part_number, body, opts)
+            .await
     }
 
     async fn complete_multipart_upload(
         &self,
-        _bucket: &BucketName,
-        _key: &ObjectKey,
-        _upload_id: &UploadId,
-        _parts: Vec<CompletedPart>,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
     ) -> Result<PutResult> {
-        Err(not_yet())
+        self.complete_upload(bucket, key, upload_id, parts).await
     }
 
     async fn abort_multipart_upload(
         &self,
-        _bucket: &BucketName,
-        _key: &ObjectKey,
-        _upload_id: &UploadId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
     ) -> Result<()> {
-        Err(not_yet())
+        self.abort_upload(bucket, key, upload_id).await
     }
 
     async fn list_parts(
         &self,
-        _bucket: &BucketName,
-        _key: &ObjectKey,
-        _upload_id: &UploadId,
-        _opts: ListPartsOptions,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        opts: ListPartsOptions,
     ) -> Result<ListPartsResult> {
-        Err(not_yet())
+        self.parts_page(bucket, key, upload_id, opts).await
     }
 
     async fn list_multipart_uploads(
         &self,
         bucket: &BucketName,
-        _opts: ListUploadsOptions,
+        opts: ListUploadsOptions,
     ) -> Result<ListUploadsResult> {
-        self.head_bucket(bucket).await?;
-        Ok(ListUploadsResult::default())
+        self.uploads_page(bucket, opts).await
     }
-}
-
-fn not_yet() -> Error {
-    Error::NotImplemented("multipart uploads over erasure-coded placement".into())
 }

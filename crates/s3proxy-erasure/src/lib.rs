@@ -57,6 +57,7 @@ mod copy;
 mod erasure;
 mod format;
 mod listing;
+mod multipart;
 mod read;
 mod write;
 
@@ -65,3 +66,4 @@ pub use format::{
     CRC_LEN, DEFAULT_STRIPE, FORMAT_VERSION, Layout, SHARD_KEY, ShardMeta, TRAILER_LEN,
     check_shard, check_trailer, decode_stripe, encode_stripe, rebuild_shards, shard_crc, trailer,
 };
+pub use multipart::UPLOADS_PREFIX;

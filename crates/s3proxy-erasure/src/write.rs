@@ -217,7 +217,8 @@ pub(crate) struct Written {
 impl Erasure {
     /// Store `body` as shard objects of a new version of `bucket/key`, each carrying
     /// `metadata` and its [`ShardMeta`]. Succeeds once `required` backends stored theirs;
-    /// the others are journaled.
+    /// the others are journaled. `etag` is the ETag to record instead of the body's MD5
+    /// (a completed multipart upload's).
     pub(crate) async fn write_striped(
         &self,
         bucket: &BucketName,
@@ -225,6 +226,7 @@ impl Erasure {
         body: Body,
         content_md5: Option<[u8; 16]>,
         metadata: ObjectMetadata,
+        etag: Option<String>,
     ) -> Result<Written> {
         let stamp = self.shared.clock.next();
         let opts = &self.shared.opts;
@@ -259,7 +261,7 @@ impl Erasure {
             i: 0,
             stripe: layout.stripe,
             size: layout.size,
-            etag: early_md5.map(hex::encode),
+            etag: etag.clone().or(early_md5.map(hex::encode)),
             ver: stamp.clone(),
         };
         let n = self.backends().len();
@@ -353,7 +355,7 @@ impl Erasure {
             }
         }
         Ok(Written {
-            etag: hex::encode(md5),
+            etag: etag.unwrap_or_else(|| hex::encode(md5)),
             stamp,
         })
     }

@@ -57,7 +57,7 @@ fn md5_hex(data: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn conformance_without_multipart() {
+async fn conformance() {
     let s = set(2, 1, 64 * 1024);
     let b: DynBackend = Arc::new(s.ec.clone());
     conformance::buckets(b.clone(), "ec-b").await;
@@ -65,6 +65,7 @@ async fn conformance_without_multipart() {
     conformance::edge_keys(b.clone(), "ec-e").await;
     conformance::listing(b.clone(), "ec-l").await;
     conformance::copy(b.clone(), "ec-c").await;
+    conformance::multipart(b.clone(), "ec-m").await;
 }
 
 #[tokio::test]
@@ -304,4 +305,70 @@ async fn a_config_that_does_not_fit_the_backends_is_refused() {
     assert!(Erasure::new("ec", backends.clone(), ErasureOptions::new(3, 1), j.clone()).is_err());
     assert!(Erasure::new("ec", backends.clone(), ErasureOptions::new(3, 0), j.clone()).is_err());
     assert!(Erasure::new("ec", backends, ErasureOptions::new(2, 1), j).is_ok());
+}
+
+#[tokio::test]
+async fn a_multipart_upload_survives_a_backend_gone_and_hides_its_state() {
+    let s = set(2, 1, 64 * 1024);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let (b, k) = (bucket(), key("mp"));
+    let id =
+        s.ec.create_multipart_upload(&b, &k, MultipartOptions::default())
+            .await
+            .unwrap();
+    let p1 = conformance::pattern(MIN_PART_SIZE as usize, 1);
+    let p2 = conformance::pattern(1234, 2);
+    let e1 =
+        s.ec.upload_part(&b, &k, &id, 1, p1.clone().into(), PartOptions::default())
+            .await
+            .unwrap();
+    s.disks[2].set(DOWN);
+    let e2 =
+        s.ec.upload_part(&b, &k, &id, 2, p2.clone().into(), PartOptions::default())
+            .await
+            .unwrap();
+    let uploads =
+        s.ec.list_multipart_uploads(&b, ListUploadsOptions::default())
+            .await
+            .unwrap();
+    assert_eq!(uploads.uploads.len(), 1);
+    assert_eq!(uploads.uploads[0].key, "mp");
+    let parts = vec![
+        CompletedPart {
+            part_number: 1,
+            etag: e1.clone(),
+        },
+        CompletedPart {
+            part_number: 2,
+            etag: e2.clone(),
+        },
+    ];
+    // Part 2 missed d2; the completion rebuilds it from the others as it re-stripes.
+    s.disks[2].set(UP);
+    let done =
+        s.ec.complete_multipart_upload(&b, &k, &id, parts)
+            .await
+            .unwrap();
+    assert_eq!(
+        done.etag,
+        multipart_etag([e1.as_str(), e2.as_str()]).unwrap()
+    );
+    s.disks[0].set(DOWN);
+    let whole = [p1.clone(), p2.clone()].concat();
+    assert_eq!(read(&s.ec, "mp").await.unwrap(), whole);
+    s.disks[0].set(UP);
+    let page = s.ec.list_objects(&b, ListOptions::default()).await.unwrap();
+    let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, vec!["mp"], "no upload state listed");
+    assert_eq!(page.objects[0].etag, done.etag);
+    assert!(page.common_prefixes.is_empty());
+    let put =
+        s.ec.put_object(
+            &b,
+            &key(".s3proxy-ec-uploads/x"),
+            Bytes::new().into(),
+            PutOptions::default(),
+        )
+        .await;
+    assert!(matches!(put, Err(Error::InvalidArgument(_))));
 }
