@@ -145,6 +145,37 @@ def test_writes_and_deletes_go_on_with_a_backend_killed(cluster):
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
 
 
+def test_multipart_upload_and_copy_with_a_backend_killed(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="ecb")
+    body = data(13 * MiB + 5, 11)
+    parts = [body[i : i + 5 * MiB] for i in range(0, len(body), 5 * MiB)]
+    up = c.s3.create_multipart_upload(Bucket="ecb", Key="mp", Metadata={"a": "b"})["UploadId"]
+    etags = [c.s3.upload_part(Bucket="ecb", Key="mp", UploadId=up, PartNumber=1, Body=parts[0])["ETag"]]
+    c.backends[2].kill()
+    try:
+        for n, p in enumerate(parts[1:], start=2):
+            etags.append(c.s3.upload_part(Bucket="ecb", Key="mp", UploadId=up, PartNumber=n, Body=p)["ETag"])
+        listed = c.s3.list_parts(Bucket="ecb", Key="mp", UploadId=up)["Parts"]
+        assert [p["Size"] for p in listed] == [len(p) for p in parts]
+        assert [u["Key"] for u in c.s3.list_multipart_uploads(Bucket="ecb").get("Uploads", [])] == ["mp"]
+        done = c.s3.complete_multipart_upload(
+            Bucket="ecb", Key="mp", UploadId=up,
+            MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]},
+        )
+        assert done["ETag"].endswith('-3"')
+        assert c.s3.get_object(Bucket="ecb", Key="mp")["Body"].read() == body
+        ranged(c.s3, "mp", body, 5 * MiB - 10, 10 * MiB + 10)
+        c.s3.copy_object(Bucket="ecb", Key="mp-copy", CopySource={"Bucket": "ecb", "Key": "mp"})
+        assert c.s3.get_object(Bucket="ecb", Key="mp-copy")["Body"].read() == body
+        head = c.s3.head_object(Bucket="ecb", Key="mp")
+        assert head["ContentLength"] == len(body) and head["Metadata"] == {"a": "b"}
+        keys = [o["Key"] for o in c.s3.list_objects_v2(Bucket="ecb")["Contents"]]
+        assert keys == ["mp", "mp-copy"], "no upload state listed"
+    finally:
+        c.backends[2].start()
+
+
 def test_stored_bytes_are_about_one_and_a_half_times_the_data(cluster):
     c = cluster
     c.s3.create_bucket(Bucket="ecb")

@@ -59,6 +59,7 @@ mod format;
 mod listing;
 mod multipart;
 mod read;
+mod repair;
 mod write;
 
 pub use erasure::{Erasure, ErasureOptions};
@@ -67,3 +68,4 @@ pub use format::{
     check_shard, check_trailer, decode_stripe, encode_stripe, rebuild_shards, shard_crc, trailer,
 };
 pub use multipart::UPLOADS_PREFIX;
+pub use repair::ShardRepairs;

@@ -372,3 +372,65 @@ async fn a_multipart_upload_survives_a_backend_gone_and_hides_its_state() {
         .await;
     assert!(matches!(put, Err(Error::InvalidArgument(_))));
 }
+
+#[tokio::test]
+async fn repair_rebuilds_missed_and_corrupt_shards_and_drops_deleted_ones() {
+    let s = set(2, 1, 1000);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let data = conformance::pattern(3_333, 5);
+    let small = Bytes::from("small");
+    s.disks[1].set(DOWN);
+    put(&s.ec, "obj", &data).await;
+    put(&s.ec, "small", &small).await;
+    put(&s.ec, "doomed", &small).await;
+    s.disks[1].set(UP);
+    s.disks[2].set(DOWN);
+    s.ec.delete_object(&bucket(), &key("doomed")).await.unwrap();
+    s.disks[2].set(UP);
+    // d1 missed three writes (one since deleted), d2 the delete.
+    assert_eq!(s.ec.journal().len(), 3 + 1);
+    let done = s.ec.replay_journal().await;
+    assert_eq!(
+        (done.rebuilt, done.deleted, done.failed),
+        (2, 2, 0),
+        "{done:?}"
+    );
+    assert!(s.ec.journal().is_empty());
+    // d1's shards are back: reads work with d0 gone.
+    s.disks[0].set(DOWN);
+    assert_eq!(read(&s.ec, "obj").await.unwrap(), data);
+    assert_eq!(read(&s.ec, "small").await.unwrap(), small);
+    s.disks[0].set(UP);
+    let stale = s.disks[2]
+        .inner
+        .head_object(&bucket(), &key("doomed"), GetOptions::default())
+        .await;
+    assert!(
+        matches!(stale, Err(Error::NoSuchKey)),
+        "the deleted object's shard is gone"
+    );
+    // A corrupt data shard, found by a read, is rewritten sound.
+    let disk = &s.disks[1].inner;
+    let got = disk
+        .get_object(&bucket(), &key("obj"), GetOptions::default())
+        .await
+        .unwrap();
+    let meta = got.info.metadata.clone();
+    let sound = collect_body(got.body, 1 << 20).await.unwrap();
+    let mut raw = sound.to_vec();
+    raw[3] ^= 1;
+    let opts = PutOptions {
+        metadata: meta,
+        content_md5: None,
+    };
+    disk.put_object(&bucket(), &key("obj"), Bytes::from(raw).into(), opts)
+        .await
+        .unwrap();
+    assert_eq!(read(&s.ec, "obj").await.unwrap(), data);
+    assert_eq!(s.ec.replay_journal().await.rebuilt, 1);
+    let got = disk
+        .get_object(&bucket(), &key("obj"), GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(collect_body(got.body, 1 << 20).await.unwrap(), sound);
+}
