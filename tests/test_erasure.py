@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -174,6 +175,28 @@ def test_multipart_upload_and_copy_with_a_backend_killed(cluster):
         assert keys == ["mp", "mp-copy"], "no upload state listed"
     finally:
         c.backends[2].start()
+
+
+def test_a_shard_missed_while_a_backend_was_killed_is_rebuilt_when_it_returns(cluster):
+    c = cluster
+    c.s3.create_bucket(Bucket="ecb")
+    body = data(3 * MiB + 3, 21)
+    c.backends[1].kill()
+    c.s3.put_object(Bucket="ecb", Key="healed", Body=body)
+    journal = os.path.join(c.state, "erasure-journal")
+    assert [f for f in os.listdir(journal) if f.endswith(".json")], "the missed shard is journaled"
+    c.backends[1].start()
+    deadline = time.time() + 30
+    while [f for f in os.listdir(journal) if f.endswith(".json")]:
+        assert time.time() < deadline, "repair did not drain the journal"
+        time.sleep(0.2)
+    assert c.stored("ecb", "healed")[1] == c.stored("ecb", "healed")[0]
+    # The rebuilt shard serves: with another backend killed the object still reads.
+    c.backends[0].kill()
+    try:
+        assert c.s3.get_object(Bucket="ecb", Key="healed")["Body"].read() == body
+    finally:
+        c.backends[0].start()
 
 
 def test_stored_bytes_are_about_one_and_a_half_times_the_data(cluster):

@@ -106,37 +106,47 @@ impl Erasure {
         Ok(written.etag)
     }
 
+    /// Every object listed under `prefix` (with `delimiter`), all pages.
+    async fn list_all(
+        &self,
+        bucket: &BucketName,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<ObjectSummary>> {
+        let mut all = vec![];
+        let mut start_after = None;
+        loop {
+            let opts = ListOptions {
+                prefix: prefix.into(),
+                delimiter: delimiter.map(String::from),
+                start_after: start_after.take(),
+                ..Default::default()
+            };
+            let page = self.merged_listing(bucket, opts).await?;
+            all.extend(page.objects);
+            match (page.is_truncated, page.next_marker) {
+                (true, Some(next)) => start_after = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
     /// Every part stored so far, in order.
     async fn all_parts(&self, bucket: &BucketName, id: &UploadId) -> Result<Vec<PartInfo>> {
         let prefix = format!("{UPLOADS_PREFIX}{}/", id.as_str());
-        let mut parts = vec![];
-        let mut start_after = None;
-        loop {
-            let page = self
-                .merged_listing(
-                    bucket,
-                    ListOptions {
-                        prefix: prefix.clone(),
-                        start_after: start_after.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            for o in &page.objects {
-                if let Ok(n) = o.key[prefix.len()..].parse::<u32>() {
-                    parts.push(PartInfo {
-                        part_number: n,
-                        etag: o.etag.clone(),
-                        size: o.size,
-                        last_modified: o.last_modified,
-                    });
-                }
-            }
-            match (page.is_truncated, page.next_marker) {
-                (true, Some(next)) => start_after = Some(next),
-                _ => break,
-            }
-        }
+        let mut parts: Vec<PartInfo> = self
+            .list_all(bucket, &prefix, None)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                Some(PartInfo {
+                    part_number: o.key[prefix.len()..].parse().ok()?,
+                    etag: o.etag,
+                    size: o.size,
+                    last_modified: o.last_modified,
+                })
+            })
+            .collect();
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
     }
@@ -264,37 +274,19 @@ impl Erasure {
         opts: ListUploadsOptions,
     ) -> Result<ListUploadsResult> {
         let mut uploads = vec![];
-        let mut start_after = None;
-        loop {
-            let page = self
-                .merged_listing(
-                    bucket,
-                    ListOptions {
-                        prefix: UPLOADS_PREFIX.into(),
-                        delimiter: Some("/".into()),
-                        start_after: start_after.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            for o in &page.objects {
-                let (Some(key), Ok(id)) = (
-                    o.internal.as_ref().and_then(|m| m.get(UPLOAD_KEY)),
-                    UploadId::new(&o.key[UPLOADS_PREFIX.len()..]),
-                ) else {
-                    continue;
-                };
-                if key.starts_with(&opts.prefix) && key.as_str() > opts.key_marker.as_str() {
-                    uploads.push(UploadInfo {
-                        key: key.clone(),
-                        upload_id: id,
-                        initiated: o.last_modified,
-                    });
-                }
-            }
-            match (page.is_truncated, page.next_marker) {
-                (true, Some(next)) => start_after = Some(next),
-                _ => break,
+        for o in self.list_all(bucket, UPLOADS_PREFIX, Some("/")).await? {
+            let (Some(key), Ok(id)) = (
+                o.internal.as_ref().and_then(|m| m.get(UPLOAD_KEY)),
+                UploadId::new(&o.key[UPLOADS_PREFIX.len()..]),
+            ) else {
+                continue;
+            };
+            if key.starts_with(&opts.prefix) && key.as_str() > opts.key_marker.as_str() {
+                uploads.push(UploadInfo {
+                    key: key.clone(),
+                    upload_id: id,
+                    initiated: o.last_modified,
+                });
             }
         }
         uploads.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));

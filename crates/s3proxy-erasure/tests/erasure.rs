@@ -51,6 +51,29 @@ async fn ranged(ec: &Erasure, k: &str, r: ByteRange) -> Bytes {
     collect_body(got.body, 1 << 30).await.unwrap()
 }
 
+/// Flip one bit of the stored shard object `k` on `disk`, keeping its metadata; the
+/// sound bytes.
+async fn corrupt(disk: &Faulty, k: &str, at: usize) -> Bytes {
+    let got = disk
+        .inner
+        .get_object(&bucket(), &key(k), GetOptions::default())
+        .await
+        .unwrap();
+    let metadata = got.info.metadata.clone();
+    let sound = collect_body(got.body, 1 << 30).await.unwrap();
+    let mut raw = sound.to_vec();
+    raw[at] ^= 0x40;
+    let opts = PutOptions {
+        metadata,
+        content_md5: None,
+    };
+    disk.inner
+        .put_object(&bucket(), &key(k), Bytes::from(raw).into(), opts)
+        .await
+        .unwrap();
+    sound
+}
+
 fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
     hex::encode(Md5::digest(data))
@@ -200,21 +223,7 @@ async fn a_corrupt_shard_is_found_by_its_checksum_and_rebuilt_around() {
     let data = conformance::pattern(4_321, 9);
     put(&s.ec, "obj", &data).await;
     // Flip one byte of data shard 0 in stripe 2, keeping its metadata.
-    let disk = &s.disks[0].inner;
-    let got = disk
-        .get_object(&bucket(), &key("obj"), GetOptions::default())
-        .await
-        .unwrap();
-    let meta = got.info.metadata.clone();
-    let mut raw = collect_body(got.body, 1 << 20).await.unwrap().to_vec();
-    raw[2 * (500 + 4) + 10] ^= 0x40;
-    let opts = PutOptions {
-        metadata: meta,
-        content_md5: None,
-    };
-    disk.put_object(&bucket(), &key("obj"), Bytes::from(raw).into(), opts)
-        .await
-        .unwrap();
+    corrupt(&s.disks[0], "obj", 2 * (500 + 4) + 10).await;
     assert_eq!(read(&s.ec, "obj").await.unwrap(), data);
     let got = ranged(&s.ec, "obj", ByteRange::FromTo(2000, 2100)).await;
     assert_eq!(got, data.slice(2000..=2100));
@@ -410,22 +419,8 @@ async fn repair_rebuilds_missed_and_corrupt_shards_and_drops_deleted_ones() {
         "the deleted object's shard is gone"
     );
     // A corrupt data shard, found by a read, is rewritten sound.
+    let sound = corrupt(&s.disks[1], "obj", 3).await;
     let disk = &s.disks[1].inner;
-    let got = disk
-        .get_object(&bucket(), &key("obj"), GetOptions::default())
-        .await
-        .unwrap();
-    let meta = got.info.metadata.clone();
-    let sound = collect_body(got.body, 1 << 20).await.unwrap();
-    let mut raw = sound.to_vec();
-    raw[3] ^= 1;
-    let opts = PutOptions {
-        metadata: meta,
-        content_md5: None,
-    };
-    disk.put_object(&bucket(), &key("obj"), Bytes::from(raw).into(), opts)
-        .await
-        .unwrap();
     assert_eq!(read(&s.ec, "obj").await.unwrap(), data);
     assert_eq!(s.ec.replay_journal().await.rebuilt, 1);
     let got = disk
