@@ -35,6 +35,9 @@ pub struct Config {
     /// How several backends are kept in step.
     #[serde(default)]
     pub replication: ReplicationConfig,
+    /// `[placement]`: full copies on every backend (the default) or erasure coding.
+    #[serde(default)]
+    pub placement: PlacementConfig,
     /// `[encryption]`; absent means encrypted with a key generated into the state
     /// directory on first run.
     #[serde(default)]
@@ -236,6 +239,60 @@ fn default_repair_interval() -> u64 {
     5
 }
 
+/// `[placement]`: how an object's bytes are spread over several backends.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementConfig {
+    /// `"copies"` (every backend a full copy, `[replication]`) or `"erasure"`.
+    #[serde(default)]
+    pub kind: PlacementKind,
+    /// Erasure coding: data shards per stripe (k).
+    #[serde(default)]
+    pub data_shards: Option<usize>,
+    /// Erasure coding: parity shards per stripe (m); k + m is the number of backends.
+    #[serde(default)]
+    pub parity_shards: Option<usize>,
+}
+
+/// The placement kinds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementKind {
+    /// A full copy on every backend.
+    #[default]
+    Copies,
+    /// Stripes of k data + m parity shards, shard i on backend i.
+    Erasure,
+}
+
+impl PlacementConfig {
+    /// `(k, m)` for erasure coding over `n` backends, or why the settings do not fit.
+    pub fn shards(&self, n: usize) -> Result<(usize, usize), (&'static str, String)> {
+        let (Some(k), Some(m)) = (self.data_shards, self.parity_shards) else {
+            return Err((
+                "placement",
+                "kind = \"erasure\" needs data_shards and parity_shards".into(),
+            ));
+        };
+        if k == 0 || m == 0 {
+            return Err((
+                "placement",
+                format!("data_shards and parity_shards must be at least 1 (got {k} + {m})"),
+            ));
+        }
+        if k + m != n {
+            return Err((
+                "placement.data_shards",
+                format!(
+                    "data_shards + parity_shards = {} must equal the number of backends, {n}",
+                    k + m
+                ),
+            ));
+        }
+        Ok((k, m))
+    }
+}
+
 /// One access key pair, and the buckets it may reach.
 #[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -384,6 +441,7 @@ const CONFIG_KEYS: &[&str] = &[
     "region",
     "virtual_host_domains",
     "replication",
+    "placement",
     "encryption",
     "limits",
     "tls",
@@ -596,6 +654,21 @@ impl Config {
                 &format!("{q} is more than the {n} configured backend(s)"),
             );
         }
+        match self.placement.kind {
+            PlacementKind::Erasure => {
+                if let Err((key, why)) = self.placement.shards(n) {
+                    return err(key, &why);
+                }
+            }
+            PlacementKind::Copies => {
+                if self.placement.data_shards.is_some() || self.placement.parity_shards.is_some() {
+                    return err(
+                        "placement",
+                        "data_shards and parity_shards need kind = \"erasure\"",
+                    );
+                }
+            }
+        }
         if self
             .replication
             .upload_id_secret
@@ -730,6 +803,13 @@ path = "./data"
                 "[replication]\nwrite_quorum = 0",
                 "replication.write_quorum",
             ),
+            (
+                "[placement]\nkind = \"erasure\"\ndata_shards = 2\nparity_shards = 2\n[[backends]]\nname = \"a\"\nkind = \"memory\"\n[[backends]]\nname = \"b\"\nkind = \"memory\"\n[[backends]]\nname = \"c\"\nkind = \"memory\"",
+                "placement.data_shards",
+            ),
+            ("[placement]\nkind = \"erasure\"", "placement"),
+            ("[placement]\nkind = \"stripes\"", "placement.kind"),
+            ("[placement]\ndata_shards = 2", "placement"),
             (
                 "[replication]\nupload_id_secret = \"short\"",
                 "replication.upload_id_secret",

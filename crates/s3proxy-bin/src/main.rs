@@ -172,6 +172,14 @@ pub(crate) async fn build_stack(
     config: &Config,
 ) -> Result<(DynBackend, Option<Replicated>), String> {
     let configured = config.effective_backends();
+    if config.placement.kind == config::PlacementKind::Erasure {
+        let erasure = build_erasure(config, &configured).await?;
+        // Journaled shards are rebuilt in the background; the task ends with the set.
+        drop(erasure.start_background(std::time::Duration::from_secs(
+            config.replication.repair_interval_secs.max(1),
+        )));
+        return Ok((Arc::new(erasure), None));
+    }
     if configured.len() == 1 {
         return Ok((build_one(&configured[0]).await?, None));
     }
@@ -203,6 +211,43 @@ pub(crate) async fn build_stack(
     let replicated = Replicated::new("replicated", replicas, opts, Arc::new(journal))
         .map_err(|e| format!("replication: {e}"))?;
     Ok((Arc::new(replicated.clone()), Some(replicated)))
+}
+
+/// Erasure-coded placement over the backends, shard i on the i-th configured one.
+async fn build_erasure(
+    config: &Config,
+    configured: &[config::BackendConfig],
+) -> Result<s3proxy_erasure::Erasure, String> {
+    let (k, m) = config
+        .placement
+        .shards(configured.len())
+        .map_err(|(key, why)| format!("{key}: {why}"))?;
+    let mut backends = Vec::with_capacity(configured.len());
+    for b in configured {
+        backends.push(build_one(b).await?);
+    }
+    let timeout = configured
+        .iter()
+        .map(|b| b.timeout_ms)
+        .max()
+        .unwrap_or(30_000);
+    let opts = s3proxy_erasure::ErasureOptions {
+        // [replication] write_quorum applies; below k it means k.
+        write_quorum: Some(config.replication.write_quorum),
+        timeout: std::time::Duration::from_millis(timeout),
+        ..s3proxy_erasure::ErasureOptions::new(k, m)
+    };
+    // A journal of its own: replication's repair must not read shard entries as copies.
+    let journal_dir = config.state_dir.join("erasure-journal");
+    let journal =
+        Journal::open(&journal_dir).map_err(|e| format!("cannot open the repair journal: {e}"))?;
+    let erasure = s3proxy_erasure::Erasure::new("erasure", backends, opts, Arc::new(journal))
+        .map_err(|e| format!("erasure coding: {e}"))?;
+    log::info!(
+        "erasure coding: {k} data + {m} parity shards over {} backends",
+        k + m
+    );
+    Ok(erasure)
 }
 
 /// The encryption layer over the storage stack, as `[encryption]` says; by default with
@@ -242,6 +287,25 @@ async fn repair(
     bucket: Option<String>,
     dry_run: bool,
 ) -> Result<(), (u8, String)> {
+    if config.placement.kind == config::PlacementKind::Erasure {
+        // Erasure coding: the journaled shards are rebuilt (a scan of every key is not
+        // there yet, so --bucket and --dry-run do not apply).
+        let erasure = build_erasure(config, &config.effective_backends())
+            .await
+            .map_err(|e| (1, e))?;
+        let done = erasure.replay_journal().await;
+        let pending = erasure.journal().len();
+        println!(
+            "{} shards rebuilt, {} stale shards deleted, {} already sound, {} failed; {pending} journal entries pending",
+            done.rebuilt, done.deleted, done.settled, done.failed
+        );
+        let _ = (bucket, dry_run);
+        return if pending == 0 {
+            Ok(())
+        } else {
+            Err((1, format!("{pending} shards not repaired")))
+        };
+    }
     let (_, replicated) = build_stack(config).await.map_err(|e| (1, e))?;
     let Some(replicated) = replicated else {
         println!("one backend: nothing to repair");

@@ -1,0 +1,79 @@
+//! CopyObject, shard by shard: each backend holding the source version copies its own
+//! shard object to the destination (server-side, no data through the proxy), with the
+//! metadata of a new version.
+
+use crate::erasure::Erasure;
+use crate::format::*;
+use s3proxy_core::*;
+use s3proxy_replication::stamp_time;
+use std::time::SystemTime;
+
+impl Erasure {
+    pub(crate) async fn copy_shards(
+        &self,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        dst_bucket: &BucketName,
+        dst_key: &ObjectKey,
+        opts: CopyOptions,
+    ) -> Result<PutResult> {
+        let src = self.resolve(src_bucket, src_key).await?;
+        opts.source_conditions.check(&src.info, true)?;
+        let stamp = self.shared.clock.next();
+        let metadata = match opts.directive {
+            MetadataDirective::Copy => src.info.metadata.clone(),
+            MetadataDirective::Replace(mut m) => {
+                strip(&mut m);
+                m
+            }
+        };
+        let base = ShardMeta {
+            etag: Some(src.info.etag.clone()),
+            ver: stamp.clone(),
+            ..src.meta.clone()
+        };
+        let holders = &src.holders;
+        let outcomes = self
+            .fan_out("CopyObject", &format!("{dst_bucket}/{dst_key}"), |i, b| {
+                let mut meta = metadata.clone();
+                ShardMeta { i, ..base.clone() }.store(&mut meta);
+                let copy = CopyOptions {
+                    directive: MetadataDirective::Replace(meta),
+                    source_conditions: Conditions::default(),
+                };
+                let names = (src_bucket.clone(), src_key.clone());
+                let dst = (dst_bucket.clone(), dst_key.clone());
+                let holds = holders.contains(&i);
+                async move {
+                    if !holds {
+                        return Err(Error::ServiceUnavailable(
+                            "holds no shard of the source version".into(),
+                        ));
+                    }
+                    b.copy_object(&names.0, &names.1, &dst.0, &dst.1, copy)
+                        .await
+                }
+            })
+            .await;
+        let stored = outcomes.iter().filter(|o| o.is_ok()).count();
+        let required = self.shared.opts.required();
+        if stored < required {
+            return Err(outcomes
+                .into_iter()
+                .filter_map(Result::err)
+                .find(|e| !e.is_transient())
+                .unwrap_or_else(|| {
+                    Error::ServiceUnavailable(format!("{stored} shards copied, {required} needed"))
+                }));
+        }
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.is_err() {
+                self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
+            }
+        }
+        Ok(PutResult {
+            etag: src.info.etag,
+            last_modified: stamp_time(&stamp).unwrap_or_else(SystemTime::now),
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! The erasure-coded set: its backends (shard i on backend i), its options, clock and
+//! journal, and the fan-out helpers every operation uses.
+
+use s3proxy_core::*;
+use s3proxy_replication::{Entry, Hlc, Journal, WriteQuorum};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of an [`Erasure`] set.
+///
+/// ```
+/// let opts = s3proxy_erasure::ErasureOptions::new(2, 1);
+/// assert_eq!(opts.required(), 2); // the default quorum: k shards of every stripe
+/// ```
+#[derive(Clone, Debug)]
+pub struct ErasureOptions {
+    /// Data shards per stripe (k).
+    pub data_shards: usize,
+    /// Parity shards per stripe (m).
+    pub parity_shards: usize,
+    /// Object bytes per stripe.
+    pub stripe_size: u64,
+    /// Shards of every stripe a write needs stored; `None`: k, the fewest that rebuild it.
+    /// Never fewer than k are accepted, whatever this says.
+    pub write_quorum: Option<WriteQuorum>,
+    /// Limit for one call without a streaming body, and for a stall within a body.
+    pub timeout: Duration,
+    /// This instance's id in version stamps.
+    pub node_id: String,
+}
+
+impl ErasureOptions {
+    /// k data and m parity shards, the default stripe, quorum and timeout.
+    pub fn new(data_shards: usize, parity_shards: usize) -> Self {
+        ErasureOptions {
+            data_shards,
+            parity_shards,
+            stripe_size: crate::format::DEFAULT_STRIPE,
+            write_quorum: None,
+            timeout: Duration::from_secs(30),
+            node_id: hex::encode(std::process::id().to_le_bytes()),
+        }
+    }
+
+    /// Shards per stripe.
+    pub fn total(&self) -> usize {
+        self.data_shards + self.parity_shards
+    }
+
+    /// Shards of every stripe a write must store.
+    pub fn required(&self) -> usize {
+        let n = self.total();
+        self.write_quorum
+            .map_or(self.data_shards, |q| q.required(n))
+            .clamp(self.data_shards, n)
+    }
+}
+
+/// Objects cut into stripes of k data + m parity shards, shard i of every stripe on
+/// backend i; see the [crate documentation](crate).
+#[derive(Clone)]
+pub struct Erasure {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) backends: Vec<DynBackend>,
+    pub(crate) opts: ErasureOptions,
+    pub(crate) clock: Hlc,
+    pub(crate) journal: Arc<Journal>,
+}
+
+impl Erasure {
+    /// An erasure-coded set over `backends` (exactly k + m of them, in shard order),
+    /// recording missed shards in `journal`.
+    pub fn new(
+        name: impl Into<String>,
+        backends: Vec<DynBackend>,
+        opts: ErasureOptions,
+        journal: Arc<Journal>,
+    ) -> Result<Self> {
+        let (k, m) = (opts.data_shards, opts.parity_shards);
+        if k == 0 || m == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "erasure coding needs at least one data and one parity shard (got {k} + {m})"
+            )));
+        }
+        if k + m != backends.len() {
+            return Err(Error::InvalidArgument(format!(
+                "erasure coding with {k} data + {m} parity shards needs {} backends, not {}",
+                k + m,
+                backends.len()
+            )));
+        }
+        if !reed_solomon_simd::ReedSolomonEncoder::supports(k, m) {
+            return Err(Error::InvalidArgument(format!(
+                "{k} data + {m} parity shards are more than the codec supports"
+            )));
+        }
+        if opts.stripe_size < 2 * k as u64 {
+            return Err(Error::InvalidArgument(format!(
+                "the stripe size must be at least {} bytes",
+                2 * k
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
+        if let Some(b) = backends
+            .iter()
+            .find(|b| !names.insert(b.name().to_string()))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "two backends are named {:?}",
+                b.name()
+            )));
+        }
+        let clock = Hlc::new(opts.node_id.clone());
+        Ok(Erasure {
+            shared: Arc::new(Shared {
+                name: name.into(),
+                backends,
+                opts,
+                clock,
+                journal,
+            }),
+        })
+    }
+
+    /// The repair journal.
+    pub fn journal(&self) -> &Journal {
+        &self.shared.journal
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &ErasureOptions {
+        &self.shared.opts
+    }
+
+    pub(crate) fn backends(&self) -> &[DynBackend] {
+        &self.shared.backends
+    }
+
+    pub(crate) fn k(&self) -> usize {
+        self.shared.opts.data_shards
+    }
+
+    pub(crate) fn m(&self) -> usize {
+        self.shared.opts.parity_shards
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.shared.opts.timeout
+    }
+
+    /// Call `f` on backend `i` within the timeout.
+    pub(crate) async fn call<T, F, Fut>(&self, i: usize, f: F) -> Result<T>
+    where
+        F: FnOnce(DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let backend = self.backends()[i].clone();
+        let name = backend.name().to_string();
+        match tokio::time::timeout(self.timeout(), f(backend)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::ServiceUnavailable(format!("{name}: timed out"))),
+        }
+    }
+
+    /// Call `f` on every backend concurrently; one outcome per backend, in order.
+    pub(crate) async fn fan_out<T, F, Fut>(&self, op: &str, target: &str, f: F) -> Vec<Result<T>>
+    where
+        F: Fn(usize, DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let f = &f;
+        let calls = (0..self.backends().len()).map(|i| self.call(i, move |b| f(i, b)));
+        let outcomes = futures::future::join_all(calls).await;
+        self.log_outcomes(op, target, &outcomes);
+        outcomes
+    }
+
+    /// One line per fan-out that did not succeed everywhere: which backends failed, why.
+    pub(crate) fn log_outcomes<T>(&self, op: &str, target: &str, outcomes: &[Result<T>]) {
+        let failed: Vec<String> = outcomes
+            .iter()
+            .zip(self.backends())
+            .filter_map(|(o, b)| o.as_ref().err().map(|e| format!("{}: {e}", b.name())))
+            .collect();
+        if !failed.is_empty() {
+            log::warn!(
+                "{} {op} {target}: {} of {} backends failed ({})",
+                self.shared.name,
+                failed.len(),
+                outcomes.len(),
+                failed.join("; ")
+            );
+        }
+    }
+
+    /// Journal that backend `i` missed version `stamp` of `bucket/key` (a write, or a
+    /// delete when `tombstone`); an entry that cannot be recorded is logged, as the write
+    /// itself stood.
+    pub(crate) fn journal_missed(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        i: usize,
+        stamp: &str,
+        tombstone: bool,
+        force: bool,
+    ) {
+        let entry = Entry {
+            bucket: bucket.as_str().into(),
+            key: key.as_str().into(),
+            backend: self.backends()[i].name().into(),
+            stamp: stamp.into(),
+            tombstone: tombstone.then(|| stamp.to_string()),
+            force,
+            since: None,
+        };
+        if let Err(e) = self.shared.journal.record(entry) {
+            log::error!(
+                "{} {bucket}/{key}: cannot journal the shard missed by {}: {e}",
+                self.shared.name,
+                self.backends()[i].name()
+            );
+        }
+    }
+}
