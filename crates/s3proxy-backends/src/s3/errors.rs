@@ -241,6 +241,13 @@ impl S3 {
                 412 => Error::PreconditionFailed,
                 416 => Error::InvalidRange,
                 503 => Error::SlowDown,
+                429 => Error::SlowDown,
+                // Refused without a code (a HEAD's answer has no body; a gateway's page):
+                // our credentials or the backend's setup, never the client's doing.
+                401 | 403 | 407 => self.unavailable(
+                    op,
+                    format!("HTTP {status} {}: {message}", code.unwrap_or("(no code)")),
+                ),
                 // The server is up and answered: this request failed there (s3s-fs answers
                 // 500 to keys its file layout cannot hold). Retried, but not a sign the
                 // backend is down; 502 and 504 (a gateway without its server) are.
@@ -281,6 +288,31 @@ fn source_chain(err: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::S3Options;
+
+    /// A refusal without a code (a HEAD's empty body, a gateway's page) is the backend's
+    /// trouble, counted against it, never answered to the client as its own mistake.
+    #[test]
+    fn refusals_without_a_code_are_the_backends() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = S3Options {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            access_key: Some("key".into()),
+            secret_key: Some("secret".into()),
+            ..Default::default()
+        };
+        let s3 = rt.block_on(S3::new("r1", opts)).unwrap();
+        for status in [401, 403, 407] {
+            let e = s3.map_code("HeadObject", None, status, "", Error::NoSuchKey);
+            assert!(matches!(e, Error::ServiceUnavailable(_)), "{status}: {e:?}");
+        }
+        let e = s3.map_code("GetObject", None, 429, "", Error::NoSuchKey);
+        assert!(matches!(e, Error::SlowDown), "{e:?}");
+        let e = s3.map_code("HeadObject", None, 404, "", Error::NoSuchKey);
+        assert!(matches!(e, Error::NoSuchKey), "{e:?}");
+    }
 
     #[test]
     fn internal_errors_name_the_request_and_the_cause() {

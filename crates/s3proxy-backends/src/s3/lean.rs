@@ -90,6 +90,9 @@ impl Lean {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
+        // A backend host that vanishes without a reset (power loss, a dropped route) is
+        // noticed on pooled connections, not only by the next request's timeout.
+        connector.set_keepalive(Some(Duration::from_secs(30)));
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
