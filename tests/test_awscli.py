@@ -8,7 +8,7 @@ import filecmp
 import pytest
 
 # Also through three replicas of mixed kinds (fs, moto, s3s-fs) behind the encrypting proxy.
-pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only", "replicated-plain", "s3only-plain")
 
 
 def write_random(path, size):

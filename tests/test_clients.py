@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ACCESS_KEY, SECRET_KEY, aws_env
 
-pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only", "replicated-plain", "s3only-plain")
 
 
 def make_tree(root, files, big=()):

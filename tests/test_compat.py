@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 import s3wire as w
 
-pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only", "replicated-plain", "s3only-plain")
 from conftest import ACCESS_KEY, SECRET_KEY, Proxy, make_client
 
 
