@@ -3,6 +3,7 @@
 //! together from the backends' own, and completions retried after a success.
 
 use crate::Replicated;
+use crate::inflight::InflightWrite;
 use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
 use crate::upload_id::DecodedUpload;
 use s3proxy_core::*;
@@ -154,6 +155,10 @@ impl Replicated {
     ) -> Result<PutResult> {
         let DecodedUpload { stamp, ids } = self.decode_upload(upload_id)?;
         self.settle_stragglers(bucket, key).await;
+        // A completion writes the key: a repair must not copy another replica's freshly
+        // completed object over this one meanwhile (a copy by PUT would give it another
+        // ETag, which an unencrypted listing shows).
+        let _guard = InflightWrite::start(self, bucket, key, None);
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let id = ids[i].clone();
             let parts = parts.clone();
