@@ -131,7 +131,10 @@ mod tests {
     #[test]
     fn multipart_etags_count_their_parts() {
         assert_eq!(parts_in_etag("9b2cf535f27731c974343645a3985328-3"), Some(3));
-        assert_eq!(parts_in_etag("\"9b2cf535f27731c974343645a3985328-12\""), Some(12));
+        assert_eq!(
+            parts_in_etag("\"9b2cf535f27731c974343645a3985328-12\""),
+            Some(12)
+        );
         assert_eq!(parts_in_etag("9b2cf535f27731c974343645a3985328"), None);
         assert_eq!(parts_in_etag("x-0"), None);
         assert_eq!(parts_in_etag("x-y"), None);
