@@ -233,10 +233,16 @@ secret_key = "{PLAIN_SECRET}"
 """
 
 
+def unencrypted(config_text):
+    """The same stack without encryption: what a client sees must not depend on it."""
+    return config_text + "[encryption]\nenabled = false\n"
+
+
 # The stacks an end-to-end module can run against: the plain filesystem one, the encrypted
-# fs + moto + s3s-fs replicas, and the encrypted S3-only one (moto and another s3proxy). A
-# module opts into more than "fs" with `pytestmark = pytest.mark.stacks("fs", "replicated")`.
-STACKS = ("fs", "replicated", "s3only")
+# fs + moto + s3s-fs replicas, the encrypted S3-only one (moto and another s3proxy), and the
+# last two unencrypted ("-plain"). A module opts into more than "fs" with
+# `pytestmark = pytest.mark.stacks("fs", "replicated")`.
+STACKS = ("fs", "replicated", "s3only", "replicated-plain", "s3only-plain")
 
 
 def pytest_configure(config):
@@ -263,12 +269,14 @@ def proxy(request):
     try:
         if stack == "fs":
             p = Proxy(workdir, fs_config(os.path.join(workdir, "data")))
-        elif stack == "s3only":
+        elif stack.startswith("s3only"):
             servers = [start_moto(workdir), start_plain_s3proxy(workdir)]
-            p = Proxy(workdir, s3_only_config(workdir, *servers))
+            cfg = s3_only_config(workdir, *servers)
+            p = Proxy(workdir, unencrypted(cfg) if stack.endswith("-plain") else cfg)
         else:
             servers = [start_moto(workdir), start_s3s_fs(workdir)]
-            p = Proxy(workdir, replicated_config(workdir, *servers))
+            cfg = replicated_config(workdir, *servers)
+            p = Proxy(workdir, unencrypted(cfg) if stack.endswith("-plain") else cfg)
         p.stack = stack
         p.servers = servers
     except Exception:

@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 # Also through three replicas of mixed kinds (fs, moto, s3s-fs) behind the encrypting proxy.
-pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only", "replicated-plain", "s3only-plain")
 
 
 def code(exc_info):

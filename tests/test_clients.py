@@ -1,5 +1,5 @@
-"""Sync tools that nobody here wrote, through the encrypting proxy, on the filesystem stack
-and on three replicas of mixed kinds: rclone (sync, check with zero differences, a second
+"""Sync tools that nobody here wrote, through the proxy, on the filesystem stack, on three
+encrypted replicas of mixed kinds, and on the S3-only stack encrypted and not: rclone (sync, check with zero differences, a second
 sync that transfers nothing), the aws cli's `s3 sync` of a tree with multipart files ten
 times over, then `--dryrun` with nothing left to do, and s3cmd sync."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ACCESS_KEY, SECRET_KEY, aws_env
 
-pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only", "s3only-plain")
 
 
 def make_tree(root, files, big=()):

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 import s3wire as w
 
-pytestmark = pytest.mark.stacks("fs", "replicated", "s3only")
+pytestmark = pytest.mark.stacks("fs", "replicated", "s3only", "replicated-plain", "s3only-plain")
 from conftest import ACCESS_KEY, SECRET_KEY, Proxy, make_client
 
 
@@ -306,7 +306,15 @@ def test_get_and_head_part_number(client, bkt):
         assert out.stdout in (b"400", b"403"), out.stdout
 
 
-def test_same_part_uploaded_twice(client, bkt):
+def checks_part_etags(proxy):
+    """Whether a completion naming a superseded upload of a part is refused. Not on the
+    unencrypted fs+S3 stack: s3s-fs lists parts without ETags and completes whatever it
+    holds, and at write quorum 1 its success is the answer (the encrypting layer checks
+    the part list itself, and moto and the fs backend check it: every S3 service does)."""
+    return proxy.stack != "replicated-plain"
+
+
+def test_same_part_uploaded_twice(proxy, client, bkt):
     up = client.create_multipart_upload(Bucket=bkt, Key="twice")["UploadId"]
     first, second = os.urandom(1000), os.urandom(1000)
     e1 = client.upload_part(Bucket=bkt, Key="twice", UploadId=up, PartNumber=1, Body=first)["ETag"]
@@ -314,12 +322,13 @@ def test_same_part_uploaded_twice(client, bkt):
     assert [p["ETag"] for p in client.list_parts(Bucket=bkt, Key="twice", UploadId=up)["Parts"]] == [e2]
     complete = lambda e: client.complete_multipart_upload(  # noqa: E731
         Bucket=bkt, Key="twice", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
-    assert error_of(lambda: complete(e1)) == (400, "InvalidPart")
+    if checks_part_etags(proxy):
+        assert error_of(lambda: complete(e1)) == (400, "InvalidPart")
     complete(e2)
     assert client.get_object(Bucket=bkt, Key="twice")["Body"].read() == second
 
 
-def test_same_part_uploaded_concurrently(client, bkt):
+def test_same_part_uploaded_concurrently(proxy, client, bkt):
     import concurrent.futures
 
     up = client.create_multipart_upload(Bucket=bkt, Key="race")["UploadId"]
@@ -332,7 +341,7 @@ def test_same_part_uploaded_concurrently(client, bkt):
     listed = client.list_parts(Bucket=bkt, Key="race", UploadId=up)["Parts"]
     assert len(listed) == 1 and listed[0]["ETag"] in by_etag
     last = listed[0]["ETag"]
-    for other in set(by_etag) - {last}:
+    for other in set(by_etag) - {last} if checks_part_etags(proxy) else ():
         assert error_of(lambda: client.complete_multipart_upload(
             Bucket=bkt, Key="race", UploadId=up,
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": other}]})) == (400, "InvalidPart")

@@ -4,7 +4,7 @@ on every backend kind: the filesystem backend (whose listing carries the encrypt
 metadata) and S3 backends (whose listing gives only the stored, ciphertext size and ETag).
 
 The stacks are built here, not from conftest's `proxy` fixture, because the S3-only ones
-(moto alone; moto and s3s-fs replicated) are what this file is about."""
+(moto alone; moto and s3s-fs replicated, also unencrypted) are what this file is about."""
 
 import hashlib
 import os
@@ -43,6 +43,7 @@ secret_key = "{secret}"
 
 
 def config(workdir, key_file, backends):
+    encryption = f'key_file = "{key_file}"' if key_file else "enabled = false"
     return f"""
 state_dir = "{workdir}/state"
 [[credentials]]
@@ -52,24 +53,28 @@ secret_key = "{SECRET_KEY}"
 write_quorum = 1
 repair_interval_secs = 1
 [encryption]
-key_file = "{key_file}"
+{encryption}
 {backends}"""
 
 
 class Stack:
     def __init__(self, kind):
-        self.kind = kind
-        self.root = tempfile.mkdtemp(prefix=f"s3proxy-list-{kind}-")
-        self.key_file = os.path.join(self.root, "master.key")
-        subprocess.run([BIN, "keygen", self.key_file], check=True, capture_output=True)
+        # "plain": the same replicas behind the proxy without encryption, whose listings
+        # are the backends' own and must agree with HEAD all the same.
+        self.encrypted = not kind.endswith(" plain")
+        self.kind = kind.removesuffix(" plain")
+        self.root = tempfile.mkdtemp(prefix=f"s3proxy-list-{self.kind}-")
+        self.key_file = os.path.join(self.root, "master.key") if self.encrypted else None
+        if self.encrypted:
+            subprocess.run([BIN, "keygen", self.key_file], check=True, capture_output=True)
         self.servers = []
-        if kind == "fs":
+        if self.kind == "fs":
             backends = f'[[backends]]\nname = "disk"\nkind = "fs"\npath = "{self.root}/data"\n'
         else:
             moto = start_moto(self.root)
             self.servers.append(moto)
             backends = s3_backend("moto", moto.endpoint, "moto", "moto")
-            if kind == "moto+s3s-fs":
+            if self.kind == "moto+s3s-fs":
                 s3s = start_s3s_fs(self.root)
                 self.servers.append(s3s)
                 backends += s3_backend("s3s-fs", s3s.endpoint, S3S_KEY, S3S_SECRET)
@@ -107,7 +112,7 @@ class Stack:
             assert "panicked" not in log, log[-3000:]
 
 
-@pytest.fixture(scope="module", params=["moto", "moto+s3s-fs", "fs"])
+@pytest.fixture(scope="module", params=["moto", "moto+s3s-fs", "fs", "moto+s3s-fs plain"])
 def stack(request):
     s = Stack(request.param)
     yield s
@@ -226,7 +231,7 @@ def test_list_shows_head_size_and_etag(stack, bucket):
     client = make_client(other.endpoint)
     assert listed(client, bucket) == want
     cold = lookups(other, bucket)
-    assert cold == (0 if stack.kind == "fs" else len(want)), cold
+    assert cold == (0 if stack.kind == "fs" or not stack.encrypted else len(want)), cold
     for v1 in (False, True):
         assert listed(client, bucket, v1=v1) == want
     # The same exception as for the writing instance: a replica brought up to date by a
@@ -254,6 +259,19 @@ def test_copies_and_metadata_updates_list_as_head(stack, bucket):
     s3.copy_object(Bucket=bucket, Key="small2", CopySource={"Bucket": bucket, "Key": "small"})
     want = {"src": (len(body), etag), "copy": (len(body), etag),
             "small": (1000, f'"{md5(small)}"'), "small2": (1000, f'"{md5(small)}"')}
+    if not stack.encrypted:
+        # Unencrypted, a copy's ETag is each backend's own: moto gives a copied multipart
+        # object the MD5 of its bytes (as AWS documents for CopyObject), s3s-fs keeps the
+        # source's. So the replicas of one version differ, HEAD shows the one it read and
+        # a listing (no version stamps to merge by) may show the other: not fixed (only
+        # the encrypting layer records the ETag it answered). Sizes must agree.
+        either = lambda k: {want[k], (len(body), f'"{md5(body)}"')}  # noqa: E731
+        for view in (headed(s3, bucket, want), listed(s3, bucket), listed(s3, bucket, v1=True)):
+            assert view.keys() == want.keys()
+            for k in ("src", "copy"):
+                assert view.pop(k) in either(k), k
+            assert view == {k: want[k] for k in ("small", "small2")}
+        return
     assert headed(s3, bucket, want) == want
     assert listed(s3, bucket) == want
     assert listed(s3, bucket, v1=True) == want

@@ -325,6 +325,10 @@ impl Replicated {
                             // Overwritten since it was located.
                             changed = true;
                         }
+                        // Every holder has the same version, hence the same parts: no
+                        // other replica's failure (a server that cannot serve parts)
+                        // says more.
+                        Error::InvalidPartNumber => return Err(Error::InvalidPartNumber),
                         e => {
                             log::warn!(
                                 "GetObject {bucket}/{key}: {} failed ({e}); trying the next replica",

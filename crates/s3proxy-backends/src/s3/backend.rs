@@ -8,7 +8,7 @@ use super::ids::unquote;
 use super::metadata::{
     check_internal, expires_mutation, join_metadata, response_metadata, with_headers,
 };
-use super::{S3, keys, listing, multipart};
+use super::{S3, keys, listing, multipart, part_number};
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{
@@ -259,7 +259,8 @@ impl Backend for S3 {
         // A part is served like a range (some servers answer a one-part object's part 1
         // whole, without Content-Range).
         let ranged = opts.range.is_some() || opts.part_number.is_some();
-        let (range, size) = match out.content_range().and_then(parse_content_range) {
+        let content_range = out.content_range().and_then(parse_content_range);
+        let (range, size) = match content_range {
             Some((first, last, total)) if ranged => (Some((first, last)), total),
             _ => (None, body_len),
         };
@@ -277,12 +278,19 @@ impl Backend for S3 {
         };
         // Servers that ignore some conditional header still get S3's answer.
         c.check(&info, false)?;
-        Ok(GetResult {
+        let got = GetResult {
             info,
             range,
             body: download_stream(self.name.clone(), out.body),
             served_by: Some(self.name.clone()),
-        })
+        };
+        match opts.part_number {
+            // The server ignored partNumber (moto, s3s-fs): see `part_number`.
+            Some(number) if content_range.is_none() => {
+                part_number::part_of_whole(self, bucket, key, number, got).await
+            }
+            _ => Ok(got),
+        }
     }
 
     async fn head_object(

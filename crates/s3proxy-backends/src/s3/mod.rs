@@ -34,6 +34,7 @@
 //!   a pooled hyper client signed by `aws-sigv4`, for `http://` endpoints with static
 //!   credentials (the SDK's per-call machinery dominated small requests).
 //! - [`keys`]: keys the SDK will not send as they are (whitespace only).
+//! - [`part_number`]: GET `?partNumber` on servers that answer it with the whole object.
 //! - [`quirks`]: a server's response fixed up before the SDK reads it (moto's root
 //!   element names). Server quirks that only change what an operation checks or asks for
 //!   sit in that operation, each with a comment naming the server.
@@ -54,6 +55,7 @@ mod listing;
 mod metadata;
 mod multipart;
 mod options;
+mod part_number;
 mod quirks;
 
 pub use metadata::{RESERVED_PREFIX, USER_ESCAPE};

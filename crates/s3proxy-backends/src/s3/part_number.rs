@@ -1,0 +1,142 @@
+//! GET `?partNumber=N` against servers that answer it with the whole object.
+//!
+//! S3 answers a part GET with 206 and a Content-Range naming the part inside the object.
+//! moto answers the whole object of a multipart upload (200, no Content-Range), though
+//! its HEAD `?partNumber=N` gives the part's size and the parts count; s3s-fs ignores the
+//! parameter on GET and HEAD. Relaying such an answer would serve the whole object as
+//! the part, so when the server's answer has no Content-Range the part is found here:
+//! - an object not uploaded in parts (no `-N` in its ETag) is its own part 1, which the
+//!   server's answer already is; any other number is InvalidPartNumber;
+//! - a multipart object's part N lies after parts 1 to N-1, whose sizes HEAD
+//!   `?partNumber` gives (N HEADs, a few at a time, on this rare path); the part's bytes
+//!   are then read as a range of the same version (If-Match);
+//! - a server whose HEAD does not know parts either (s3s-fs) cannot say where a part
+//!   lies: NotImplemented, so that a replicating layer reads from another replica.
+
+use super::S3;
+use super::keys;
+use s3proxy_core::*;
+
+/// How many HEADs for part sizes are in flight at once.
+const HEADS_AT_ONCE: usize = 8;
+
+/// The parts count of an S3 multipart ETag (`<md5>-N`), `None` for a single PUT's.
+pub(super) fn parts_in_etag(etag: &str) -> Option<u32> {
+    let (_, n) = etag.trim_matches('"').rsplit_once('-')?;
+    n.parse().ok().filter(|n| *n > 0)
+}
+
+/// The answer to a GET of part `number` that the server answered whole (`whole`, its
+/// info already checked against the request's conditions): `whole` itself as the range
+/// of part 1 of an object not uploaded in parts, otherwise that part's bytes read again
+/// as a range.
+pub(super) async fn part_of_whole(
+    s3: &S3,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    number: u32,
+    whole: GetResult,
+) -> Result<GetResult> {
+    let Some(count) = parts_in_etag(&whole.info.etag) else {
+        let range = part_range(&[whole.info.size], number)?;
+        return Ok(GetResult { range, ..whole });
+    };
+    if number > count {
+        return Err(Error::InvalidPartNumber);
+    }
+    let etag = whole.info.etag.clone();
+    // The whole object's body is not needed: drop it (and its connection) now.
+    let info = whole.info;
+    let sizes = part_sizes(s3, bucket, key, &etag, number, count).await?;
+    let range = part_range(&sizes, number)?;
+    let mut got = match range {
+        Some((first, last)) => {
+            s3.get_object(
+                bucket,
+                key,
+                GetOptions {
+                    range: Some(ByteRange::FromTo(first, last)),
+                    conditions: Conditions {
+                        if_match: Some(etag),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await?
+        }
+        // An empty part (only an empty object has one): no bytes to read.
+        None => GetResult {
+            info: info.clone(),
+            range: None,
+            body: Box::pin(futures::stream::empty()),
+            served_by: Some(s3.name.clone()),
+        },
+    };
+    got.info = ObjectInfo {
+        parts_count: Some(count),
+        ..info
+    };
+    got.range = range;
+    Ok(got)
+}
+
+/// The sizes of parts 1 to `number` of the version `etag` of a `count`-part object, from
+/// HEAD `?partNumber`; NotImplemented if the server's HEAD does not answer per part.
+async fn part_sizes(
+    s3: &S3,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    etag: &str,
+    number: u32,
+    count: u32,
+) -> Result<Vec<u64>> {
+    use futures::{StreamExt, TryStreamExt};
+    let head = |n: u32| async move {
+        let out = s3
+            .client
+            .head_object()
+            .bucket(s3.backend_bucket(bucket))
+            .key(keys::wire(key.as_str()))
+            .part_number(n as i32)
+            .if_match(format!("\"{etag}\""))
+            .send()
+            .await
+            .map_err(|e| {
+                s3.map_err(
+                    super::errors::Call::object("HeadObject", bucket, key.as_str()),
+                    e,
+                    Error::NoSuchKey,
+                )
+            })?;
+        if out.parts_count().and_then(|c| u32::try_from(c).ok()) != Some(count) {
+            return Err(Error::NotImplemented(format!(
+                "GET ?partNumber of a multipart object: backend {} does not serve parts",
+                s3.name
+            )));
+        }
+        Ok(out.content_length().unwrap_or(0).max(0) as u64)
+    };
+    futures::stream::iter(1..=number)
+        .map(head)
+        .buffered(HEADS_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parts_in_etag;
+
+    #[test]
+    fn multipart_etags_count_their_parts() {
+        assert_eq!(parts_in_etag("9b2cf535f27731c974343645a3985328-3"), Some(3));
+        assert_eq!(
+            parts_in_etag("\"9b2cf535f27731c974343645a3985328-12\""),
+            Some(12)
+        );
+        assert_eq!(parts_in_etag("9b2cf535f27731c974343645a3985328"), None);
+        assert_eq!(parts_in_etag("x-0"), None);
+        assert_eq!(parts_in_etag("x-y"), None);
+    }
+}
