@@ -228,12 +228,19 @@ impl Backend for S3 {
             let (info, range, body) = self.lean_get(lean, bucket, key, &opts).await?;
             // Servers that ignore some conditional header still get S3's answer.
             c.check(&info, false)?;
-            return Ok(GetResult {
+            let got = GetResult {
                 info,
                 range,
                 body,
                 served_by: Some(self.name.clone()),
-            });
+            };
+            return match opts.part_number {
+                // The server ignored partNumber (moto, s3s-fs): see `part_number`.
+                Some(number) if got.range.is_none() => {
+                    part_number::part_of_whole(self, bucket, key, number, got).await
+                }
+                _ => Ok(got),
+            };
         }
         let out = self
             .client

@@ -20,6 +20,11 @@ use s3proxy_core::*;
 /// How many HEADs for part sizes are in flight at once.
 const HEADS_AT_ONCE: usize = 8;
 
+/// Parts past this one are not looked for with one HEAD per part before them (a single
+/// request must not cost the backend thousands): NotImplemented, as for a server that
+/// does not know parts, so that a replicating layer reads another replica.
+const MAX_PART_LOOKUPS: u32 = 1000;
+
 /// The parts count of an S3 multipart ETag (`<md5>-N`), `None` for a single PUT's.
 pub(super) fn parts_in_etag(etag: &str) -> Option<u32> {
     let (_, n) = etag.trim_matches('"').rsplit_once('-')?;
@@ -44,10 +49,20 @@ pub(super) async fn part_of_whole(
     if number > count {
         return Err(Error::InvalidPartNumber);
     }
+    if number > MAX_PART_LOOKUPS {
+        return Err(not_served(s3));
+    }
     let etag = whole.info.etag.clone();
     // The whole object's body is not needed: drop it (and its connection) now.
+    drop(whole.body);
     let info = whole.info;
     let sizes = part_sizes(s3, bucket, key, &etag, number, count).await?;
+    // Sizes that do not fit in the object (a HEAD that ignored partNumber and gave the
+    // whole size for each) say nothing about where the part lies.
+    let through: u64 = sizes.iter().sum();
+    if through > info.size || (number == count && through != info.size) {
+        return Err(not_served(s3));
+    }
     let range = part_range(&sizes, number)?;
     let mut got = match range {
         Some((first, last)) => {
@@ -73,12 +88,24 @@ pub(super) async fn part_of_whole(
             served_by: Some(s3.name.clone()),
         },
     };
+    // The bytes must be the range asked for: a server that ignored Range too would
+    // serve the object's first bytes as the part.
+    if range.is_some() && got.range != range {
+        return Err(not_served(s3));
+    }
     got.info = ObjectInfo {
         parts_count: Some(count),
         ..info
     };
-    got.range = range;
     Ok(got)
+}
+
+/// This backend cannot serve the part: another replica may.
+fn not_served(s3: &S3) -> Error {
+    Error::NotImplemented(format!(
+        "GET ?partNumber of a multipart object: backend {} does not serve parts",
+        s3.name
+    ))
 }
 
 /// The sizes of parts 1 to `number` of the version `etag` of a `count`-part object, from
@@ -110,10 +137,7 @@ async fn part_sizes(
                 )
             })?;
         if out.parts_count().and_then(|c| u32::try_from(c).ok()) != Some(count) {
-            return Err(Error::NotImplemented(format!(
-                "GET ?partNumber of a multipart object: backend {} does not serve parts",
-                s3.name
-            )));
+            return Err(not_served(s3));
         }
         Ok(out.content_length().unwrap_or(0).max(0) as u64)
     };
