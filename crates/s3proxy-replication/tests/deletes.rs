@@ -68,18 +68,7 @@ async fn delete_while_down_is_not_undone_by_repair() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_during_a_repair_is_not_undone_by_it() {
-    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
-    s.replicated.create_bucket(&bucket()).await.unwrap();
-    s.backends[2].set(DOWN);
-    s.replicated
-        .put_object(
-            &bucket(),
-            &key("k"),
-            Bytes::from("old").into(),
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
+    let s = written_while_down(&[2], "k", "old").await;
     settle(&s.replicated).await;
     s.backends[2].set(UP);
     s.backends[2].slow_puts.store(true, Ordering::SeqCst);
@@ -251,18 +240,7 @@ async fn a_refused_bucket_delete_leaves_the_bucket_on_every_replica() {
 /// after the failure, so the delete is checked against what lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
-    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
-    s.replicated.create_bucket(&bucket()).await.unwrap();
-    s.backends[2].set(DOWN);
-    s.replicated
-        .put_object(
-            &bucket(),
-            &key("k"),
-            Bytes::from("old").into(),
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
+    let s = written_while_down(&[2], "k", "old").await;
     settle(&s.replicated).await;
     s.backends[2].set(UP);
     s.backends[2]
@@ -298,19 +276,7 @@ async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
 /// replica's repair would later apply to that write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_bucket_waits_for_writes_only_an_unreachable_replica_holds() {
-    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
-    s.replicated.create_bucket(&bucket()).await.unwrap();
-    s.backends[1].set(DOWN);
-    s.backends[2].set(DOWN);
-    s.replicated
-        .put_object(
-            &bucket(),
-            &key("only-on-r1"),
-            Bytes::from("acknowledged").into(),
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
+    let s = written_while_down(&[1, 2], "only-on-r1", "acknowledged").await;
     s.backends[0].set(DOWN);
     s.backends[1].set(UP);
     s.backends[2].set(UP);

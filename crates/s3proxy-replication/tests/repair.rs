@@ -62,19 +62,7 @@ async fn journal_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_does_not_decide_deleted_while_the_only_holder_is_unreachable() {
-    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
-    s.replicated.create_bucket(&bucket()).await.unwrap();
-    s.backends[1].set(DOWN);
-    s.backends[2].set(DOWN);
-    s.replicated
-        .put_object(
-            &bucket(),
-            &key("only"),
-            Bytes::from("on r1").into(),
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
+    let s = written_while_down(&[1, 2], "only", "on r1").await;
     // r1, the only holder, goes; r2 returns. r2's entry must not be dropped as "deleted".
     s.backends[0].set(DOWN);
     s.backends[1].set(UP);

@@ -324,3 +324,23 @@ pub async fn version_on(b: &Faulty, k: &str) -> Option<String> {
         .ok()
         .and_then(|i| i.metadata.internal.get(VERSION_KEY).cloned())
 }
+
+/// A bucket on a fresh W=1 stack, and `k` written while the backends `down` are down (they
+/// miss it and are journaled); they stay down.
+pub async fn written_while_down(down: &[usize], k: &str, data: &'static str) -> Stack {
+    let s = stack(WriteQuorum::One, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    for &i in down {
+        s.backends[i].set(DOWN);
+    }
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key(k),
+            Bytes::from(data).into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    s
+}
