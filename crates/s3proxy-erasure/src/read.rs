@@ -15,6 +15,9 @@ pub(crate) struct Resolved {
     pub info: ObjectInfo,
     /// Backends holding a shard of this version, by shard index (= backend index).
     pub holders: Vec<usize>,
+    /// Each backend's own ETag of its shard object of this version (by backend index;
+    /// `None` for non-holders): what a copy's per-backend If-Match pins the source to.
+    pub etags: Vec<Option<String>>,
 }
 
 /// Whether an error says the object (or bucket) is not there, rather than that the
@@ -61,6 +64,12 @@ impl Erasure {
                 .collect();
             best = best.max(holders.len());
             if holders.len() >= candidate.k && candidate.k == self.k() && candidate.m == self.m() {
+                let etags: Vec<Option<String>> = (0..infos.len())
+                    .map(|i| {
+                        let held = holders.contains(&i);
+                        infos[i].as_ref().filter(|_| held).map(|f| f.etag.clone())
+                    })
+                    .collect();
                 let first = holders[0];
                 let stored = infos[first].take().expect("a holder answered");
                 let meta = candidate.clone();
@@ -81,6 +90,7 @@ impl Erasure {
                     meta,
                     info,
                     holders,
+                    etags,
                 });
             }
         }

@@ -138,6 +138,7 @@ impl Erasure {
                 .copied()
                 .filter(|&h| h != i)
                 .collect(),
+            etags: resolved.etags.clone(),
         };
         if sources.holders.len() < self.k() {
             return Err(Error::ServiceUnavailable(format!(

@@ -1,0 +1,224 @@
+//! Erasure-coded placement under races a test stages exactly: backends whose calls run a
+//! hook first (another write landing between a resolve and what follows it).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use s3proxy_backends::Memory;
+use s3proxy_core::*;
+use s3proxy_erasure::*;
+use s3proxy_replication::Journal;
+use std::sync::{Arc, Mutex};
+
+type Hook = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// A memory backend whose next CopyObject first runs a hook.
+struct Hooked {
+    inner: Arc<Memory>,
+    before_copy: Mutex<Option<Hook>>,
+}
+
+#[async_trait]
+impl Backend for Hooked {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        self.inner.list_buckets().await
+    }
+    async fn create_bucket(&self, b: &BucketName) -> Result<()> {
+        self.inner.create_bucket(b).await
+    }
+    async fn delete_bucket(&self, b: &BucketName) -> Result<()> {
+        self.inner.delete_bucket(b).await
+    }
+    async fn head_bucket(&self, b: &BucketName) -> Result<()> {
+        self.inner.head_bucket(b).await
+    }
+    async fn put_object(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        body: Body,
+        o: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_object(b, k, body, o).await
+    }
+    async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
+        self.inner.get_object(b, k, o).await
+    }
+    async fn head_object(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        o: GetOptions,
+    ) -> Result<ObjectInfo> {
+        self.inner.head_object(b, k, o).await
+    }
+    async fn delete_object(&self, b: &BucketName, k: &ObjectKey) -> Result<()> {
+        self.inner.delete_object(b, k).await
+    }
+    async fn copy_object(
+        &self,
+        sb: &BucketName,
+        sk: &ObjectKey,
+        db: &BucketName,
+        dk: &ObjectKey,
+        o: CopyOptions,
+    ) -> Result<PutResult> {
+        let hook = self.before_copy.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        self.inner.copy_object(sb, sk, db, dk, o).await
+    }
+    async fn list_objects(&self, b: &BucketName, o: ListOptions) -> Result<ListResult> {
+        self.inner.list_objects(b, o).await
+    }
+    async fn create_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        o: MultipartOptions,
+    ) -> Result<UploadId> {
+        self.inner.create_multipart_upload(b, k, o).await
+    }
+    async fn upload_part(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        u: &UploadId,
+        n: u32,
+        body: Body,
+        o: PartOptions,
+    ) -> Result<String> {
+        self.inner.upload_part(b, k, u, n, body, o).await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        u: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutResult> {
+        self.inner.complete_multipart_upload(b, k, u, parts).await
+    }
+    async fn abort_multipart_upload(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        u: &UploadId,
+    ) -> Result<()> {
+        self.inner.abort_multipart_upload(b, k, u).await
+    }
+    async fn list_parts(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        u: &UploadId,
+        o: ListPartsOptions,
+    ) -> Result<ListPartsResult> {
+        self.inner.list_parts(b, k, u, o).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        b: &BucketName,
+        o: ListUploadsOptions,
+    ) -> Result<ListUploadsResult> {
+        self.inner.list_multipart_uploads(b, o).await
+    }
+}
+
+fn bucket() -> BucketName {
+    BucketName::new("races").unwrap()
+}
+
+fn key(k: &str) -> ObjectKey {
+    ObjectKey::new(k).unwrap()
+}
+
+struct Set {
+    ec: Erasure,
+    disks: Vec<Arc<Hooked>>,
+}
+
+fn set(k: usize, m: usize) -> Set {
+    let disks: Vec<Arc<Hooked>> = (0..k + m)
+        .map(|i| {
+            Arc::new(Hooked {
+                inner: Arc::new(Memory::new(&format!("d{i}"))),
+                before_copy: Mutex::new(None),
+            })
+        })
+        .collect();
+    let backends = disks.iter().map(|d| d.clone() as DynBackend).collect();
+    let opts = ErasureOptions {
+        stripe_size: 64,
+        timeout: std::time::Duration::from_secs(2),
+        ..ErasureOptions::new(k, m)
+    };
+    let ec = Erasure::new("ec", backends, opts, Arc::new(Journal::in_memory())).unwrap();
+    Set { ec, disks }
+}
+
+async fn get(ec: &Erasure, k: &str) -> Result<Bytes> {
+    let got = ec
+        .get_object(&bucket(), &key(k), GetOptions::default())
+        .await?;
+    collect_body(got.body, 1 << 20).await
+}
+
+async fn put(ec: &Erasure, k: &str, data: &[u8]) {
+    let body = Bytes::copy_from_slice(data).into();
+    ec.put_object(&bucket(), &key(k), body, PutOptions::default())
+        .await
+        .unwrap();
+}
+
+/// E1: a PUT landing on one backend between the copy's resolve and that backend's copy
+/// must not have the old version's label put on the new version's shard.
+#[tokio::test]
+async fn copy_is_pinned_to_the_source_version() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let v1 = vec![b'a'; 100];
+    let v2 = vec![b'b'; 100];
+    put(&s.ec, "src", &v1).await;
+    // Backend 0's shard of the source is replaced by v2's (same layout) just before it copies.
+    put(&s.ec, "other", &v2).await;
+    let d0 = s.disks[0].inner.clone();
+    *s.disks[0].before_copy.lock().unwrap() = Some(Box::new(move || {
+        let d0 = d0.clone();
+        Box::pin(async move {
+            let o = CopyOptions {
+                directive: MetadataDirective::Copy,
+                source_conditions: Conditions::default(),
+            };
+            d0.copy_object(&bucket(), &key("other"), &bucket(), &key("src"), o)
+                .await
+                .unwrap();
+        })
+    }));
+    let copied =
+        s.ec.copy_object(
+            &bucket(),
+            &key("src"),
+            &bucket(),
+            &key("dst"),
+            CopyOptions {
+                directive: MetadataDirective::Copy,
+                source_conditions: Conditions::default(),
+            },
+        )
+        .await;
+    match copied {
+        // Whatever the copy answered, the destination never serves mixed bytes.
+        Ok(_) => match get(&s.ec, "dst").await {
+            Ok(got) => assert!(got == v1 || got == v2, "mixed bytes: {got:?}"),
+            Err(e) => assert!(e.is_transient(), "{e:?}"),
+        },
+        Err(e) => assert!(
+            e.is_transient() || matches!(e, Error::PreconditionFailed),
+            "{e:?}"
+        ),
+    }
+}
