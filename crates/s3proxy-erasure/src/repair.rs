@@ -114,6 +114,14 @@ impl Erasure {
             }
             Err(e) => return Err(e),
         };
+        if entry.stamp > resolved.meta.ver {
+            // The entry is for a newer version than the one readable now (its holders
+            // may be unreachable): neither settled nor rebuilt from the older one.
+            return Err(Error::ServiceUnavailable(format!(
+                "the journaled version {} is newer than the readable {}",
+                entry.stamp, resolved.meta.ver
+            )));
+        }
         if resolved.holders.contains(&i) && !entry.force {
             return Ok(Outcome::Settled);
         }
