@@ -48,7 +48,18 @@ impl Erasure {
         let missed: Vec<usize> = (0..outcomes.len())
             .filter(|&i| outcomes[i].is_err())
             .collect();
-        Self::enough(outcomes, self.delete_quorum())?;
+        let deleted = outcomes.len() - missed.len();
+        if let Err(e) = Self::enough(outcomes, self.delete_quorum()) {
+            // Some backends deleted their shard: every backend is journaled for a check,
+            // so that repair either rebuilds the shards of a version still readable or
+            // deletes the stale shards of one that is not.
+            if deleted > 0 {
+                for i in 0..self.backends().len() {
+                    self.journal_missed(bucket, key, i, &stamp, false, false);
+                }
+            }
+            return Err(e);
+        }
         for i in missed {
             self.journal_missed(bucket, key, i, &stamp, true, false);
         }

@@ -18,6 +18,8 @@ pub(crate) struct Resolved {
     /// Each backend's own ETag of its shard object of this version (by backend index;
     /// `None` for non-holders): what a copy's per-backend If-Match pins the source to.
     pub etags: Vec<Option<String>>,
+    /// Backends that did not answer the resolve.
+    pub unreachable: usize,
 }
 
 /// Whether an error says the object (or bucket) is not there, rather than that the
@@ -109,6 +111,7 @@ impl Erasure {
                     info,
                     holders,
                     etags,
+                    unreachable,
                 });
             }
         }

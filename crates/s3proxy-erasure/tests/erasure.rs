@@ -463,3 +463,22 @@ async fn an_unreachable_holder_of_the_newest_version_is_not_read_around() {
     s.disks[1].set(DOWN);
     assert_eq!(read(&s.ec, "obj").await.unwrap(), v2);
 }
+
+/// E4: a delete that misses its quorum after some backends deleted their shard journals
+/// every backend, so repair restores the redundancy of the version still readable.
+#[tokio::test]
+async fn a_delete_short_of_its_quorum_is_journaled() {
+    let s = set(2, 1, 64);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let v1 = Bytes::from(vec![b'1'; 100]);
+    put(&s.ec, "obj", &v1).await;
+    s.disks[1].set(DOWN);
+    s.disks[2].set(DOWN);
+    assert!(s.ec.delete_object(&bucket(), &key("obj")).await.is_err());
+    s.disks[1].set(UP);
+    s.disks[2].set(UP);
+    let done = s.ec.replay_journal().await;
+    assert_eq!(done.rebuilt, 1, "{done:?}");
+    s.disks[1].set(DOWN);
+    assert_eq!(read(&s.ec, "obj").await.unwrap(), v1);
+}
