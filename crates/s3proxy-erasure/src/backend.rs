@@ -66,6 +66,38 @@ impl Erasure {
         Ok(())
     }
 
+    /// Whether any backend lists an object or an upload in `bucket`.
+    async fn backend_holding_anything(&self, bucket: &BucketName) -> bool {
+        let checks = (0..self.backends().len()).map(|i| async move {
+            let objects = self
+                .call(i, |b| async move {
+                    let opts = ListOptions {
+                        max_keys: 1,
+                        ..Default::default()
+                    };
+                    b.list_objects(bucket, opts).await
+                })
+                .await;
+            if objects.is_ok_and(|l| !l.objects.is_empty() || !l.common_prefixes.is_empty()) {
+                return true;
+            }
+            let uploads = self
+                .call(i, |b| async move {
+                    let opts = ListUploadsOptions {
+                        max_uploads: 1,
+                        ..Default::default()
+                    };
+                    b.list_multipart_uploads(bucket, opts).await
+                })
+                .await;
+            uploads.is_ok_and(|u| !u.uploads.is_empty())
+        });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .any(|x| x)
+    }
+
     /// Backends that must take a delete so that fewer than k stale shards remain.
     fn delete_quorum(&self) -> usize {
         self.backends().len() - self.k() + 1
@@ -128,6 +160,11 @@ impl Backend for Erasure {
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        // Every backend is asked first: one holding anything (a stale shard, a hidden
+        // upload object) would refuse after the others had deleted theirs.
+        if self.backend_holding_anything(bucket).await {
+            return Err(Error::BucketNotEmpty);
+        }
         let outcomes = self
             .fan_out("DeleteBucket", bucket.as_str(), |_, b| {
                 let bucket = bucket.clone();
@@ -144,6 +181,25 @@ impl Backend for Erasure {
             .iter()
             .any(|o| matches!(o, Err(Error::BucketNotEmpty)))
         {
+            // Filled since the check: the bucket is recreated where it was deleted, so
+            // that it does not exist on some backends only.
+            for (i, o) in outcomes.iter().enumerate() {
+                if o.is_ok() {
+                    let back = self
+                        .call(i, |b| {
+                            let bucket = bucket.clone();
+                            async move { b.create_bucket(&bucket).await }
+                        })
+                        .await;
+                    if let Err(e) = back {
+                        log::error!(
+                            "{} DeleteBucket {bucket}: cannot recreate it on {}: {e}",
+                            self.shared.name,
+                            self.backends()[i].name()
+                        );
+                    }
+                }
+            }
             return Err(Error::BucketNotEmpty);
         }
         let outcomes = outcomes

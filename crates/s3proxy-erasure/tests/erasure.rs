@@ -482,3 +482,27 @@ async fn a_delete_short_of_its_quorum_is_journaled() {
     s.disks[1].set(DOWN);
     assert_eq!(read(&s.ec, "obj").await.unwrap(), v1);
 }
+
+/// E5: a DeleteBucket one backend refuses (a stale shard only it holds) leaves the
+/// bucket on every backend, not on that one only.
+#[tokio::test]
+async fn delete_bucket_refused_by_one_backend_deletes_it_nowhere() {
+    let s = set(2, 1, 64);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let stray = Bytes::from_static(b"stray");
+    s.disks[2]
+        .inner
+        .put_object(
+            &bucket(),
+            &key("stray"),
+            stray.into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let refused = s.ec.delete_bucket(&bucket()).await;
+    assert!(matches!(refused, Err(Error::BucketNotEmpty)), "{refused:?}");
+    for d in &s.disks {
+        d.inner.head_bucket(&bucket()).await.unwrap();
+    }
+}
