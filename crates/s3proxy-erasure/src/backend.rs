@@ -257,6 +257,7 @@ impl Backend for Erasure {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
+        check_key(key)?;
         opts.refuse_part_with_range()?;
         let resolved = self.resolve(bucket, key).await?;
         let mut info = resolved.info.clone();
@@ -294,6 +295,7 @@ impl Backend for Erasure {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<ObjectInfo> {
+        check_key(key)?;
         opts.refuse_part_with_range()?;
         let mut info = self.resolve(bucket, key).await?.info;
         opts.conditions.check(&info, false)?;
@@ -306,6 +308,7 @@ impl Backend for Erasure {
     }
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
+        check_key(key)?;
         self.delete_object_inner(bucket, key).await
     }
 
@@ -317,12 +320,23 @@ impl Backend for Erasure {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
+        check_key(src_key)?;
         check_key(dst_key)?;
         self.copy_shards(src_bucket, src_key, dst_bucket, dst_key, opts)
             .await
     }
 
     async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
+        if opts.prefix.starts_with(UPLOADS_PREFIX) {
+            // Only this layer lists inside its uploads' state.
+            self.head_bucket(bucket).await?;
+            return Ok(ListResult {
+                objects: vec![],
+                common_prefixes: vec![],
+                is_truncated: false,
+                next_marker: None,
+            });
+        }
         let mut page = self.merged_listing(bucket, opts).await?;
         // The uploads' state is this layer's own.
         page.objects.retain(|o| !o.key.starts_with(UPLOADS_PREFIX));

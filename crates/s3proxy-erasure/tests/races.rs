@@ -145,7 +145,7 @@ fn set(k: usize, m: usize) -> Set {
     let disks: Vec<Arc<Hooked>> = (0..k + m)
         .map(|i| {
             Arc::new(Hooked {
-                inner: Arc::new(Memory::new(&format!("d{i}"))),
+                inner: Arc::new(Memory::new(format!("d{i}"))),
                 before_copy: Mutex::new(None),
             })
         })
@@ -221,4 +221,53 @@ async fn copy_is_pinned_to_the_source_version() {
             "{e:?}"
         ),
     }
+}
+
+/// E10: the uploads' hidden objects are out of reach of GET, HEAD, DELETE and copies, and
+/// a listing's NextMarker is never a hidden key.
+#[tokio::test]
+async fn the_uploads_state_is_hidden() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let up =
+        s.ec.create_multipart_upload(&bucket(), &key("mp"), MultipartOptions::default())
+            .await
+            .unwrap();
+    let hidden = key(&format!("{UPLOADS_PREFIX}{}", up.as_str()));
+    let head =
+        s.ec.head_object(&bucket(), &hidden, GetOptions::default())
+            .await;
+    assert!(matches!(head, Err(Error::InvalidArgument(_))), "{head:?}");
+    assert!(get(&s.ec, hidden.as_str()).await.is_err());
+    assert!(s.ec.delete_object(&bucket(), &hidden).await.is_err());
+    let copy = CopyOptions {
+        directive: MetadataDirective::Copy,
+        source_conditions: Conditions::default(),
+    };
+    let copied =
+        s.ec.copy_object(&bucket(), &hidden, &bucket(), &key("leak"), copy)
+            .await;
+    assert!(copied.is_err(), "{copied:?}");
+    // One real key before the hidden ones ('.' sorts before 'z'), one after.
+    put(&s.ec, "-a", b"a").await;
+    put(&s.ec, "z", b"z").await;
+    let mut keys = vec![];
+    let mut after = None;
+    for _ in 0..10 {
+        let opts = ListOptions {
+            max_keys: 2,
+            start_after: after.clone(),
+            ..Default::default()
+        };
+        let page = s.ec.list_objects(&bucket(), opts).await.unwrap();
+        keys.extend(page.objects.iter().map(|o| o.key.clone()));
+        if let Some(m) = &page.next_marker {
+            assert!(!m.starts_with(UPLOADS_PREFIX), "{m}");
+        }
+        if !page.is_truncated {
+            break;
+        }
+        after = page.next_marker.clone();
+    }
+    assert_eq!(keys, ["-a", "z"]);
 }
