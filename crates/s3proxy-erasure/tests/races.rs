@@ -15,6 +15,8 @@ type Hook = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Syn
 struct Hooked {
     inner: Arc<Memory>,
     before_copy: Mutex<Option<Hook>>,
+    /// Runs once after the next listing of an upload's parts.
+    after_parts_list: Mutex<Option<Hook>>,
 }
 
 #[async_trait]
@@ -72,7 +74,15 @@ impl Backend for Hooked {
         self.inner.copy_object(sb, sk, db, dk, o).await
     }
     async fn list_objects(&self, b: &BucketName, o: ListOptions) -> Result<ListResult> {
-        self.inner.list_objects(b, o).await
+        let parts = o.prefix.starts_with(UPLOADS_PREFIX) && o.prefix.ends_with('/');
+        let page = self.inner.list_objects(b, o).await;
+        let hook = parts
+            .then(|| self.after_parts_list.lock().unwrap().take())
+            .flatten();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        page
     }
     async fn create_multipart_upload(
         &self,
@@ -147,6 +157,7 @@ fn set(k: usize, m: usize) -> Set {
             Arc::new(Hooked {
                 inner: Arc::new(Memory::new(format!("d{i}"))),
                 before_copy: Mutex::new(None),
+                after_parts_list: Mutex::new(None),
             })
         })
         .collect();
@@ -270,4 +281,61 @@ async fn the_uploads_state_is_hidden() {
         after = page.next_marker.clone();
     }
     assert_eq!(keys, ["-a", "z"]);
+}
+
+/// E11: a part uploaded again between the completion's listing and its read is refused,
+/// not stored under the ETag computed from the listed part.
+#[tokio::test]
+async fn completion_reads_the_listed_parts() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let up =
+        s.ec.create_multipart_upload(&bucket(), &key("mp"), MultipartOptions::default())
+            .await
+            .unwrap();
+    let mut etags = vec![];
+    for (n, byte) in [(1, b'a'), (2, b'b')] {
+        let body = Bytes::from(vec![byte; 100]).into();
+        let etag =
+            s.ec.upload_part(&bucket(), &key("mp"), &up, n, body, PartOptions::default())
+                .await
+                .unwrap();
+        etags.push(etag);
+    }
+    // Right after the parts are listed, part 1 is replaced by part 2's bytes everywhere.
+    let inners: Vec<Arc<Memory>> = s.disks.iter().map(|d| d.inner.clone()).collect();
+    let id = up.as_str().to_string();
+    // (On the last backend, a little later, so that every backend has listed.)
+    *s.disks[2].after_parts_list.lock().unwrap() = Some(Box::new(move || {
+        let (inners, id) = (inners.clone(), id.clone());
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            for d in &inners {
+                let o = CopyOptions {
+                    directive: MetadataDirective::Copy,
+                    source_conditions: Conditions::default(),
+                };
+                let src = key(&format!("{UPLOADS_PREFIX}{id}/00002"));
+                let dst = key(&format!("{UPLOADS_PREFIX}{id}/00001"));
+                d.copy_object(&bucket(), &src, &bucket(), &dst, o)
+                    .await
+                    .unwrap();
+            }
+        })
+    }));
+    let parts = vec![CompletedPart {
+        part_number: 1,
+        etag: etags[0].clone(),
+    }];
+    let done =
+        s.ec.complete_multipart_upload(&bucket(), &key("mp"), &up, parts)
+            .await;
+    assert!(
+        s.disks[2].after_parts_list.lock().unwrap().is_none(),
+        "no race staged"
+    );
+    match done {
+        Ok(_) => assert_eq!(get(&s.ec, "mp").await.unwrap(), vec![b'a'; 100]),
+        Err(e) => assert!(matches!(e, Error::InvalidPart), "{e:?}"),
+    }
 }
