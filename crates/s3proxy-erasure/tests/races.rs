@@ -339,3 +339,42 @@ async fn completion_reads_the_listed_parts() {
         Err(e) => assert!(matches!(e, Error::InvalidPart), "{e:?}"),
     }
 }
+
+/// E9: partNumber=1 of a multipart object is never the whole object.
+#[tokio::test]
+async fn part_number_of_a_multipart_object_is_not_the_whole_object() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let up =
+        s.ec.create_multipart_upload(&bucket(), &key("mp"), MultipartOptions::default())
+            .await
+            .unwrap();
+    let first = 5 << 20;
+    let mut parts = vec![];
+    for (n, len) in [(1, first), (2, 10)] {
+        let body = Bytes::from(vec![n as u8; len]).into();
+        let etag =
+            s.ec.upload_part(&bucket(), &key("mp"), &up, n, body, PartOptions::default())
+                .await
+                .unwrap();
+        parts.push(CompletedPart {
+            part_number: n,
+            etag,
+        });
+    }
+    s.ec.complete_multipart_upload(&bucket(), &key("mp"), &up, parts)
+        .await
+        .unwrap();
+    let opts = GetOptions {
+        part_number: Some(1),
+        ..Default::default()
+    };
+    match s.ec.get_object(&bucket(), &key("mp"), opts.clone()).await {
+        Ok(got) => assert_eq!(got.content_length(), first as u64),
+        Err(e) => assert!(matches!(e, Error::NotImplemented(_)), "{e:?}"),
+    }
+    match s.ec.head_object(&bucket(), &key("mp"), opts).await {
+        Ok(info) => assert_ne!(info.parts_count, Some(1)),
+        Err(e) => assert!(matches!(e, Error::NotImplemented(_)), "{e:?}"),
+    }
+}
