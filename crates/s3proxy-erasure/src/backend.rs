@@ -48,11 +48,54 @@ impl Erasure {
         let missed: Vec<usize> = (0..outcomes.len())
             .filter(|&i| outcomes[i].is_err())
             .collect();
-        Self::enough(outcomes, self.delete_quorum())?;
+        let deleted = outcomes.len() - missed.len();
+        if let Err(e) = Self::enough(outcomes, self.delete_quorum()) {
+            // Some backends deleted their shard: every backend is journaled for a check,
+            // so that repair either rebuilds the shards of a version still readable or
+            // deletes the stale shards of one that is not.
+            if deleted > 0 {
+                for i in 0..self.backends().len() {
+                    self.journal_missed(bucket, key, i, &stamp, false, false);
+                }
+            }
+            return Err(e);
+        }
         for i in missed {
             self.journal_missed(bucket, key, i, &stamp, true, false);
         }
         Ok(())
+    }
+
+    /// Whether any backend lists an object or an upload in `bucket`.
+    async fn backend_holding_anything(&self, bucket: &BucketName) -> bool {
+        let checks = (0..self.backends().len()).map(|i| async move {
+            let objects = self
+                .call(i, |b| async move {
+                    let opts = ListOptions {
+                        max_keys: 1,
+                        ..Default::default()
+                    };
+                    b.list_objects(bucket, opts).await
+                })
+                .await;
+            if objects.is_ok_and(|l| !l.objects.is_empty() || !l.common_prefixes.is_empty()) {
+                return true;
+            }
+            let uploads = self
+                .call(i, |b| async move {
+                    let opts = ListUploadsOptions {
+                        max_uploads: 1,
+                        ..Default::default()
+                    };
+                    b.list_multipart_uploads(bucket, opts).await
+                })
+                .await;
+            uploads.is_ok_and(|u| !u.uploads.is_empty())
+        });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .any(|x| x)
     }
 
     /// Backends that must take a delete so that fewer than k stale shards remain.
@@ -117,6 +160,11 @@ impl Backend for Erasure {
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        // Every backend is asked first: one holding anything (a stale shard, a hidden
+        // upload object) would refuse after the others had deleted theirs.
+        if self.backend_holding_anything(bucket).await {
+            return Err(Error::BucketNotEmpty);
+        }
         let outcomes = self
             .fan_out("DeleteBucket", bucket.as_str(), |_, b| {
                 let bucket = bucket.clone();
@@ -133,6 +181,25 @@ impl Backend for Erasure {
             .iter()
             .any(|o| matches!(o, Err(Error::BucketNotEmpty)))
         {
+            // Filled since the check: the bucket is recreated where it was deleted, so
+            // that it does not exist on some backends only.
+            for (i, o) in outcomes.iter().enumerate() {
+                if o.is_ok() {
+                    let back = self
+                        .call(i, |b| {
+                            let bucket = bucket.clone();
+                            async move { b.create_bucket(&bucket).await }
+                        })
+                        .await;
+                    if let Err(e) = back {
+                        log::error!(
+                            "{} DeleteBucket {bucket}: cannot recreate it on {}: {e}",
+                            self.shared.name,
+                            self.backends()[i].name()
+                        );
+                    }
+                }
+            }
             return Err(Error::BucketNotEmpty);
         }
         let outcomes = outcomes
@@ -190,10 +257,12 @@ impl Backend for Erasure {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
+        check_key(key)?;
         opts.refuse_part_with_range()?;
         let resolved = self.resolve(bucket, key).await?;
         let mut info = resolved.info.clone();
         opts.conditions.check(&info, false)?;
+        refuse_parts_of_multipart(&opts, &info)?;
         let size = info.size;
         let range = match (opts.part_number, opts.range) {
             // An object not uploaded in parts is its own one part.
@@ -227,9 +296,11 @@ impl Backend for Erasure {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<ObjectInfo> {
+        check_key(key)?;
         opts.refuse_part_with_range()?;
         let mut info = self.resolve(bucket, key).await?.info;
         opts.conditions.check(&info, false)?;
+        refuse_parts_of_multipart(&opts, &info)?;
         match opts.part_number {
             Some(1) => info.parts_count = Some(1),
             Some(_) => return Err(Error::InvalidPartNumber),
@@ -239,6 +310,7 @@ impl Backend for Erasure {
     }
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
+        check_key(key)?;
         self.delete_object_inner(bucket, key).await
     }
 
@@ -250,12 +322,23 @@ impl Backend for Erasure {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
+        check_key(src_key)?;
         check_key(dst_key)?;
         self.copy_shards(src_bucket, src_key, dst_bucket, dst_key, opts)
             .await
     }
 
     async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
+        if opts.prefix.starts_with(UPLOADS_PREFIX) {
+            // Only this layer lists inside its uploads' state.
+            self.head_bucket(bucket).await?;
+            return Ok(ListResult {
+                objects: vec![],
+                common_prefixes: vec![],
+                is_truncated: false,
+                next_marker: None,
+            });
+        }
         let mut page = self.merged_listing(bucket, opts).await?;
         // The uploads' state is this layer's own.
         page.objects.retain(|o| !o.key.starts_with(UPLOADS_PREFIX));
@@ -322,4 +405,16 @@ impl Backend for Erasure {
     ) -> Result<ListUploadsResult> {
         self.uploads_page(bucket, opts).await
     }
+}
+
+/// `partNumber` of an object completed from parts: this layer keeps no part sizes, so it
+/// answers NotImplemented rather than the whole object as part 1 (the encryption layer
+/// above answers it from its own manifest).
+fn refuse_parts_of_multipart(opts: &GetOptions, info: &ObjectInfo) -> Result<()> {
+    if opts.part_number.is_some() && info.etag.contains('-') {
+        return Err(Error::NotImplemented(
+            "partNumber of a multipart object under erasure coding".into(),
+        ));
+    }
+    Ok(())
 }

@@ -37,21 +37,34 @@ impl Erasure {
             .fan_out("CopyObject", &format!("{dst_bucket}/{dst_key}"), |i, b| {
                 let mut meta = metadata.clone();
                 ShardMeta { i, ..base.clone() }.store(&mut meta);
+                // Pinned to the shard this backend held at the resolve: a PUT that lands
+                // in between makes this backend's copy fail (a miss, journaled) rather
+                // than put this version's label on another version's shard.
                 let copy = CopyOptions {
                     directive: MetadataDirective::Replace(meta),
-                    source_conditions: Conditions::default(),
+                    source_conditions: Conditions {
+                        if_match: src.etags.get(i).cloned().flatten(),
+                        ..Conditions::default()
+                    },
                 };
                 let names = (src_bucket.clone(), src_key.clone());
                 let dst = (dst_bucket.clone(), dst_key.clone());
-                let holds = holders.contains(&i);
+                let holds = holders.contains(&i) && copy.source_conditions.if_match.is_some();
                 async move {
                     if !holds {
                         return Err(Error::ServiceUnavailable(
                             "holds no shard of the source version".into(),
                         ));
                     }
-                    b.copy_object(&names.0, &names.1, &dst.0, &dst.1, copy)
+                    match b
+                        .copy_object(&names.0, &names.1, &dst.0, &dst.1, copy)
                         .await
+                    {
+                        Err(Error::PreconditionFailed) => Err(Error::ServiceUnavailable(
+                            "the source shard changed since the resolve".into(),
+                        )),
+                        other => other,
+                    }
                 }
             })
             .await;

@@ -99,10 +99,11 @@ impl Erasure {
                 "{k} data + {m} parity shards are more than the codec supports"
             )));
         }
-        if opts.stripe_size < 2 * k as u64 {
+        if opts.stripe_size < 2 * k as u64 || opts.stripe_size > crate::format::MAX_STRIPE {
             return Err(Error::InvalidArgument(format!(
-                "the stripe size must be at least {} bytes",
-                2 * k
+                "the stripe size must be {} to {} bytes",
+                2 * k,
+                crate::format::MAX_STRIPE
             )));
         }
         let mut names = std::collections::HashSet::new();

@@ -16,6 +16,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// stripe more than it covers, and a write buffers a few MiB whatever the object size.
 pub const DEFAULT_STRIPE: u64 = 1 << 20;
 
+/// The largest stripe a reader accepts in a shard record (64 MiB): a record is read from
+/// backends, so its stripe bounds what one stripe's read may allocate.
+pub const MAX_STRIPE: u64 = 64 << 20;
+
 /// Bytes of the checksum that follows every shard in a shard object.
 pub const CRC_LEN: u64 = 4;
 
@@ -73,10 +77,15 @@ impl ShardMeta {
     pub fn from_metadata(meta: &ObjectMetadata) -> Option<ShardMeta> {
         let raw = meta.internal.get(SHARD_KEY)?;
         let parsed: ShardMeta = serde_json::from_str(raw).ok()?;
+        // The record comes from a backend: nothing in it may overflow the layout arithmetic
+        // or ask for an unbounded allocation.
+        let total = parsed.k.checked_add(parsed.m)?;
         let sane = parsed.v == FORMAT_VERSION
             && parsed.k > 0
-            && parsed.i < parsed.k + parsed.m
-            && parsed.stripe >= 2 * parsed.k as u64;
+            && parsed.i < total
+            && (parsed.k as u64).checked_mul(2)? <= parsed.stripe
+            && parsed.stripe <= MAX_STRIPE
+            && parsed.layout().checked_object_len().is_some();
         sane.then_some(parsed)
     }
 
@@ -151,6 +160,21 @@ impl Layout {
     /// Size of each shard object: its stripes' shards, then the trailer.
     pub fn shard_object_len(&self) -> u64 {
         self.shards_len() + TRAILER_LEN
+    }
+
+    /// [`Layout::shard_object_len`], or `None` when it does not fit a `u64` (a hostile
+    /// record): a layout for which this is `Some` computes every offset without overflow.
+    pub fn checked_object_len(&self) -> Option<u64> {
+        if self.k == 0 || self.stripe == 0 {
+            return None;
+        }
+        match self.stripes() {
+            0 => Some(TRAILER_LEN),
+            n => (n - 1)
+                .checked_mul(self.shard_len(0).checked_add(CRC_LEN)?)?
+                .checked_add(self.shard_len(n - 1))?
+                .checked_add(CRC_LEN + TRAILER_LEN),
+        }
     }
 
     /// The stripes covering the inclusive byte range `(start, end)`.

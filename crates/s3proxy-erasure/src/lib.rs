@@ -64,7 +64,7 @@ mod write;
 
 pub use erasure::{Erasure, ErasureOptions};
 pub use format::{
-    CRC_LEN, DEFAULT_STRIPE, FORMAT_VERSION, Layout, SHARD_KEY, ShardMeta, TRAILER_LEN,
+    CRC_LEN, DEFAULT_STRIPE, FORMAT_VERSION, Layout, MAX_STRIPE, SHARD_KEY, ShardMeta, TRAILER_LEN,
     check_shard, check_trailer, decode_stripe, encode_stripe, rebuild_shards, shard_crc, trailer,
 };
 pub use multipart::UPLOADS_PREFIX;

@@ -23,6 +23,7 @@ impl Erasure {
         bucket: &BucketName,
         opts: ListOptions,
     ) -> Result<ListResult> {
+        let hidden = opts.prefix.starts_with(crate::multipart::UPLOADS_PREFIX);
         let outcomes = self
             .fan_out("ListObjects", bucket.as_str(), |_, b| {
                 let (bucket, opts) = (bucket.clone(), opts.clone());
@@ -79,6 +80,9 @@ impl Erasure {
         let mut entries: Vec<(String, Item)> = merged
             .into_iter()
             .filter(|(k, _)| cut.as_ref().is_none_or(|c| k <= c))
+            // The uploads' state is this layer's own, hidden before max-keys truncates so
+            // that NextMarker is never a hidden key (only this layer lists inside it).
+            .filter(|(k, _)| hidden || !k.starts_with(crate::multipart::UPLOADS_PREFIX))
             .collect();
         let mut is_truncated = any_truncated;
         if entries.len() > opts.max_keys {
@@ -152,7 +156,7 @@ impl Erasure {
                 .iter()
                 .filter(|(m, _)| m.same_version(candidate))
                 .count();
-            if holders >= self.k() && candidate.k == self.k() {
+            if holders >= self.k() && candidate.k == self.k() && candidate.m == self.m() {
                 let etag = candidate.etag.clone()?;
                 let mut internal = summary.internal.clone()?;
                 internal.remove(SHARD_KEY);

@@ -218,6 +218,11 @@ impl Erasure {
         for p in &chosen {
             let part = part_key(id, p.part_number)?;
             let resolved = self.resolve(bucket, &part).await?;
+            // The ETag is computed from the listed parts: the bytes must be theirs (a
+            // part uploaded again since the listing is another part).
+            if resolved.info.etag != p.etag || resolved.meta.size != p.size {
+                return Err(Error::InvalidPart);
+            }
             sources.push((part, resolved));
         }
         let this = self.clone();

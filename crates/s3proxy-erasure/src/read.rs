@@ -15,6 +15,11 @@ pub(crate) struct Resolved {
     pub info: ObjectInfo,
     /// Backends holding a shard of this version, by shard index (= backend index).
     pub holders: Vec<usize>,
+    /// Each backend's own ETag of its shard object of this version (by backend index;
+    /// `None` for non-holders): what a copy's per-backend If-Match pins the source to.
+    pub etags: Vec<Option<String>>,
+    /// Backends that did not answer the resolve.
+    pub unreachable: usize,
 }
 
 /// Whether an error says the object (or bucket) is not there, rather than that the
@@ -55,12 +60,36 @@ impl Erasure {
         versions.sort_by(|a, b| b.ver.cmp(&a.ver));
         versions.dedup_by(|a, b| a.ver == b.ver);
         let mut best = 0;
+        // The most holders of a newer version of this set's layout that is not readable.
+        let mut newer = 0;
         for candidate in versions {
             let holders: Vec<usize> = (0..found.len())
                 .filter(|&i| found[i].as_ref().is_some_and(|m| m.same_version(candidate)))
                 .collect();
             best = best.max(holders.len());
-            if holders.len() >= candidate.k && candidate.k == self.k() && candidate.m == self.m() {
+            let ours = candidate.k == self.k() && candidate.m == self.m();
+            if holders.len() >= candidate.k
+                && ours
+                && newer > 0
+                && newer + unreachable >= self.shared.opts.required()
+            {
+                // A newer version may have been acknowledged (its holders and the
+                // backends that did not answer make a write quorum): serving this older
+                // one would go back in time.
+                return Err(Error::ServiceUnavailable(format!(
+                    "{bucket}/{key}: a newer version may be on the {unreachable} backends that did not answer"
+                )));
+            }
+            if ours && holders.len() < candidate.k {
+                newer = newer.max(holders.len());
+            }
+            if holders.len() >= candidate.k && ours {
+                let etags: Vec<Option<String>> = (0..infos.len())
+                    .map(|i| {
+                        let held = holders.contains(&i);
+                        infos[i].as_ref().filter(|_| held).map(|f| f.etag.clone())
+                    })
+                    .collect();
                 let first = holders[0];
                 let stored = infos[first].take().expect("a holder answered");
                 let meta = candidate.clone();
@@ -81,6 +110,8 @@ impl Erasure {
                     meta,
                     info,
                     holders,
+                    etags,
+                    unreachable,
                 });
             }
         }

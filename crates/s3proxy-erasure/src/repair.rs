@@ -114,6 +114,16 @@ impl Erasure {
             }
             Err(e) => return Err(e),
         };
+        if entry.stamp > resolved.meta.ver && resolved.unreachable > 0 {
+            // The entry is for a newer version than the one readable now, whose holders
+            // may be the backends that did not answer: neither settled nor rebuilt from
+            // the older one. (With every backend answering, the newer version is one
+            // that failed its quorum: its partial shards are replaced below.)
+            return Err(Error::ServiceUnavailable(format!(
+                "the journaled version {} is newer than the readable {}",
+                entry.stamp, resolved.meta.ver
+            )));
+        }
         if resolved.holders.contains(&i) && !entry.force {
             return Ok(Outcome::Settled);
         }
@@ -138,6 +148,8 @@ impl Erasure {
                 .copied()
                 .filter(|&h| h != i)
                 .collect(),
+            etags: resolved.etags.clone(),
+            unreachable: resolved.unreachable,
         };
         if sources.holders.len() < self.k() {
             return Err(Error::ServiceUnavailable(format!(

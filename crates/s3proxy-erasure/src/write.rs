@@ -338,9 +338,15 @@ impl Erasure {
             }
         };
         if stored < required {
-            // What committed anyway holds fewer than the quorum's shards of a version
-            // whose other shards cannot be rebuilt: reads go on serving the version that
-            // still has k shards. Nothing is journaled for a version repair cannot build.
+            // What committed anyway holds fewer than the quorum's shards: reads go on
+            // serving the version that still has k shards, and every backend is journaled
+            // for a check, so that repair replaces the stale partial shards (or deletes
+            // them, where no version is readable) and restores the redundancy.
+            if stored > 0 {
+                for i in 0..n {
+                    self.journal_missed(bucket, key, i, &stamp, false, false);
+                }
+            }
             log::warn!(
                 "{} PutObject {bucket}/{key}: {stored} of {n} shards stored, {required} needed",
                 self.shared.name

@@ -429,3 +429,80 @@ async fn repair_rebuilds_missed_and_corrupt_shards_and_drops_deleted_ones() {
         .unwrap();
     assert_eq!(collect_body(got.body, 1 << 20).await.unwrap(), sound);
 }
+
+/// E3: with m >= k, an older version k backends still hold is not served while a holder
+/// of the newest is merely unreachable, and repair does not settle the newer entries.
+#[tokio::test]
+async fn an_unreachable_holder_of_the_newest_version_is_not_read_around() {
+    let s = set(2, 2, 64);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let v1 = Bytes::from(vec![b'1'; 100]);
+    let v2 = Bytes::from(vec![b'2'; 100]);
+    put(&s.ec, "obj", &v1).await;
+    // v2 lands on backends 0 and 1 only (a write quorum of 2).
+    s.disks[2].set(DOWN);
+    s.disks[3].set(DOWN);
+    put(&s.ec, "obj", &v2).await;
+    s.disks[2].set(UP);
+    s.disks[3].set(UP);
+    // Backend 0 becomes unreachable: 1 holds v2, 2 and 3 hold v1.
+    s.disks[0].set(DOWN);
+    let got = read(&s.ec, "obj").await;
+    assert!(
+        matches!(got, Err(Error::ServiceUnavailable(_))),
+        "an older version served: {:?}",
+        got.map(|b| b.len())
+    );
+    // Repair cannot settle the entries for v2 on backends 2 and 3 from v1.
+    let done = s.ec.replay_journal().await;
+    assert_eq!(done.settled, 0, "{done:?}");
+    s.disks[0].set(UP);
+    s.ec.replay_journal().await;
+    assert_eq!(read(&s.ec, "obj").await.unwrap(), v2);
+    s.disks[0].set(DOWN);
+    s.disks[1].set(DOWN);
+    assert_eq!(read(&s.ec, "obj").await.unwrap(), v2);
+}
+
+/// E4: a delete that misses its quorum after some backends deleted their shard journals
+/// every backend, so repair restores the redundancy of the version still readable.
+#[tokio::test]
+async fn a_delete_short_of_its_quorum_is_journaled() {
+    let s = set(2, 1, 64);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let v1 = Bytes::from(vec![b'1'; 100]);
+    put(&s.ec, "obj", &v1).await;
+    s.disks[1].set(DOWN);
+    s.disks[2].set(DOWN);
+    assert!(s.ec.delete_object(&bucket(), &key("obj")).await.is_err());
+    s.disks[1].set(UP);
+    s.disks[2].set(UP);
+    let done = s.ec.replay_journal().await;
+    assert_eq!(done.rebuilt, 1, "{done:?}");
+    s.disks[1].set(DOWN);
+    assert_eq!(read(&s.ec, "obj").await.unwrap(), v1);
+}
+
+/// E5: a DeleteBucket one backend refuses (a stale shard only it holds) leaves the
+/// bucket on every backend, not on that one only.
+#[tokio::test]
+async fn delete_bucket_refused_by_one_backend_deletes_it_nowhere() {
+    let s = set(2, 1, 64);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let stray = Bytes::from_static(b"stray");
+    s.disks[2]
+        .inner
+        .put_object(
+            &bucket(),
+            &key("stray"),
+            stray.into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let refused = s.ec.delete_bucket(&bucket()).await;
+    assert!(matches!(refused, Err(Error::BucketNotEmpty)), "{refused:?}");
+    for d in &s.disks {
+        d.inner.head_bucket(&bucket()).await.unwrap();
+    }
+}
