@@ -113,9 +113,10 @@ async fn empty_bucket(backend: &dyn Backend, bucket: &BucketName) {
 pub async fn buckets(backend: DynBackend, prefix: &str) {
     let name = backend.name().to_string();
     let bucket = b(&format!("{prefix}-bkt"));
+    let missing = backend.head_bucket(&bucket).await;
     assert!(
-        matches!(backend.head_bucket(&bucket).await, Err(Error::NoSuchBucket)),
-        "{name}: head of a missing bucket"
+        matches!(missing, Err(Error::NoSuchBucket)),
+        "{name}: head of a missing bucket: {missing:?}"
     );
     backend.create_bucket(&bucket).await.expect("create bucket");
     let again = backend.create_bucket(&bucket).await;
