@@ -103,21 +103,6 @@ impl Backend for Replicated {
         // It lists empty; replicas may still hold what that view hides: writes still
         // landing, deletes journaled for them. Let those finish and apply first.
         self.settle_bucket(bucket).await;
-        // A write still journaled for a replica after that could not be repaired: its only
-        // copies may be on a replica that does not answer now, which deleting the bucket
-        // (and later that replica's copy of it) would destroy.
-        let behind = self
-            .shared
-            .journal
-            .pending_in(bucket.as_str())
-            .into_iter()
-            .filter(|e| !e.key.is_empty() && e.tombstone.is_none())
-            .count();
-        if behind > 0 {
-            return Err(Error::ServiceUnavailable(format!(
-                "{behind} writes to bucket {bucket} are still being repaired; retry later"
-            )));
-        }
         // Then every replica must be empty, before any deletes it: one that still holds an
         // object or an upload would refuse after the others had deleted theirs, and the
         // bucket would be left on some replicas only.

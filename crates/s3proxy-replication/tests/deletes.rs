@@ -270,24 +270,3 @@ async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
         assert_eq!(version_on(b, "k").await, None, "{}", b.name());
     }
 }
-
-/// DeleteBucket while the only replica holding an acknowledged write is down: refused with
-/// 503 (the write is still journaled for the others), not a deletion that the down
-/// replica's repair would later apply to that write.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_bucket_waits_for_writes_only_an_unreachable_replica_holds() {
-    let s = written_while_down(&[1, 2], "only-on-r1", "acknowledged").await;
-    s.backends[0].set(DOWN);
-    s.backends[1].set(UP);
-    s.backends[2].set(UP);
-    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
-    let r = s.replicated.delete_bucket(&bucket()).await;
-    assert!(matches!(r, Err(Error::ServiceUnavailable(_))), "{r:?}");
-    s.backends[0].set(UP);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    settle(&s.replicated).await;
-    assert_eq!(
-        read(&s.replicated, "only-on-r1").await.unwrap(),
-        Bytes::from("acknowledged")
-    );
-}

@@ -145,7 +145,9 @@ impl Req {
         let name = name
             .try_into()
             .map_err(|_| Error::InvalidArgument(format!("invalid header name for {value:?}")))?;
-        let value = HeaderValue::from_str(value)
+        // Bytes, not str: a raw UTF-8 metadata value (which the front door accepts and
+        // S3 stores) is sent as it came, as the SDK sends it.
+        let value = HeaderValue::from_bytes(value.as_bytes())
             .map_err(|_| Error::InvalidArgument(format!("invalid value of header {name}")))?;
         self.headers.append(name, value);
         Ok(())
