@@ -144,7 +144,7 @@ impl Req {
     fn header(&mut self, name: impl TryInto<HeaderName>, value: &str) -> Result<()> {
         let name = name
             .try_into()
-            .map_err(|_| Error::InvalidArgument(format!("invalid header name for {value:?}")))?;
+            .map_err(|_| Error::InvalidArgument("invalid header name".into()))?;
         // Bytes, not str: a raw UTF-8 metadata value (which the front door accepts and
         // S3 stores) is sent as it came, as the SDK sends it.
         let value = HeaderValue::from_bytes(value.as_bytes())
@@ -554,6 +554,36 @@ mod tests {
         assert_eq!(element(doc, "Message").as_deref(), Some("a & b <c>"));
         assert_eq!(element(doc, "RequestId"), None);
         assert_eq!(element("", "Code"), None);
+    }
+
+    /// Raw UTF-8 metadata (the front door accepts it, S3 stores it) goes out as sent;
+    /// a value HTTP cannot carry (a line break would split the request) is refused.
+    #[test]
+    fn header_values_go_out_as_bytes_but_never_break_the_request() {
+        let mut req = Req {
+            method: Method::PUT,
+            uri: String::new(),
+            headers: HeaderMap::new(),
+        };
+        req.header("x-amz-meta-greeting", "Grüße 東京").unwrap();
+        assert_eq!(
+            req.headers["x-amz-meta-greeting"].as_bytes(),
+            "Grüße 東京".as_bytes()
+        );
+        for broken in ["a\r\nx-amz-acl: public-read", "a\nb", "a\0b"] {
+            assert!(
+                matches!(
+                    req.header("x-amz-meta-x", broken),
+                    Err(Error::InvalidArgument(_))
+                ),
+                "{broken:?}"
+            );
+        }
+        assert!(matches!(
+            req.header("bad name", "v"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(req.headers.len(), 1);
     }
 
     #[test]
