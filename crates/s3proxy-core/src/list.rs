@@ -88,6 +88,46 @@ pub fn paginate(objects: impl Iterator<Item = ObjectSummary>, opts: &ListOptions
     result
 }
 
+/// Whether `bucket` on `backend` lists anything that keeps it from being deleted: an
+/// object, a common prefix or an upload in progress. Layers over several backends ask
+/// each before deleting a bucket anywhere, so that a refusal never leaves it on some
+/// backends only.
+///
+/// ```
+/// use s3proxy_core::{Backend, BucketName, list::holds_anything};
+/// async fn deletable(backend: &dyn Backend, bucket: &BucketName) -> bool {
+///     // A backend that cannot tell is not known to be empty.
+///     !holds_anything(backend, bucket).await.unwrap_or(true)
+/// }
+/// ```
+pub async fn holds_anything(
+    backend: &dyn crate::Backend,
+    bucket: &crate::BucketName,
+) -> crate::Result<bool> {
+    let objects = backend
+        .list_objects(
+            bucket,
+            crate::ListOptions {
+                max_keys: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+    if !objects.objects.is_empty() || !objects.common_prefixes.is_empty() {
+        return Ok(true);
+    }
+    let uploads = backend
+        .list_multipart_uploads(
+            bucket,
+            crate::ListUploadsOptions {
+                max_uploads: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(!uploads.uploads.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

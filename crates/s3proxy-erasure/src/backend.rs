@@ -69,28 +69,12 @@ impl Erasure {
     /// Whether any backend lists an object or an upload in `bucket`.
     async fn backend_holding_anything(&self, bucket: &BucketName) -> bool {
         let checks = (0..self.backends().len()).map(|i| async move {
-            let objects = self
-                .call(i, |b| async move {
-                    let opts = ListOptions {
-                        max_keys: 1,
-                        ..Default::default()
-                    };
-                    b.list_objects(bucket, opts).await
-                })
-                .await;
-            if objects.is_ok_and(|l| !l.objects.is_empty() || !l.common_prefixes.is_empty()) {
-                return true;
-            }
-            let uploads = self
-                .call(i, |b| async move {
-                    let opts = ListUploadsOptions {
-                        max_uploads: 1,
-                        ..Default::default()
-                    };
-                    b.list_multipart_uploads(bucket, opts).await
-                })
-                .await;
-            uploads.is_ok_and(|u| !u.uploads.is_empty())
+            self.call(
+                i,
+                |b| async move { list::holds_anything(&*b, bucket).await },
+            )
+            .await
+            .unwrap_or(false)
         });
         futures::future::join_all(checks)
             .await

@@ -244,34 +244,12 @@ impl Replicated {
     /// The first reachable replica that lists an object or an upload in the bucket.
     pub(crate) async fn replica_holding_anything(&self, bucket: &BucketName) -> Option<usize> {
         let checks = (0..self.replicas().len()).map(|i| async move {
-            let objects = self
-                .call(i, |b| async move {
-                    b.list_objects(
-                        bucket,
-                        ListOptions {
-                            max_keys: 1,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                })
-                .await;
-            if objects.is_ok_and(|l| !l.objects.is_empty() || !l.common_prefixes.is_empty()) {
-                return true;
-            }
-            let uploads = self
-                .call(i, |b| async move {
-                    b.list_multipart_uploads(
-                        bucket,
-                        ListUploadsOptions {
-                            max_uploads: 1,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                })
-                .await;
-            uploads.is_ok_and(|u| !u.uploads.is_empty())
+            self.call(
+                i,
+                |b| async move { list::holds_anything(&*b, bucket).await },
+            )
+            .await
+            .unwrap_or(false)
         });
         futures::future::join_all(checks)
             .await
