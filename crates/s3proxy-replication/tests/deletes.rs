@@ -270,3 +270,42 @@ async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
         assert_eq!(version_on(b, "k").await, None, "{}", b.name());
     }
 }
+
+/// A copy that failed on one replica (a call that timed out) may still land there; a delete
+/// of the destination made meanwhile is not undone by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_after_a_failed_copy_is_not_undone_when_it_lands() {
+    let s = written_while_down(&[], "src", "payload").await;
+    s.backends[2]
+        .late_failing_puts
+        .store(true, Ordering::SeqCst);
+    s.replicated
+        .copy_object(
+            &bucket(),
+            &key("src"),
+            &bucket(),
+            &key("dst"),
+            CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+    s.backends[2]
+        .late_failing_puts
+        .store(false, Ordering::SeqCst);
+    s.replicated
+        .delete_object(&bucket(), &key("dst"))
+        .await
+        .unwrap();
+    // Past the late copy and a failed repair's one-second retry.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        settle(&s.replicated).await;
+    }
+    assert!(matches!(
+        read(&s.replicated, "dst").await,
+        Err(Error::NoSuchKey)
+    ));
+    for b in &s.backends {
+        assert_eq!(version_on(b, "dst").await, None, "{}", b.name());
+    }
+}

@@ -30,8 +30,8 @@ pub struct Faulty {
     pub mode: AtomicU8,
     /// PUTs wait this long before they store (a write that lands late).
     pub slow_puts: AtomicBool,
-    /// PUTs answer 503 at once, yet store 300 ms later (a call that timed out after the
-    /// backend took the whole body).
+    /// PUTs and copies answer 503 at once, yet store 300 ms later (a call that timed out
+    /// after the backend took it whole).
     pub late_failing_puts: AtomicBool,
     /// PutObject calls received (client writes and repairs).
     pub puts: AtomicUsize,
@@ -172,6 +172,15 @@ impl Backend for Faulty {
         o: CopyOptions,
     ) -> Result<PutResult> {
         self.check()?;
+        if self.late_failing_puts.load(Ordering::SeqCst) {
+            let inner = self.inner.clone();
+            let (sb, sk, db, dk) = (sb.clone(), sk.clone(), db.clone(), dk.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = inner.copy_object(&sb, &sk, &db, &dk, o).await;
+            });
+            return Err(Error::ServiceUnavailable("timed out".into()));
+        }
         self.inner.copy_object(sb, sk, db, dk, o).await
     }
     async fn list_objects(&self, b: &BucketName, o: ListOptions) -> Result<ListResult> {
