@@ -244,13 +244,13 @@ async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
     settle(&s.replicated).await;
     s.backends[2].set(UP);
     s.backends[2]
-        .late_failing_puts
+        .late_failing_writes
         .store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
     // The repair's copy to r3 fails at once, and lands 300 ms later.
     s.replicated.replay_journal().await;
     s.backends[2]
-        .late_failing_puts
+        .late_failing_writes
         .store(false, Ordering::SeqCst);
     s.replicated
         .delete_object(&bucket(), &key("k"))
@@ -277,7 +277,7 @@ async fn delete_after_a_failed_repair_copy_is_not_undone_when_it_lands() {
 async fn delete_after_a_failed_copy_is_not_undone_when_it_lands() {
     let s = written_while_down(&[], "src", "payload").await;
     s.backends[2]
-        .late_failing_puts
+        .late_failing_writes
         .store(true, Ordering::SeqCst);
     s.replicated
         .copy_object(
@@ -290,7 +290,7 @@ async fn delete_after_a_failed_copy_is_not_undone_when_it_lands() {
         .await
         .unwrap();
     s.backends[2]
-        .late_failing_puts
+        .late_failing_writes
         .store(false, Ordering::SeqCst);
     s.replicated
         .delete_object(&bucket(), &key("dst"))

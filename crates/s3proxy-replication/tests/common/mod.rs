@@ -32,7 +32,7 @@ pub struct Faulty {
     pub slow_puts: AtomicBool,
     /// PUTs and copies answer 503 at once, yet store 300 ms later (a call that timed out
     /// after the backend took it whole).
-    pub late_failing_puts: AtomicBool,
+    pub late_failing_writes: AtomicBool,
     /// PutObject calls received (client writes and repairs).
     pub puts: AtomicUsize,
     /// GETs to answer with PreconditionFailed, as if the object had just been replaced.
@@ -51,7 +51,7 @@ impl Faulty {
             inner: Arc::new(Memory::new(name)),
             mode: AtomicU8::new(UP),
             slow_puts: AtomicBool::new(false),
-            late_failing_puts: AtomicBool::new(false),
+            late_failing_writes: AtomicBool::new(false),
             puts: AtomicUsize::new(0),
             replaced_for_gets: AtomicUsize::new(0),
             read_delay_ms: AtomicU64::new(0),
@@ -113,7 +113,7 @@ impl Backend for Faulty {
         if self.slow_puts.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
-        if self.late_failing_puts.load(Ordering::SeqCst) {
+        if self.late_failing_writes.load(Ordering::SeqCst) {
             let data = collect_body(body.stream, 64 << 20).await?;
             let (inner, b, k) = (self.inner.clone(), b.clone(), k.clone());
             tokio::spawn(async move {
@@ -172,7 +172,7 @@ impl Backend for Faulty {
         o: CopyOptions,
     ) -> Result<PutResult> {
         self.check()?;
-        if self.late_failing_puts.load(Ordering::SeqCst) {
+        if self.late_failing_writes.load(Ordering::SeqCst) {
             let inner = self.inner.clone();
             let (sb, sk, db, dk) = (sb.clone(), sk.clone(), db.clone(), dk.clone());
             tokio::spawn(async move {
