@@ -106,12 +106,35 @@ impl Backend for Replicated {
         // Then every replica must be empty, before any deletes it: one that still holds an
         // object or an upload would refuse after the others had deleted theirs, and the
         // bucket would be left on some replicas only.
-        if let Some(holder) = self.replica_holding_anything(bucket).await {
+        let contents = self.bucket_contents(bucket).await;
+        if let Some(holder) = contents.holder {
             log::info!(
                 "DeleteBucket {bucket}: replica {} still holds objects or uploads; not deleted",
                 self.replicas()[holder].backend.name()
             );
             return Err(Error::BucketNotEmpty);
+        }
+        // Writes still owed to some replica after the settling above could not be copied:
+        // their source is unreachable, and it may hold the only copy of an acknowledged
+        // object. The empty answers of the others do not decide then (keys that a replica
+        // can never hold leave entries too, but with every replica reachable they are seen
+        // by the check above on the replica that holds them).
+        if let Some(&down) = contents.unreachable.first() {
+            let owed = self
+                .shared
+                .journal
+                .pending_in(bucket.as_str())
+                .iter()
+                .any(|e| e.tombstone.is_none() && !e.key.is_empty());
+            if owed {
+                let name = self.replicas()[down].backend.name();
+                log::warn!(
+                    "DeleteBucket {bucket}: {name} is unreachable and writes to the bucket are still being repaired; not deleted"
+                );
+                return Err(Error::ServiceUnavailable(format!(
+                    "the bucket may hold objects on {name}, which is unreachable; try again later"
+                )));
+            }
         }
         let outcomes = self
             .fan_out("DeleteBucket", bucket.as_str(), |b| {

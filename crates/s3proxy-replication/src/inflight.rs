@@ -241,20 +241,27 @@ impl Replicated {
 }
 
 impl Replicated {
-    /// The first reachable replica that lists an object or an upload in the bucket.
-    pub(crate) async fn replica_holding_anything(&self, bucket: &BucketName) -> Option<usize> {
+    /// What every replica says of the bucket's contents: the first that lists an object or
+    /// an upload, and those that could not be asked (a replica without the bucket is
+    /// reachable and empty).
+    pub(crate) async fn bucket_contents(&self, bucket: &BucketName) -> BucketContents {
         let checks = (0..self.replicas().len()).map(|i| async move {
             self.call(
                 i,
                 |b| async move { list::holds_anything(&*b, bucket).await },
             )
             .await
-            .unwrap_or(false)
         });
-        futures::future::join_all(checks)
-            .await
-            .into_iter()
-            .position(|holds| holds)
+        let answers = futures::future::join_all(checks).await;
+        BucketContents {
+            holder: answers.iter().position(|a| matches!(a, Ok(true))),
+            unreachable: answers
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| matches!(a, Err(e) if !matches!(e, Error::NoSuchBucket)))
+                .map(|(i, _)| i)
+                .collect(),
+        }
     }
 
     /// After a DeleteBucket some replicas refused as not empty: create the bucket again on
@@ -281,4 +288,12 @@ impl Replicated {
             }
         }
     }
+}
+
+/// What the replicas hold of a bucket, as DeleteBucket checks it before deleting anywhere.
+pub(crate) struct BucketContents {
+    /// The first replica that lists an object or an upload.
+    pub(crate) holder: Option<usize>,
+    /// The replicas that could not be asked.
+    pub(crate) unreachable: Vec<usize>,
 }

@@ -309,3 +309,34 @@ async fn delete_after_a_failed_copy_is_not_undone_when_it_lands() {
         assert_eq!(version_on(b, "dst").await, None, "{}", b.name());
     }
 }
+
+/// An acknowledged write that only an unreachable replica holds (W=1, the others were down
+/// when it was written and their copies are still owed) keeps its bucket: DeleteBucket is
+/// refused while that replica cannot be asked, not answered from the empty ones, and once the
+/// replica is back the object is served and repaired onto the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_delete_waits_for_an_unreachable_replica_holding_the_only_copy() {
+    let s = written_while_down(&[1, 2], "only", "acked").await;
+    s.backends[1].set(UP);
+    s.backends[2].set(UP);
+    s.backends[0].set(DOWN);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    let r = s.replicated.delete_bucket(&bucket()).await;
+    assert!(matches!(r, Err(Error::ServiceUnavailable(_))), "{r:?}");
+    for b in &s.backends {
+        b.inner
+            .head_bucket(&bucket())
+            .await
+            .unwrap_or_else(|e| panic!("{} lost the bucket: {e}", b.inner.name()));
+    }
+    s.backends[0].set(UP);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // circuit timer
+    settle(&s.replicated).await;
+    assert_eq!(read(&s.replicated, "only").await.unwrap(), "acked");
+    for b in &s.backends {
+        assert!(version_on(b, "only").await.is_some(), "{}", b.name());
+    }
+    // With every replica reachable, the bucket is not empty, and says so.
+    let r = s.replicated.delete_bucket(&bucket()).await;
+    assert!(matches!(r, Err(Error::BucketNotEmpty)), "{r:?}");
+}
