@@ -15,6 +15,9 @@
 #                default list
 #   plain-base, enc-base  plain and enc run by another build of s3proxy, $BENCH_BASE_BIN
 #                (e.g. main's), for a before/after in one session; not in the default list
+#   plain-w1, enc-w1  plain and enc with one runtime worker thread (TOKIO_WORKER_THREADS=1),
+#                to measure what cross-thread wake-ups cost on a small machine; not in the
+#                default list
 # Workloads: 4 KiB PUT/GET/HEAD at concurrency 32, HEAD at concurrency 1 (latency), LIST,
 # DELETE; PUT and GET of 1 MiB, 64 MiB and 512 MiB; ranged 1 MiB GETs of a 64 MiB object.
 # Then the raw AEAD against the crypto layer (cargo bench -p s3proxy-bench), and the
@@ -178,7 +181,9 @@ start_s3proxy() {
             echo "enabled = false"
         fi
     } >"$conf"
-    RUST_LOG=${BENCH_PROXY_LOG:-warn} S3PROXY_S3_SDK_ONLY=${SDK_ONLY:-0} \
+    # TOKIO_WORKER_THREADS only when a setup asks for it (tokio reads it when set).
+    env ${WORKERS:+TOKIO_WORKER_THREADS=$WORKERS} RUST_LOG=${BENCH_PROXY_LOG:-warn} \
+        S3PROXY_S3_SDK_ONLY=${SDK_ONLY:-0} \
         "${PROXY_BIN:-$S3PROXY}" --config "$conf" >"$dir/out.log" 2>&1 &
     STARTED=$!; PIDS+=("$STARTED"); wait_port "$port"
 }
@@ -318,6 +323,10 @@ for round in $BACKENDS; do
                 [ -x "${BENCH_BASE_BIN:-}" ] || { log "$setup needs BENCH_BASE_BIN"; exit 2; }
                 e=off; [ "$setup" = enc-base ] && e=on
                 PROXY_BIN=$BENCH_BASE_BIN start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
+                port=$P; pid=$STARTED ;;
+            plain-w1 | enc-w1)
+                e=off; [ "$setup" = enc-w1 ] && e=on
+                WORKERS=1 start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
                 port=$P; pid=$STARTED ;;
             plain-sdk | enc-sdk)
                 e=off; [ "$setup" = enc-sdk ] && e=on

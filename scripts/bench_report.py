@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 SETUP_ORDER = [
-    "direct", "nginx", "s3s-proxy", "plain-base", "plain-sdk", "plain", "enc-base", "enc-sdk",
-    "enc", "enc3-w1", "enc3-wmaj",
+    "direct", "nginx", "s3s-proxy", "plain-base", "plain-sdk", "plain", "plain-w1", "enc-base",
+    "enc-sdk", "enc", "enc-w1", "enc3-w1", "enc3-wmaj",
 ]
 SETUP_NAMES = {
     "direct": "backend directly",
@@ -22,6 +22,8 @@ SETUP_NAMES = {
     "enc-base": "s3proxy, encrypted, before (BENCH_BASE_BIN)",
     "plain-sdk": "s3proxy, no encryption, SDK client",
     "enc-sdk": "s3proxy, encrypted, SDK client",
+    "plain-w1": "s3proxy, no encryption, one runtime worker (TOKIO_WORKER_THREADS=1)",
+    "enc-w1": "s3proxy, encrypted, one runtime worker (TOKIO_WORKER_THREADS=1)",
     "enc3-w1": "s3proxy, encrypted, 3 backends W=1",
     "enc3-wmaj": "s3proxy, encrypted, 3 backends W=majority",
 }

@@ -424,6 +424,8 @@ impl BackendConfig {
         }
         o.bucket_prefix = self.bucket_prefix.clone();
         o.buckets = self.buckets.clone();
+        // The stall limit within a body, as replication applies it to each replica.
+        o.idle_timeout_ms = self.timeout_ms;
         o
     }
 }

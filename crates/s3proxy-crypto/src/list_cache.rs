@@ -177,6 +177,14 @@ impl ListCache {
     ) {
         let mut g = self.lock();
         let id = (bucket.to_string(), key.to_string());
+        // Every read of an object remembers it again: when the newest generation already
+        // holds exactly this, there is nothing to move or allocate.
+        if let Some(e) = g.hot.get(&id)
+            && e.view == view
+            && e.matches(stored_etag, stored_size)
+        {
+            return;
+        }
         Self::insert_locked(&mut g, self.budget, id, stored_etag, stored_size, view);
     }
 

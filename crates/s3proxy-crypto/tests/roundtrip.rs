@@ -68,8 +68,11 @@ async fn check_object(
 #[tokio::test]
 async fn single_put_round_trips_over_sizes_and_ranges() {
     let (_, enc, bucket) = setup("single").await;
-    for (i, size) in [0, 1, S - 1, S, S + 1, 2 * S, 3 * S + 17, 3 * MIB + 5]
+    // 4 KiB, 16 KiB and 16 KiB + 1: either side of the small PUT sealed inline.
+    let sizes = [0, 1, 4096, 16 << 10, (16 << 10) + 1, S - 1, S, S + 1, 2 * S];
+    for (i, size) in sizes
         .into_iter()
+        .chain([3 * S + 17, 3 * MIB + 5])
         .enumerate()
     {
         let d = data(size, i as u64);

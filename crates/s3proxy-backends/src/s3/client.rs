@@ -108,6 +108,8 @@ impl S3 {
                     &options.region,
                     Duration::from_secs(options.connect_timeout_secs.max(1)),
                     answer_timeout,
+                    (options.idle_timeout_ms > 0)
+                        .then(|| Duration::from_millis(options.idle_timeout_ms)),
                 )
             }
             _ => None,

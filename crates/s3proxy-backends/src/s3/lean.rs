@@ -69,6 +69,8 @@ pub(super) struct Lean {
     /// Sending a request until its response headers (the SDK's read and operation
     /// timeouts, whichever is shorter).
     timeout: Option<Duration>,
+    /// The longest wait for the next bytes of a response body.
+    body_idle: Option<Duration>,
 }
 
 impl Lean {
@@ -81,6 +83,7 @@ impl Lean {
         region: &str,
         connect_timeout: Duration,
         timeout: Option<Duration>,
+        body_idle: Option<Duration>,
     ) -> Option<Lean> {
         let uri: http::Uri = endpoint.trim_end_matches('/').parse().ok()?;
         if uri.scheme_str() != Some("http") || !matches!(uri.path(), "" | "/") {
@@ -113,6 +116,7 @@ impl Lean {
             identity: credentials.into(),
             region: region.to_string(),
             timeout,
+            body_idle,
         })
     }
 }
@@ -375,7 +379,8 @@ impl S3 {
             }
             _ => None,
         };
-        Ok((info, range, response_stream(self.name.clone(), response)))
+        let body = response_stream(self.name.clone(), response, lean.body_idle);
+        Ok((info, range, body))
     }
 
     /// PutObject over the lean client; the ETag the server gave.
@@ -484,15 +489,37 @@ fn info_of(key: &ObjectKey, headers: &HeaderMap, part_number: Option<u32>) -> Ob
     }
 }
 
-/// A response body as a core [`ByteStream`]; a failure reading it is the backend's.
-fn response_stream(name: String, response: Response<Incoming>) -> ByteStream {
+/// A response body as a core [`ByteStream`]; a failure reading it is the backend's, and
+/// so is a wait of more than `idle` for its next bytes (a backend that stalls mid-body
+/// would otherwise hold the request, and the client, until the connection dies).
+fn response_stream(
+    name: String,
+    response: Response<Incoming>,
+    idle: Option<Duration>,
+) -> ByteStream {
     let body = response.into_body();
     Box::pin(futures::stream::unfold(Some(body), move |state| {
         let name = name.clone();
         async move {
             let mut body = state?;
+            let failed = |why: String| {
+                Some((
+                    Err(Error::ServiceUnavailable(format!(
+                        "backend {name}: reading object data: {why}"
+                    ))),
+                    None,
+                ))
+            };
             loop {
-                match body.frame().await {
+                // The timer is only armed when the next frame is not already buffered.
+                let frame = match idle {
+                    None => body.frame().await,
+                    Some(idle) => match tokio::time::timeout(idle, body.frame()).await {
+                        Ok(frame) => frame,
+                        Err(_) => return failed(format!("no data for {idle:?} (stalled)")),
+                    },
+                };
+                match frame {
                     None => return None,
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(chunk) if chunk.is_empty() => continue,
@@ -500,15 +527,7 @@ fn response_stream(name: String, response: Response<Incoming>) -> ByteStream {
                         // Trailers: nothing the object's bytes need.
                         Err(_) => continue,
                     },
-                    Some(Err(e)) => {
-                        return Some((
-                            Err(Error::ServiceUnavailable(format!(
-                                "backend {name}: reading object data: {}",
-                                source_chain(&e)
-                            ))),
-                            None,
-                        ));
-                    }
+                    Some(Err(e)) => return failed(source_chain(&e)),
                 }
             }
         }
@@ -589,9 +608,31 @@ mod tests {
     #[test]
     fn only_plain_http_endpoints_are_lean() {
         let t = Duration::from_secs(1);
-        assert!(Lean::new("http://127.0.0.1:9000/", "a", "b", "us-east-1", t, None).is_some());
-        assert!(Lean::new("https://s3.example.com", "a", "b", "us-east-1", t, None).is_none());
-        assert!(Lean::new("http://h:1/prefix", "a", "b", "us-east-1", t, None).is_none());
+        assert!(
+            Lean::new(
+                "http://127.0.0.1:9000/",
+                "a",
+                "b",
+                "us-east-1",
+                t,
+                None,
+                None
+            )
+            .is_some()
+        );
+        assert!(
+            Lean::new(
+                "https://s3.example.com",
+                "a",
+                "b",
+                "us-east-1",
+                t,
+                None,
+                None
+            )
+            .is_none()
+        );
+        assert!(Lean::new("http://h:1/prefix", "a", "b", "us-east-1", t, None, None).is_none());
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct S3Options {
     /// Time allowed for a whole operation, body included; unset by default.
     #[serde(default)]
     pub operation_timeout_secs: Option<u64>,
+    /// Longest wait, in milliseconds, for the next bytes of an object body being
+    /// downloaded over the lean client (below): a backend that stalls mid-body fails the
+    /// read then instead of holding the request forever. 0 waits without limit.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
     /// Send every request through `aws-sdk-s3`. By default HeadObject, GetObject,
     /// PutObject and DeleteObject go over a lean client of their own when the endpoint is
     /// `http://` with static credentials and path-style addressing (much less CPU per
@@ -85,6 +90,7 @@ impl std::fmt::Debug for S3Options {
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("read_timeout_secs", &self.read_timeout_secs)
             .field("operation_timeout_secs", &self.operation_timeout_secs)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
             .field("sdk_only", &self.sdk_only)
             .finish()
     }
@@ -98,6 +104,9 @@ fn default_true() -> bool {
 }
 fn default_connect_timeout() -> u64 {
     10
+}
+fn default_idle_timeout_ms() -> u64 {
+    30_000
 }
 
 impl Default for S3Options {
@@ -113,6 +122,7 @@ impl Default for S3Options {
             connect_timeout_secs: default_connect_timeout(),
             read_timeout_secs: None,
             operation_timeout_secs: None,
+            idle_timeout_ms: default_idle_timeout_ms(),
             sdk_only: false,
         }
     }

@@ -36,6 +36,7 @@ impl Backend for Encrypted {
         body: Body,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        self.opened.forget(bucket.as_str(), key.as_str());
         self.put_sealed(bucket, key, body, opts).await
     }
 
@@ -77,6 +78,7 @@ impl Backend for Encrypted {
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
         self.listed.forget(bucket.as_str(), key.as_str());
+        self.opened.forget(bucket.as_str(), key.as_str());
         self.inner.delete_object(bucket, key).await
     }
 
@@ -87,6 +89,7 @@ impl Backend for Encrypted {
     ) -> Result<Vec<DeleteOutcome>> {
         for key in &keys {
             self.listed.forget(bucket.as_str(), key.as_str());
+            self.opened.forget(bucket.as_str(), key.as_str());
         }
         self.inner.delete_objects(bucket, keys).await
     }
@@ -135,6 +138,8 @@ impl Backend for Encrypted {
             let sealed = seal_meta(&decoded.data_key, &metadata_hash(&metadata));
             metadata.internal.insert(META_SEAL.into(), sealed);
         }
+        // The destination's records change (a copy onto itself keeps its stored ETag).
+        self.opened.forget(dst_bucket.as_str(), dst_key.as_str());
         let copied = self
             .inner
             .copy_object(
@@ -212,6 +217,7 @@ impl Backend for Encrypted {
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
     ) -> Result<PutResult> {
+        self.opened.forget(bucket.as_str(), key.as_str());
         self.complete_upload(bucket, key, upload_id, parts).await
     }
 

@@ -2,6 +2,7 @@
 //! sealed info record (plaintext size, ETag, part layout, metadata hash), into what the
 //! layer serves.
 
+use super::opened::{Opened, OpenedInfo};
 use super::{Encrypted, strip_enc};
 use crate::format::*;
 use crate::manifest::{META_SEAL, check_meta};
@@ -47,13 +48,18 @@ impl Encrypted {
         stored: &ObjectInfo,
         exclude: &[String],
     ) -> Result<Decoded> {
-        match self.decode_local(key, stored)? {
+        match self.decode_local(bucket, key, stored)? {
             Local::Done(d) => Ok(d),
             Local::Manifest => self.decode_manifest(bucket, key, stored, exclude).await,
         }
     }
 
-    fn decode_local(&self, key: &ObjectKey, stored: &ObjectInfo) -> Result<Local> {
+    fn decode_local(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        stored: &ObjectInfo,
+    ) -> Result<Local> {
         let internal = &stored.metadata.internal;
         if !internal.contains_key(INFO_META) && stored.etag.contains('-') {
             // Completed without its info record (the attaching copy failed or never
@@ -66,29 +72,41 @@ impl Encrypted {
                  encryption layer, or its metadata was stripped)"
             ))
         })?;
-        let data_key =
-            unwrap_data_key(&self.ring, wrapped).map_err(|e| with_key_context(e, key))?;
-        let decoded = match internal.get(INFO_META) {
-            Some(sealed) => {
-                let info = open_info(&data_key, sealed).map_err(|e| with_key_context(e, key))?;
+        let sealed = internal.get(INFO_META).map(String::as_str);
+        let cached = self
+            .opened
+            .get(bucket.as_str(), key.as_str(), &stored.etag, wrapped, sealed);
+        let opened = match cached {
+            Some(opened) => opened,
+            None => {
+                let opened = self.open_records(key, wrapped, sealed)?;
+                self.opened.put(
+                    bucket.as_str(),
+                    key.as_str(),
+                    &stored.etag,
+                    wrapped,
+                    sealed,
+                    opened.clone(),
+                );
+                opened
+            }
+        };
+        let data_key = opened.data_key;
+        let decoded = match opened.info {
+            Some(info) => {
+                // Checked on every use, cached or not: the records say nothing of the
+                // metadata stored beside them until compared with it.
                 if info.meta != metadata_hash(&stored.metadata) {
                     return Err(Error::Corrupt(format!(
                         "{key}: content headers or user metadata were changed in storage"
                     )));
                 }
-                let layout = match &info.parts {
-                    Some(parts) => Layout::decode(parts)?,
-                    None => Layout::single(info.size),
-                };
-                if layout.plain_size() != info.size {
-                    return Err(Error::Corrupt(format!("{key}: inconsistent info record")));
-                }
                 Decoded {
                     data_key,
-                    layout,
+                    layout: info.layout,
                     etag: info.etag,
                     has_info: true,
-                    trailer: info.trailer.unwrap_or(0),
+                    trailer: info.trailer,
                     meta_ok: true,
                 }
             }
@@ -130,6 +148,33 @@ impl Encrypted {
         };
         check_size(key, stored, &decoded)?;
         Ok(Local::Done(decoded))
+    }
+
+    /// Unwrap the data key and open the info record (when there is one): what depends on
+    /// the record texts alone, which the cache of opened records (opened.rs) keeps.
+    fn open_records(&self, key: &ObjectKey, wrapped: &str, sealed: Option<&str>) -> Result<Opened> {
+        let data_key =
+            unwrap_data_key(&self.ring, wrapped).map_err(|e| with_key_context(e, key))?;
+        let info = match sealed {
+            None => None,
+            Some(sealed) => {
+                let info = open_info(&data_key, sealed).map_err(|e| with_key_context(e, key))?;
+                let layout = match &info.parts {
+                    Some(parts) => Layout::decode(parts)?,
+                    None => Layout::single(info.size),
+                };
+                if layout.plain_size() != info.size {
+                    return Err(Error::Corrupt(format!("{key}: inconsistent info record")));
+                }
+                Some(OpenedInfo {
+                    layout,
+                    etag: info.etag,
+                    trailer: info.trailer.unwrap_or(0),
+                    meta: info.meta,
+                })
+            }
+        };
+        Ok(Opened { data_key, info })
     }
 
     pub(super) fn plain_info(stored: &ObjectInfo, decoded: &Decoded) -> ObjectInfo {

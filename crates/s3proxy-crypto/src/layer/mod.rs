@@ -24,6 +24,7 @@ mod backend;
 mod decode;
 mod get;
 mod manifest;
+mod opened;
 mod parts;
 mod put;
 mod reader;
@@ -34,6 +35,7 @@ pub(crate) use decode::Decoded;
 
 use crate::keys::Keyring;
 use crate::list_cache::{DEFAULT_LIST_CACHE_BYTES, ListCache};
+use opened::{DEFAULT_OPENED_CACHE_BYTES, OpenedCache};
 use parts::PartRecord;
 use s3proxy_core::*;
 use std::collections::{BTreeMap, HashMap};
@@ -69,6 +71,8 @@ pub struct Encrypted {
     small: Mutex<manifest::SmallParts>,
     /// Plaintext sizes and ETags for listings (list_cache.rs).
     pub(crate) listed: ListCache,
+    /// Data keys and info records already opened (opened.rs).
+    opened: OpenedCache,
 }
 
 fn strip_enc(internal: &mut BTreeMap<String, String>) {
@@ -95,6 +99,7 @@ impl Encrypted {
             parts: Mutex::new(HashMap::new()),
             small: Mutex::default(),
             listed: ListCache::new(DEFAULT_LIST_CACHE_BYTES),
+            opened: OpenedCache::new(DEFAULT_OPENED_CACHE_BYTES),
         }
     }
 
@@ -103,6 +108,20 @@ impl Encrypted {
     pub fn with_list_cache(mut self, bytes: usize) -> Encrypted {
         self.listed = ListCache::new(bytes);
         self
+    }
+
+    /// Keep at most about `bytes` of opened data keys and info records (8 MiB unless
+    /// set), so that reading an object again opens neither; 0 opens them on every read.
+    /// An entry is used only while the object is stored with the same ETag and the same
+    /// record texts, so it is never stale (opened.rs).
+    pub fn with_key_cache(mut self, bytes: usize) -> Encrypted {
+        self.opened = OpenedCache::new(bytes);
+        self
+    }
+
+    /// The cache of opened records: entries held and the bytes they are counted as.
+    pub fn key_cache_usage(&self) -> (usize, usize) {
+        self.opened.usage()
     }
 
     /// The listing cache: entries held and the bytes they are counted as.

@@ -2,7 +2,7 @@
 //! out with the object when the plaintext MD5 is known before the write (Content-MD5, or a
 //! small body read first) and is attached afterwards otherwise.
 
-use super::seal::{PlainDigest, seal_body, take_digest};
+use super::seal::{INLINE_SEAL, PlainDigest, seal_body, seal_small, take_digest};
 use super::{Encrypted, strip_enc};
 use crate::format::*;
 use crate::manifest::{META_SEAL, seal_meta};
@@ -46,7 +46,7 @@ impl Encrypted {
         // A small body is read (and hashed) first, so that, as with Content-MD5, the ETag
         // is known before the write and one write suffices: no second request to attach
         // the info record, which would make the backend copy the object.
-        let (body, plain_digest) = match opts.content_md5 {
+        let (body, plain_digest, small) = match opts.content_md5 {
             None if body.length <= INLINE_PUT_LIMIT => {
                 let mut stream = Md5Stream::new(body.stream, body.length);
                 let mut buf = BytesMut::with_capacity(body.length as usize);
@@ -54,9 +54,11 @@ impl Encrypted {
                     buf.extend_from_slice(&chunk?);
                 }
                 let md5 = stream.digest();
-                (Body::from(buf.freeze()), PlainDigest::Known(md5))
+                let plain = buf.freeze();
+                let small = (plain.len() as u64 <= INLINE_SEAL).then(|| (plain.clone(), md5));
+                (Body::from(plain), PlainDigest::Known(md5), small)
             }
-            md5 => (body, PlainDigest::Hash(md5)),
+            md5 => (body, PlainDigest::Hash(md5), None),
         };
         let etag_known = match plain_digest {
             PlainDigest::Known(md5) | PlainDigest::Hash(Some(md5)) => Some(md5),
@@ -66,7 +68,10 @@ impl Encrypted {
             let sealed = seal_info(&data_key, &info(hex::encode(md5)));
             metadata.internal.insert(INFO_META.into(), sealed);
         }
-        let (stored, digest) = seal_body(body, &data_key, 0, plain_digest);
+        let (stored, digest) = match small {
+            Some((plain, md5)) => seal_small(&plain, &data_key, 0, md5),
+            None => seal_body(body, &data_key, 0, plain_digest),
+        };
         let put = self
             .inner
             .put_object(

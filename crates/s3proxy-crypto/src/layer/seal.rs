@@ -216,6 +216,29 @@ pub(super) fn seal_body(
     )
 }
 
+/// Plaintext bodies up to this size, already in memory, are sealed on the calling task:
+/// the pipeline's task, channel and thread hops cost more than sealing a few KiB (a 4 KiB
+/// PUT is one segment).
+pub(super) const INLINE_SEAL: u64 = 16 << 10;
+
+/// The stored body for a small plaintext already in memory (at most [`INLINE_SEAL`]
+/// bytes, so one final segment) whose MD5 is known: what [`seal_body`] would give, sealed
+/// here and now.
+pub(super) fn seal_small(
+    plain: &[u8],
+    data_key: &[u8; 32],
+    part: u32,
+    md5: [u8; 16],
+) -> (Body, DigestSlot) {
+    debug_assert!(plain.len() as u64 <= INLINE_SEAL);
+    let mut segment = segment_buffer();
+    segment.extend_from_slice(plain);
+    seal_segment_in_place(&data_cipher(data_key), part, 0, true, &mut segment);
+    let stored = segment.freeze();
+    debug_assert_eq!(stored.len() as u64, stored_size(plain.len() as u64));
+    (Body::from(stored), Arc::new(Mutex::new(Some(md5))))
+}
+
 pub(super) fn take_digest(slot: &Mutex<Option<[u8; 16]>>) -> Result<String> {
     slot.lock()
         .unwrap_or_else(|e| e.into_inner())
