@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) opts: ErasureOptions,
     pub(crate) clock: Hlc,
     pub(crate) journal: Arc<Journal>,
+    /// Keys being written or repaired: they take turns (see `inflight`).
+    pub(crate) inflight: Arc<crate::inflight::Inflight>,
 }
 
 impl Erasure {
@@ -124,6 +126,7 @@ impl Erasure {
                 opts,
                 clock,
                 journal,
+                inflight: Default::default(),
             }),
         })
     }
@@ -131,6 +134,11 @@ impl Erasure {
     /// The repair journal.
     pub fn journal(&self) -> &Journal {
         &self.shared.journal
+    }
+
+    /// Keys with a write or repair in flight (or waiting for its turn).
+    pub fn writes_in_flight(&self) -> usize {
+        self.shared.inflight.len()
     }
 
     /// The settings.

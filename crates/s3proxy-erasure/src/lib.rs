@@ -56,6 +56,7 @@ mod backend;
 mod copy;
 mod erasure;
 mod format;
+mod inflight;
 mod listing;
 mod multipart;
 mod read;

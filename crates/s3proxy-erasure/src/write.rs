@@ -228,6 +228,9 @@ impl Erasure {
         metadata: ObjectMetadata,
         etag: Option<String>,
     ) -> Result<Written> {
+        // One write of a key at a time, and stamped once its turn came, so that the later
+        // of two writes is also the newer (see `inflight`).
+        let _turn = self.shared.inflight.write_turn(bucket, key).await;
         let stamp = self.shared.clock.next();
         let opts = &self.shared.opts;
         let layout = Layout {
