@@ -208,10 +208,7 @@ impl Erasure {
             metadata,
             content_md5: None,
         };
-        self.backends()[i]
-            .put_object(bucket, key, body, opts)
-            .await
-            .map(drop)
+        self.bounded_put(i, bucket, key, body, opts).await.map(drop)
     }
 }
 

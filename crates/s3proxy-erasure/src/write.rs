@@ -270,7 +270,7 @@ impl Erasure {
         let n = self.backends().len();
         let mut senders = Vec::with_capacity(n);
         let mut puts = Vec::with_capacity(n);
-        for (i, backend) in self.backends().iter().enumerate() {
+        for i in 0..self.backends().len() {
             let (tx, rx) = mpsc::channel(QUEUED_STRIPES);
             let polled = Arc::new(AtomicBool::new(false));
             senders.push(Some(Sender {
@@ -284,8 +284,9 @@ impl Erasure {
                 content_md5: None,
             };
             let body = channel_body(rx, polled, layout.shard_object_len());
-            let (backend, bucket, key) = (backend.clone(), bucket.clone(), key.clone());
-            puts.push(async move { backend.put_object(&bucket, &key, body, put).await });
+            // Bounded: a backend that took the whole body and never answers (or stopped
+            // reading it) is cut off and journaled instead of holding the PUT forever.
+            puts.push(self.bounded_put(i, bucket, key, body, put));
         }
         let required = opts.required();
         let stall = self.timeout();

@@ -7,7 +7,7 @@ use s3proxy_backends::Memory;
 use s3proxy_core::*;
 use s3proxy_erasure::*;
 use s3proxy_replication::Journal;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +29,14 @@ struct Hooked {
     /// The n-th PUT received (1-based; 0: none) is stored 300 ms after its body was read.
     hold_nth_put: AtomicUsize,
     puts_seen: AtomicUsize,
+    /// PUTs stall: [`TAKE_BODY_NEVER_ANSWER`] or [`NEVER_READ`] (0: they do not).
+    stall_puts: AtomicU8,
 }
+
+/// A PUT reads its body whole, then never answers.
+const TAKE_BODY_NEVER_ANSWER: u8 = 1;
+/// A PUT never reads its body, and never answers.
+const NEVER_READ: u8 = 2;
 
 async fn run_hook(slot: &Mutex<Option<Hook>>) {
     let hook = slot.lock().unwrap().take();
@@ -66,6 +73,14 @@ impl Backend for Hooked {
             return Err(Error::ServiceUnavailable("refuses writes".into()));
         }
         let n = self.puts_seen.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.stall_puts.load(Ordering::SeqCst) {
+            TAKE_BODY_NEVER_ANSWER => {
+                let _ = collect_body(body.stream, 1 << 24).await;
+                return futures::future::pending().await;
+            }
+            NEVER_READ => return futures::future::pending().await,
+            _ => {}
+        }
         run_hook(&self.before_put).await;
         let data = collect_body(body.stream, 1 << 24).await?;
         run_hook(&self.before_commit).await;
@@ -192,6 +207,7 @@ fn set(k: usize, m: usize) -> Set {
                 refuse_puts: AtomicBool::new(false),
                 hold_nth_put: AtomicUsize::new(0),
                 puts_seen: AtomicUsize::new(0),
+                stall_puts: AtomicU8::new(0),
             })
         })
         .collect();
@@ -522,4 +538,50 @@ async fn overlapping_writes_of_one_key_take_turns() {
         "the later write is served"
     );
     assert_eq!(s.ec.writes_in_flight(), 0);
+}
+
+/// E6: a backend that accepts a PUT and then stalls (it takes the body and never answers,
+/// or never reads it) is cut off after the backend timeout (2 s here): the PUT is
+/// acknowledged by the others and the stalled shard journaled, and a repair onto the
+/// stalled backend gives up instead of hanging the journal's replay.
+#[tokio::test]
+async fn a_stalled_backend_holds_up_neither_writes_nor_repairs() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let data = vec![b'x'; 300];
+    for stall in [TAKE_BODY_NEVER_ANSWER, NEVER_READ] {
+        s.disks[2].stall_puts.store(stall, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let body = Bytes::from(data.clone()).into();
+        let (b, k) = (bucket(), key("k"));
+        let put = s.ec.put_object(&b, &k, body, PutOptions::default());
+        let put = tokio::time::timeout(Duration::from_secs(15), put).await;
+        put.expect("the PUT did not hang")
+            .expect("two of three shards stored");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(s.ec.journal().len(), 1, "the stalled shard is journaled");
+        let replay = tokio::time::timeout(Duration::from_secs(15), s.ec.replay_journal()).await;
+        let done = replay.expect("the repair did not hang");
+        assert_eq!((done.rebuilt, done.failed), (0, 1), "{done:?}");
+        s.disks[2].stall_puts.store(0, Ordering::SeqCst);
+        let done = s.ec.replay_journal().await;
+        assert_eq!(done.rebuilt, 1, "{done:?}");
+        let meta = |i: usize| {
+            let d = s.disks[i].inner.clone();
+            async move {
+                let info = d
+                    .head_object(&bucket(), &key("k"), GetOptions::default())
+                    .await;
+                ShardMeta::from_metadata(&info.unwrap().metadata).unwrap()
+            }
+        };
+        assert!(
+            meta(2).await.same_version(&meta(0).await),
+            "the shard is rebuilt"
+        );
+    }
 }
