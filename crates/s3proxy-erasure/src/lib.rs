@@ -61,6 +61,7 @@ mod listing;
 mod multipart;
 mod read;
 mod repair;
+mod scan;
 mod write;
 
 pub use erasure::{Erasure, ErasureOptions};
@@ -70,3 +71,4 @@ pub use format::{
 };
 pub use multipart::UPLOADS_PREFIX;
 pub use repair::ShardRepairs;
+pub use scan::{ScanOptions, ShardScan};

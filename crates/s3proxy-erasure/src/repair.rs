@@ -44,8 +44,17 @@ impl Erasure {
     /// # });
     /// ```
     pub async fn replay_journal(&self) -> ShardRepairs {
+        self.replay(self.shared.journal.pending()).await
+    }
+
+    /// [`Erasure::replay_journal`] for the entries of one bucket only.
+    pub async fn replay_journal_of(&self, bucket: &str) -> ShardRepairs {
+        self.replay(self.shared.journal.pending_in(bucket)).await
+    }
+
+    async fn replay(&self, entries: Vec<Entry>) -> ShardRepairs {
         let mut done = ShardRepairs::default();
-        for entry in self.shared.journal.pending() {
+        for entry in entries {
             match self.repair_entry(&entry).await {
                 Ok(outcome) => {
                     match outcome {
@@ -151,16 +160,13 @@ impl Erasure {
         turn: &KeyTurn,
     ) -> Result<()> {
         let mut sources = crate::read::Resolved {
-            meta: resolved.meta.clone(),
-            info: resolved.info.clone(),
             holders: resolved
                 .holders
                 .iter()
                 .copied()
                 .filter(|&h| h != i)
                 .collect(),
-            etags: resolved.etags.clone(),
-            unreachable: resolved.unreachable,
+            ..resolved.clone()
         };
         if sources.holders.len() < self.k() {
             return Err(Error::ServiceUnavailable(format!(
