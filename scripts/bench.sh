@@ -44,6 +44,13 @@
 #                   c=32 and HEAD at c=1, over the memory backend, for nginx, plain and enc
 #                   (BENCH_SETUPS still narrows it); no large objects, AEAD or RSS. With
 #                   BENCH_SECONDS=5 it takes about a minute.
+#   BENCH_ERASURE   1: only the erasure round (issue #19): PUT and GET of one large object
+#                   ($BENCH_ERASURE_SIZE, default 512MiB; $BENCH_ERASURE_OPS of each, default
+#                   3) through "ec21" (encrypted, erasure-coded 2 data + 1 parity) and
+#                   "enc3-w1" (encrypted, three full copies), both over the same three s3s-fs
+#                   backends in one run, with the proxy's CPU seconds per GiB (utime + stime
+#                   from /proc/PID/stat around each run); writes results-erasure.jsonl and
+#                   results-erasure.md. BENCH_REPEAT interleaves the two setups.
 #   CARGO           cargo command (default cargo)
 # Loopback only; every process started here is stopped by its PID on exit.
 set -euo pipefail
@@ -53,7 +60,13 @@ ROOT=$PWD
 CARGO=${CARGO:-cargo}
 SECONDS_PER_RUN=${BENCH_SECONDS:-4}
 SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
-if [ "$SMALL_ONLY" = 1 ]; then
+ERASURE_ONLY=${BENCH_ERASURE:-0}
+if [ "$ERASURE_ONLY" = 1 ]; then
+    BACKENDS=s3s-fs
+    SETUPS=${BENCH_SETUPS:-"enc3-w1 ec21"}
+    RSS_SIZE=0
+    BENCH_AEAD=0
+elif [ "$SMALL_ONLY" = 1 ]; then
     BACKENDS=memory
     SETUPS=${BENCH_SETUPS:-"nginx plain enc"}
     RSS_SIZE=0
@@ -142,7 +155,7 @@ start_s3sfs() {
 # BACKEND_SPEC: "memory" or "s3:PORT"
 start_s3proxy() {
     local port=$1 name=$2 enc=$3 quorum=$4; shift 4
-    local dir=$WORK/$name conf i=0
+    local dir=$WORK/$name conf i=0 k m
     mkdir -p "$dir"
     conf=$dir/s3proxy.toml
     {
@@ -166,6 +179,13 @@ start_s3proxy() {
                 echo 'timeout_ms = 120000'
             fi
         done
+        if [ -n "${PLACEMENT:-}" ]; then # "erasure K M"
+            read -r _ k m <<<"$PLACEMENT"
+            echo "[placement]"
+            echo 'kind = "erasure"'
+            echo "data_shards = $k"
+            echo "parity_shards = $m"
+        fi
         if [ $# -gt 1 ]; then
             echo "[replication]"
             case $quorum in
@@ -239,6 +259,7 @@ mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 # The small-request table alone goes beside the full session's files, not over them.
 [ "$SMALL_ONLY" = 1 ] && RESULTS=$OUT/results-small.jsonl
+[ "$ERASURE_ONLY" = 1 ] && RESULTS=$OUT/results-erasure.jsonl
 : >"$RESULTS"
 # CPU ticks (utime + stime) of the given processes and their children (nginx's workers).
 cpu_ticks() {
@@ -266,6 +287,14 @@ run() { # LABEL PORT ARGS...
 
 workloads() { # LABEL PORT
     local label=$1 port=$2 d=$SECONDS_PER_RUN size c
+    if [ "$ERASURE_ONLY" = 1 ]; then
+        size=${BENCH_ERASURE_SIZE:-512MiB}
+        n=${BENCH_ERASURE_OPS:-3}
+        run "$label" "$port" --create-bucket --op put --size "$size" -c 1 -n "$n" --keys 1
+        run "$label" "$port" --op get --size "$size" -c 1 -n "$n" --keys 1 --prepare false
+        run "$label" "$port" --op delete --size "$size" -c 1 --keys 1 -n 1
+        return 0
+    fi
     run "$label" "$port" --create-bucket --op put --size 4KiB -c 32 --keys 256 -d "$d"
     run "$label" "$port" --op get --size 4KiB -c 32 --keys 256 -d "$d"
     run "$label" "$port" --op head --size 4KiB -c 32 --keys 256 -d "$d"
@@ -332,6 +361,10 @@ for round in $BACKENDS; do
                 e=off; [ "$setup" = enc-sdk ] && e=on
                 SDK_ONLY=1 start_s3proxy "$P" "$round-$setup-$P" "$e" 1 "s3:$b1"
                 port=$P; pid=$STARTED ;;
+            ec21)
+                PLACEMENT="erasure 2 1" start_s3proxy "$P" "$round-$setup-$P" on 1 \
+                    "s3:${BACKEND_PORTS[0]}" "s3:${BACKEND_PORTS[1]}" "s3:${BACKEND_PORTS[2]}"
+                port=$P; pid=$STARTED ;;
             enc3-w1 | enc3-wmaj)
                 q=1; [ "$setup" = enc3-wmaj ] && q=majority
                 start_s3proxy "$P" "$round-$setup-$P" on "$q" \
@@ -378,5 +411,30 @@ if [ "$RSS_SIZE" != 0 ]; then
 fi
 
 log "writing the report into $OUT"
+if [ "$ERASURE_ONLY" = 1 ]; then
+    # Each setup's best run of each op; CPU per GiB from the same run's proxy CPU.
+    python3 - "$RESULTS" "$OUT/results-erasure.md" <<'PY'
+import json, sys
+best = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("op") not in ("put", "get") or not r.get("bytes"):
+        continue
+    k = (r["label"], r["op"])
+    if k not in best or r["mib_per_sec"] > best[k]["mib_per_sec"]:
+        best[k] = r
+names = {"enc3-w1": "3 full copies (encrypted, W=1)", "ec21": "erasure 2+1 (encrypted)"}
+out = ["| setup | op | size | MiB/s | proxy CPU s per GiB | backends' CPU s per GiB |", "|---|---|---|---|---|---|"]
+for (label, op), r in sorted(best.items(), key=lambda kv: (kv[0][1] != "put", kv[0][0])):
+    gib = r["bytes"] / 2**30
+    setup = label.split("/")[-1]
+    out.append(f"| {names.get(setup, setup)} | {op.upper()} | {r['size'] // 2**20} MiB | {r['mib_per_sec']:.1f} | "
+               f"{r['cpu_s']['proxy'] / gib:.2f} | {r['cpu_s']['backends'] / gib:.2f} |")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
+    log "done"
+    exit 0
+fi
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT/crypto-bench.txt" "$OUT"
 log "done"

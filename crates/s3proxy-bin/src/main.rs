@@ -214,7 +214,7 @@ pub(crate) async fn build_stack(
 }
 
 /// Erasure-coded placement over the backends, shard i on the i-th configured one.
-async fn build_erasure(
+pub(crate) async fn build_erasure(
     config: &Config,
     configured: &[config::BackendConfig],
 ) -> Result<s3proxy_erasure::Erasure, String> {
@@ -282,48 +282,13 @@ pub(crate) fn encryption_config(
     })
 }
 
-/// Refuse the `repair` flags that erasure coding does not implement: running the whole
-/// journal's repair when asked for a dry run, or for one bucket, would do what was not
-/// asked.
-fn erasure_repair_flags(bucket: Option<&str>, dry_run: bool) -> Result<(), (u8, String)> {
-    if dry_run {
-        return Err((
-            2,
-            "repair --dry-run is not supported with erasure-coded placement".into(),
-        ));
-    }
-    if bucket.is_some() {
-        return Err((
-            2,
-            "repair --bucket is not supported with erasure-coded placement".into(),
-        ));
-    }
-    Ok(())
-}
-
 async fn repair(
     config: &Config,
     bucket: Option<String>,
     dry_run: bool,
 ) -> Result<(), (u8, String)> {
     if config.placement.kind == config::PlacementKind::Erasure {
-        // Erasure coding: the journaled shards are rebuilt (a scan of every key is not
-        // there yet, so --bucket and --dry-run are refused rather than ignored).
-        erasure_repair_flags(bucket.as_deref(), dry_run)?;
-        let erasure = build_erasure(config, &config.effective_backends())
-            .await
-            .map_err(|e| (1, e))?;
-        let done = erasure.replay_journal().await;
-        let pending = erasure.journal().len();
-        println!(
-            "{} shards rebuilt, {} stale shards deleted, {} already sound, {} failed; {pending} journal entries pending",
-            done.rebuilt, done.deleted, done.settled, done.failed
-        );
-        return if pending == 0 {
-            Ok(())
-        } else {
-            Err((1, format!("{pending} shards not repaired")))
-        };
+        return maintenance::erasure_repair(config, bucket, dry_run, false).await;
     }
     let (_, replicated) = build_stack(config).await.map_err(|e| (1, e))?;
     let Some(replicated) = replicated else {
@@ -601,15 +566,5 @@ fn main() -> ExitCode {
             eprintln!("s3proxy: {message}");
             ExitCode::from(code)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn erasure_repair_refuses_dry_run_and_bucket() {
-        assert!(super::erasure_repair_flags(None, true).is_err());
-        assert!(super::erasure_repair_flags(Some("b"), false).is_err());
-        assert!(super::erasure_repair_flags(None, false).is_ok());
     }
 }

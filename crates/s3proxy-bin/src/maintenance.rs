@@ -1,5 +1,6 @@
-//! `s3proxy rotate-keys` and `s3proxy scrub`: walks over every object of the stack, with a
-//! progress bar on a terminal and plain progress lines otherwise.
+//! `s3proxy rotate-keys`, `s3proxy scrub`, and `s3proxy repair` under erasure coding:
+//! walks over every object of the stack, with a progress bar on a terminal and plain
+//! progress lines otherwise.
 
 use crate::config::Config;
 use s3proxy_core::{
@@ -269,6 +270,11 @@ struct Bad {
 /// repair through the replication layer's journal) and read again, and a repair scan
 /// copies what is missing or stale; exit 1 when something is left unrepaired.
 pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failure> {
+    if config.placement.kind == crate::config::PlacementKind::Erasure {
+        // Shards are no objects the encryption layer can read alone: their own checksums
+        // say which one is bad.
+        return erasure_repair(config, bucket, false, true).await;
+    }
     let encryption = crate::encryption_config(config).map_err(|e| (1, e))?;
     let mut progress = Progress::new("scrubbing");
     let mut bad: Vec<Bad> = vec![];
@@ -396,6 +402,88 @@ pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failur
                 unrepaired + summary.failed
             ),
         ));
+    }
+    Ok(())
+}
+
+/// `s3proxy repair` (and, with `verify`, `s3proxy scrub`) under erasure coding: the
+/// journal replayed (of `bucket` only, when given), then every object scanned and each
+/// shard missing (a wiped backend), of another version or, with `verify`, failing its
+/// checksums rebuilt from k others. A dry run replays nothing and rebuilds nothing; it
+/// reports what the scan would rebuild. Exit 1 when something is left unrepaired.
+pub async fn erasure_repair(
+    config: &Config,
+    bucket: Option<String>,
+    dry_run: bool,
+    verify: bool,
+) -> Result<(), Failure> {
+    let bucket = bucket
+        .map(BucketName::new)
+        .transpose()
+        .map_err(|e| (2, format!("--bucket: {e}")))?;
+    let erasure = crate::build_erasure(config, &config.effective_backends())
+        .await
+        .map_err(|e| (1, e))?;
+    if !dry_run {
+        let done = match &bucket {
+            Some(b) => erasure.replay_journal_of(b.as_str()).await,
+            None => erasure.replay_journal().await,
+        };
+        println!(
+            "journal: {} shards rebuilt, {} stale shards deleted, {} already sound, {} failed",
+            done.rebuilt, done.deleted, done.settled, done.failed
+        );
+    }
+    let progress =
+        std::sync::Mutex::new(Progress::new(if verify { "scrubbing" } else { "scanning" }));
+    let step = |b: &BucketName| {
+        progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .step(b.as_str())
+    };
+    let opts = s3proxy_erasure::ScanOptions {
+        bucket,
+        verify,
+        dry_run,
+    };
+    let scan = erasure
+        .scan(&opts, &step)
+        .await
+        .map_err(|e| (1, format!("scan failed: {e}")))?;
+    progress
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .finish();
+    let pending = erasure.journal().len();
+    println!(
+        "{}{} objects scanned, {} shards verified, {} missing or stale, {} corrupt, {} {}, {} buckets {}, {} failed; {pending} journal entries pending",
+        if dry_run { "dry run: " } else { "" },
+        scan.objects,
+        scan.verified,
+        scan.missing,
+        scan.corrupt,
+        if dry_run {
+            scan.missing + scan.corrupt
+        } else {
+            scan.rebuilt
+        },
+        if dry_run { "to rebuild" } else { "rebuilt" },
+        scan.buckets_created,
+        if dry_run { "to create" } else { "created" },
+        scan.failed
+    );
+    if scan.failed > 0 {
+        return Err((
+            1,
+            format!(
+                "{} shards not checked or not rebuilt; see the log",
+                scan.failed
+            ),
+        ));
+    }
+    if !dry_run && pending > 0 {
+        return Err((1, format!("{pending} journaled shards not repaired")));
     }
     Ok(())
 }

@@ -32,6 +32,7 @@ impl Erasure {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<()> {
+        let _turn = self.shared.inflight.write_turn(bucket, key).await;
         let stamp = self.shared.clock.next();
         let outcomes = self
             .fan_out("DeleteObject", &format!("{bucket}/{key}"), |_, b| {

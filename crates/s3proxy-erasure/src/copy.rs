@@ -17,6 +17,8 @@ impl Erasure {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
+        // The destination's turn (the source is pinned per backend by If-Match instead).
+        let _turn = self.shared.inflight.write_turn(dst_bucket, dst_key).await;
         let src = self.resolve(src_bucket, src_key).await?;
         opts.source_conditions.check(&src.info, true)?;
         let stamp = self.shared.clock.next();

@@ -4,8 +4,8 @@
 use s3proxy_core::*;
 use s3proxy_replication::{Entry, Hlc, Journal, WriteQuorum};
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Settings of an [`Erasure`] set.
 ///
@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) opts: ErasureOptions,
     pub(crate) clock: Hlc,
     pub(crate) journal: Arc<Journal>,
+    /// Keys being written or repaired: they take turns (see `inflight`).
+    pub(crate) inflight: Arc<crate::inflight::Inflight>,
 }
 
 impl Erasure {
@@ -124,6 +126,7 @@ impl Erasure {
                 opts,
                 clock,
                 journal,
+                inflight: Default::default(),
             }),
         })
     }
@@ -131,6 +134,11 @@ impl Erasure {
     /// The repair journal.
     pub fn journal(&self) -> &Journal {
         &self.shared.journal
+    }
+
+    /// Keys with a write or repair in flight (or waiting for its turn).
+    pub fn writes_in_flight(&self) -> usize {
+        self.shared.inflight.len()
     }
 
     /// The settings.
@@ -226,6 +234,90 @@ impl Erasure {
                 self.shared.name,
                 self.backends()[i].name()
             );
+        }
+    }
+}
+
+/// Whose move it is in a backend's PUT, and since when: the backend's while it has not
+/// asked for the next piece of a body that has one ready, or has had the whole body and
+/// not answered; ours while the body waits for data (from the client, or for the write
+/// quorum).
+struct Turn {
+    backend: bool,
+    since: Instant,
+}
+
+/// A PUT body that records [`Turn`] on every poll.
+struct Watched {
+    inner: ByteStream,
+    turn: Arc<Mutex<Turn>>,
+}
+
+impl futures::Stream for Watched {
+    type Item = Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        let mut turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        // A piece handed over, or the end: the backend's move (take more, or answer).
+        turn.backend = polled.is_ready();
+        turn.since = Instant::now();
+        polled
+    }
+}
+
+impl Erasure {
+    /// PutObject of `body` on backend `i`, cut off once the backend has kept the write
+    /// waiting for the timeout: not asking for a body piece that is ready, or not
+    /// answering once it has the whole body (a process that accepted the connection and
+    /// stalled). Time the body spends waiting for its own data is not counted, so a slow
+    /// client does not fail its backends. A write cut off mid-body is dropped before the
+    /// backend has it whole, so it cannot commit.
+    pub(crate) async fn bounded_put(
+        &self,
+        i: usize,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        body: Body,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let backend = self.backends()[i].clone();
+        let limit = self.timeout();
+        let turn = Arc::new(Mutex::new(Turn {
+            backend: true,
+            since: Instant::now(),
+        }));
+        let body = Body {
+            stream: Box::pin(Watched {
+                inner: body.stream,
+                turn: turn.clone(),
+            }),
+            length: body.length,
+        };
+        let put = backend.put_object(bucket, key, body, opts);
+        let watchdog = async {
+            loop {
+                let wait = {
+                    let t = turn.lock().unwrap_or_else(|e| e.into_inner());
+                    match t.backend {
+                        true if t.since.elapsed() >= limit => break,
+                        true => limit - t.since.elapsed(),
+                        // Ours: look again soon, the backend's turn may start any time.
+                        false => limit / 4,
+                    }
+                };
+                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            }
+        };
+        tokio::select! {
+            put = put => put,
+            () = watchdog => Err(Error::ServiceUnavailable(format!(
+                "{}: the PUT stalled for {limit:?}",
+                backend.name()
+            ))),
         }
     }
 }

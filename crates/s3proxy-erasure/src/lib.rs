@@ -56,10 +56,12 @@ mod backend;
 mod copy;
 mod erasure;
 mod format;
+mod inflight;
 mod listing;
 mod multipart;
 mod read;
 mod repair;
+mod scan;
 mod write;
 
 pub use erasure::{Erasure, ErasureOptions};
@@ -69,3 +71,4 @@ pub use format::{
 };
 pub use multipart::UPLOADS_PREFIX;
 pub use repair::ShardRepairs;
+pub use scan::{ScanOptions, ShardScan};

@@ -10,6 +10,7 @@ use s3proxy_core::*;
 use s3proxy_replication::stamp_time;
 
 /// The version a read serves: its record, what HEAD shows, and which backends hold it.
+#[derive(Clone)]
 pub(crate) struct Resolved {
     pub meta: ShardMeta,
     pub info: ObjectInfo,
@@ -20,6 +21,19 @@ pub(crate) struct Resolved {
     pub etags: Vec<Option<String>>,
     /// Backends that did not answer the resolve.
     pub unreachable: usize,
+    /// What each backend answered (by backend index).
+    pub seen: Vec<Seen>,
+}
+
+/// What one backend answered a resolve with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// It did not answer (down, stalled, or an error of its own).
+    Unreachable,
+    /// No shard of this set: no object, no bucket, or an object without a sound record.
+    Absent,
+    /// A shard of the version with this stamp.
+    Version(String),
 }
 
 /// Whether an error says the object (or bucket) is not there, rather than that the
@@ -42,17 +56,24 @@ impl Erasure {
         let mut found: Vec<Option<ShardMeta>> = vec![None; outcomes.len()];
         let mut infos: Vec<Option<ObjectInfo>> = vec![None; outcomes.len()];
         let (mut unreachable, mut no_bucket, mut answered) = (0, 0, 0);
+        let mut seen = vec![Seen::Absent; outcomes.len()];
         for (i, o) in outcomes.into_iter().enumerate() {
             match o {
                 Ok(info) => {
                     answered += 1;
                     // A shard found on another backend than its index says is not used.
                     found[i] = ShardMeta::from_metadata(&info.metadata).filter(|m| m.i == i);
+                    if let Some(m) = &found[i] {
+                        seen[i] = Seen::Version(m.ver.clone());
+                    }
                     infos[i] = Some(info);
                 }
                 Err(Error::NoSuchBucket) => no_bucket += 1,
                 Err(e) if is_absent(&e) => answered += 1,
-                Err(_) => unreachable += 1,
+                Err(_) => {
+                    unreachable += 1;
+                    seen[i] = Seen::Unreachable;
+                }
             }
         }
         // Versions, newest first; the first with k agreeing shards wins.
@@ -112,6 +133,7 @@ impl Erasure {
                     holders,
                     etags,
                     unreachable,
+                    seen,
                 });
             }
         }
@@ -217,14 +239,19 @@ impl Erasure {
 }
 
 /// One shard object being read from stripe `at` on.
-struct ShardStream {
-    index: usize,
-    body: ByteStream,
-    pending: Bytes,
+pub(crate) struct ShardStream {
+    pub(crate) index: usize,
+    pub(crate) body: ByteStream,
+    pub(crate) pending: Bytes,
 }
 
 impl ShardStream {
-    async fn read_exact(&mut self, n: usize, timeout: std::time::Duration) -> Result<Bytes> {
+    /// The next `n` bytes, each wait for the backend bounded by `timeout`.
+    pub(crate) async fn read_exact(
+        &mut self,
+        n: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Bytes> {
         let mut buf = BytesMut::with_capacity(n);
         while buf.len() < n {
             if self.pending.is_empty() {

@@ -4,6 +4,7 @@
 
 use crate::erasure::Erasure;
 use crate::format::*;
+use crate::inflight::{KeyTurn, WriteWatch};
 use crate::write::Chunker;
 use bytes::Bytes;
 use s3proxy_core::*;
@@ -43,8 +44,17 @@ impl Erasure {
     /// # });
     /// ```
     pub async fn replay_journal(&self) -> ShardRepairs {
+        self.replay(self.shared.journal.pending()).await
+    }
+
+    /// [`Erasure::replay_journal`] for the entries of one bucket only.
+    pub async fn replay_journal_of(&self, bucket: &str) -> ShardRepairs {
+        self.replay(self.shared.journal.pending_in(bucket)).await
+    }
+
+    async fn replay(&self, entries: Vec<Entry>) -> ShardRepairs {
         let mut done = ShardRepairs::default();
-        for entry in self.shared.journal.pending() {
+        for entry in entries {
             match self.repair_entry(&entry).await {
                 Ok(outcome) => {
                     match outcome {
@@ -100,6 +110,14 @@ impl Erasure {
         };
         let bucket = BucketName::new(entry.bucket.clone())?;
         let key = ObjectKey::new(entry.key.clone())?;
+        // The key's turn, held from the resolve to the shard's commit: no client write of
+        // the key lands in between, so the shard rebuilt is never older than what the key
+        // holds. A key being written is left for the next replay, which sees that write.
+        let Some(turn) = self.shared.inflight.repair_turn(&bucket, &key) else {
+            return Err(Error::ServiceUnavailable(
+                "a write of the key is in flight; repaired on the next replay".into(),
+            ));
+        };
         let resolved = match self.resolve(&bucket, &key).await {
             Ok(r) => r,
             Err(Error::NoSuchKey) | Err(Error::NoSuchBucket) => {
@@ -127,7 +145,8 @@ impl Erasure {
         if resolved.holders.contains(&i) && !entry.force {
             return Ok(Outcome::Settled);
         }
-        self.rebuild_shard(&bucket, &key, &resolved, i).await?;
+        self.rebuild_shard(&bucket, &key, &resolved, i, &turn)
+            .await?;
         Ok(Outcome::Rebuilt)
     }
 
@@ -138,18 +157,16 @@ impl Erasure {
         key: &ObjectKey,
         resolved: &crate::read::Resolved,
         i: usize,
+        turn: &KeyTurn,
     ) -> Result<()> {
         let mut sources = crate::read::Resolved {
-            meta: resolved.meta.clone(),
-            info: resolved.info.clone(),
             holders: resolved
                 .holders
                 .iter()
                 .copied()
                 .filter(|&h| h != i)
                 .collect(),
-            etags: resolved.etags.clone(),
-            unreachable: resolved.unreachable,
+            ..resolved.clone()
         };
         if sources.holders.len() < self.k() {
             return Err(Error::ServiceUnavailable(format!(
@@ -173,6 +190,7 @@ impl Erasure {
             next: 0,
             ver: resolved.meta.ver.clone(),
             done: false,
+            watch: turn.watch(),
         };
         let stream = futures::stream::unfold(state, |mut st| async move {
             if st.done {
@@ -196,10 +214,7 @@ impl Erasure {
             metadata,
             content_md5: None,
         };
-        self.backends()[i]
-            .put_object(bucket, key, body, opts)
-            .await
-            .map(drop)
+        self.bounded_put(i, bucket, key, body, opts).await.map(drop)
     }
 }
 
@@ -211,11 +226,19 @@ struct Rebuild {
     next: u64,
     ver: String,
     done: bool,
+    /// A client write waiting for the key: the rebuild stops before its shard can
+    /// commit (the write would replace it anyway, and should not wait for it).
+    watch: WriteWatch,
 }
 
 impl Rebuild {
     /// The next stripe's shard (with its checksum), or after the last the trailer.
     async fn next_piece(&mut self) -> Result<Bytes> {
+        if self.watch.write_waiting() {
+            return Err(Error::ServiceUnavailable(
+                "repair withdrawn: a client write of the key is waiting".into(),
+            ));
+        }
         if self.next < self.layout.stripes() {
             let s = self.next;
             self.next += 1;

@@ -228,6 +228,9 @@ impl Erasure {
         metadata: ObjectMetadata,
         etag: Option<String>,
     ) -> Result<Written> {
+        // One write of a key at a time, and stamped once its turn came, so that the later
+        // of two writes is also the newer (see `inflight`).
+        let _turn = self.shared.inflight.write_turn(bucket, key).await;
         let stamp = self.shared.clock.next();
         let opts = &self.shared.opts;
         let layout = Layout {
@@ -267,7 +270,7 @@ impl Erasure {
         let n = self.backends().len();
         let mut senders = Vec::with_capacity(n);
         let mut puts = Vec::with_capacity(n);
-        for (i, backend) in self.backends().iter().enumerate() {
+        for i in 0..self.backends().len() {
             let (tx, rx) = mpsc::channel(QUEUED_STRIPES);
             let polled = Arc::new(AtomicBool::new(false));
             senders.push(Some(Sender {
@@ -281,8 +284,9 @@ impl Erasure {
                 content_md5: None,
             };
             let body = channel_body(rx, polled, layout.shard_object_len());
-            let (backend, bucket, key) = (backend.clone(), bucket.clone(), key.clone());
-            puts.push(async move { backend.put_object(&bucket, &key, body, put).await });
+            // Bounded: a backend that took the whole body and never answers (or stopped
+            // reading it) is cut off and journaled instead of holding the PUT forever.
+            puts.push(self.bounded_put(i, bucket, key, body, put));
         }
         let required = opts.required();
         let stall = self.timeout();

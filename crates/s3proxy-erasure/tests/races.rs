@@ -7,16 +7,42 @@ use s3proxy_backends::Memory;
 use s3proxy_core::*;
 use s3proxy_erasure::*;
 use s3proxy_replication::Journal;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 type Hook = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
-/// A memory backend whose next CopyObject first runs a hook.
+/// A memory backend whose next CopyObject first runs a hook. PUT bodies are taken whole
+/// before they are stored (a backend that commits after it read the body).
 struct Hooked {
     inner: Arc<Memory>,
     before_copy: Mutex<Option<Hook>>,
     /// Runs once after the next listing of an upload's parts.
     after_parts_list: Mutex<Option<Hook>>,
+    /// Runs once when the next PUT arrives, before its body is read.
+    before_put: Mutex<Option<Hook>>,
+    /// Runs once after the next PUT's body was read, before it is stored.
+    before_commit: Mutex<Option<Hook>>,
+    /// PUTs answer 503 (the backend refuses writes; reads go on).
+    refuse_puts: AtomicBool,
+    /// The n-th PUT received (1-based; 0: none) is stored 300 ms after its body was read.
+    hold_nth_put: AtomicUsize,
+    puts_seen: AtomicUsize,
+    /// PUTs stall: [`TAKE_BODY_NEVER_ANSWER`] or [`NEVER_READ`] (0: they do not).
+    stall_puts: AtomicU8,
+}
+
+/// A PUT reads its body whole, then never answers.
+const TAKE_BODY_NEVER_ANSWER: u8 = 1;
+/// A PUT never reads its body, and never answers.
+const NEVER_READ: u8 = 2;
+
+async fn run_hook(slot: &Mutex<Option<Hook>>) {
+    let hook = slot.lock().unwrap().take();
+    if let Some(hook) = hook {
+        hook().await;
+    }
 }
 
 #[async_trait]
@@ -43,7 +69,25 @@ impl Backend for Hooked {
         body: Body,
         o: PutOptions,
     ) -> Result<PutResult> {
-        self.inner.put_object(b, k, body, o).await
+        if self.refuse_puts.load(Ordering::SeqCst) {
+            return Err(Error::ServiceUnavailable("refuses writes".into()));
+        }
+        let n = self.puts_seen.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.stall_puts.load(Ordering::SeqCst) {
+            TAKE_BODY_NEVER_ANSWER => {
+                let _ = collect_body(body.stream, 1 << 24).await;
+                return futures::future::pending().await;
+            }
+            NEVER_READ => return futures::future::pending().await,
+            _ => {}
+        }
+        run_hook(&self.before_put).await;
+        let data = collect_body(body.stream, 1 << 24).await?;
+        run_hook(&self.before_commit).await;
+        if self.hold_nth_put.load(Ordering::SeqCst) == n {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        self.inner.put_object(b, k, data.into(), o).await
     }
     async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
         self.inner.get_object(b, k, o).await
@@ -158,6 +202,12 @@ fn set(k: usize, m: usize) -> Set {
                 inner: Arc::new(Memory::new(format!("d{i}"))),
                 before_copy: Mutex::new(None),
                 after_parts_list: Mutex::new(None),
+                before_put: Mutex::new(None),
+                before_commit: Mutex::new(None),
+                refuse_puts: AtomicBool::new(false),
+                hold_nth_put: AtomicUsize::new(0),
+                puts_seen: AtomicUsize::new(0),
+                stall_puts: AtomicU8::new(0),
             })
         })
         .collect();
@@ -376,5 +426,162 @@ async fn part_number_of_a_multipart_object_is_not_the_whole_object() {
     match s.ec.head_object(&bucket(), &key("mp"), opts).await {
         Ok(info) => assert_ne!(info.parts_count, Some(1)),
         Err(e) => assert!(matches!(e, Error::NotImplemented(_)), "{e:?}"),
+    }
+}
+
+/// A write whose turn has not come yet, started from inside a hook.
+type Pending = Arc<Mutex<Option<tokio::task::JoinHandle<Result<PutResult>>>>>;
+
+/// Start a PUT of `data` to `k` in the background; wait up to `wait` for it.
+fn put_from_hook(ec: &Erasure, k: &'static str, data: Vec<u8>, wait: Duration) -> (Hook, Pending) {
+    let pending: Pending = Default::default();
+    let (ec, slot) = (ec.clone(), pending.clone());
+    let hook: Hook = Box::new(move || {
+        let (ec, slot, data) = (ec.clone(), slot.clone(), data.clone());
+        Box::pin(async move {
+            let put = tokio::spawn(async move {
+                let body = Bytes::from(data).into();
+                ec.put_object(&bucket(), &key(k), body, PutOptions::default())
+                    .await
+            });
+            // Not polled here: the test awaits it once.
+            let done = async {
+                while !put.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            let _ = tokio::time::timeout(wait, done).await;
+            *slot.lock().unwrap() = Some(put);
+        })
+    });
+    (hook, pending)
+}
+
+/// E2: a repair that rebuilt a shard of the version it read must not store it over a
+/// newer client write that landed meanwhile: with the newer write's other shard missing,
+/// that would leave the older version readable and the acknowledged write gone.
+#[tokio::test]
+async fn a_repair_never_stores_an_older_shard_over_a_newer_write() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let (v1, v2) = (vec![b'a'; 100], vec![b'b'; 100]);
+    s.disks[2].refuse_puts.store(true, Ordering::SeqCst);
+    put(&s.ec, "k", &v1).await;
+    s.disks[2].refuse_puts.store(false, Ordering::SeqCst);
+    assert_eq!(s.ec.journal().len(), 1, "the missed shard is journaled");
+    // The repair's shard for backend 2 is read whole; before it is stored a client writes
+    // v2, which backend 0 refuses (so v2 lives on backends 1 and 2).
+    s.disks[0].refuse_puts.store(true, Ordering::SeqCst);
+    let (hook, pending) = put_from_hook(&s.ec, "k", v2.clone(), Duration::from_millis(500));
+    *s.disks[2].before_commit.lock().unwrap() = Some(hook);
+    s.ec.replay_journal().await;
+    let v2_put = pending.lock().unwrap().take().expect("the race was staged");
+    v2_put
+        .await
+        .unwrap()
+        .expect("the client write is acknowledged");
+    s.disks[0].refuse_puts.store(false, Ordering::SeqCst);
+    assert_eq!(
+        get(&s.ec, "k").await.unwrap(),
+        v2,
+        "the acknowledged write is served"
+    );
+    s.ec.replay_journal().await;
+    assert_eq!(get(&s.ec, "k").await.unwrap(), v2);
+    assert_eq!(s.ec.journal().len(), 0);
+}
+
+/// E2: a repair under way when a client write of its key arrives withdraws its shard
+/// before it commits, rather than hold the write up (and is redone on the next replay).
+#[tokio::test]
+async fn a_repair_gives_way_to_a_client_write() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let (v1, v2) = (vec![b'a'; 100], vec![b'b'; 100]);
+    s.disks[2].refuse_puts.store(true, Ordering::SeqCst);
+    put(&s.ec, "k", &v1).await;
+    s.disks[2].refuse_puts.store(false, Ordering::SeqCst);
+    let (hook, pending) = put_from_hook(&s.ec, "k", v2.clone(), Duration::from_millis(100));
+    *s.disks[2].before_put.lock().unwrap() = Some(hook);
+    let done = s.ec.replay_journal().await;
+    assert_eq!((done.rebuilt, done.failed), (0, 1), "{done:?}");
+    let v2_put = pending.lock().unwrap().take().expect("the race was staged");
+    v2_put.await.unwrap().unwrap();
+    assert_eq!(get(&s.ec, "k").await.unwrap(), v2);
+    let again = s.ec.replay_journal().await;
+    assert_eq!(again.failed, 0, "{again:?}");
+    assert_eq!(s.ec.journal().len(), 0);
+}
+
+/// E2: two client writes of one key whose shards would land in opposite orders on half
+/// the backends each (3 + 1: two shards of each version, k = 3) must not leave neither
+/// readable: they take turns, and the later one is what every backend holds.
+#[tokio::test]
+async fn overlapping_writes_of_one_key_take_turns() {
+    let s = set(3, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    // Backends 0 and 1 store the first write they get late, 2 and 3 the second.
+    for (d, nth) in s.disks.iter().zip([1, 1, 2, 2]) {
+        d.hold_nth_put.store(nth, Ordering::SeqCst);
+    }
+    let (a, b) = (vec![b'a'; 100], vec![b'b'; 100]);
+    let first = {
+        let (ec, a) = (s.ec.clone(), a.clone());
+        tokio::spawn(async move { put(&ec, "k", &a).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    put(&s.ec, "k", &b).await;
+    first.await.unwrap();
+    assert_eq!(
+        get(&s.ec, "k").await.unwrap(),
+        b,
+        "the later write is served"
+    );
+    assert_eq!(s.ec.writes_in_flight(), 0);
+}
+
+/// E6: a backend that accepts a PUT and then stalls (it takes the body and never answers,
+/// or never reads it) is cut off after the backend timeout (2 s here): the PUT is
+/// acknowledged by the others and the stalled shard journaled, and a repair onto the
+/// stalled backend gives up instead of hanging the journal's replay.
+#[tokio::test]
+async fn a_stalled_backend_holds_up_neither_writes_nor_repairs() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let data = vec![b'x'; 300];
+    for stall in [TAKE_BODY_NEVER_ANSWER, NEVER_READ] {
+        s.disks[2].stall_puts.store(stall, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let body = Bytes::from(data.clone()).into();
+        let (b, k) = (bucket(), key("k"));
+        let put = s.ec.put_object(&b, &k, body, PutOptions::default());
+        let put = tokio::time::timeout(Duration::from_secs(15), put).await;
+        put.expect("the PUT did not hang")
+            .expect("two of three shards stored");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(s.ec.journal().len(), 1, "the stalled shard is journaled");
+        let replay = tokio::time::timeout(Duration::from_secs(15), s.ec.replay_journal()).await;
+        let done = replay.expect("the repair did not hang");
+        assert_eq!((done.rebuilt, done.failed), (0, 1), "{done:?}");
+        s.disks[2].stall_puts.store(0, Ordering::SeqCst);
+        let done = s.ec.replay_journal().await;
+        assert_eq!(done.rebuilt, 1, "{done:?}");
+        let meta = |i: usize| {
+            let d = s.disks[i].inner.clone();
+            async move {
+                let info = d
+                    .head_object(&bucket(), &key("k"), GetOptions::default())
+                    .await;
+                ShardMeta::from_metadata(&info.unwrap().metadata).unwrap()
+            }
+        };
+        assert!(
+            meta(2).await.same_version(&meta(0).await),
+            "the shard is rebuilt"
+        );
     }
 }
