@@ -336,7 +336,7 @@ async fn repair(
     for (e, failures) in failing.iter().take(20) {
         println!(
             "repair failing ({failures} times): {}/{} on {}; see the log for why",
-            e.bucket, e.key, e.backend
+            e.bucket, e.target, e.backend
         );
     }
     if failing.len() > 20 {

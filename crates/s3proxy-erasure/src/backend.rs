@@ -6,6 +6,7 @@ use crate::format::*;
 use crate::multipart::{UPLOADS_PREFIX, check_key};
 use async_trait::async_trait;
 use s3proxy_core::*;
+use s3proxy_replication::Missed;
 use s3proxy_replication::stamp_time;
 use std::time::SystemTime;
 
@@ -56,13 +57,13 @@ impl Erasure {
             // deletes the stale shards of one that is not.
             if deleted > 0 {
                 for i in 0..self.backends().len() {
-                    self.journal_missed(bucket, key, i, &stamp, false, false);
+                    self.journal_missed(bucket, key, i, &stamp, Missed::Write);
                 }
             }
             return Err(e);
         }
         for i in missed {
-            self.journal_missed(bucket, key, i, &stamp, true, false);
+            self.journal_missed(bucket, key, i, &stamp, Missed::Delete);
         }
         Ok(())
     }

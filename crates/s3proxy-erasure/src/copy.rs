@@ -5,6 +5,7 @@
 use crate::erasure::Erasure;
 use crate::format::*;
 use s3proxy_core::*;
+use s3proxy_replication::Missed;
 use s3proxy_replication::stamp_time;
 use std::time::SystemTime;
 
@@ -83,7 +84,7 @@ impl Erasure {
         }
         for (i, o) in outcomes.iter().enumerate() {
             if o.is_err() {
-                self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
+                self.journal_missed(dst_bucket, dst_key, i, &stamp, Missed::Write);
             }
         }
         Ok(PutResult {

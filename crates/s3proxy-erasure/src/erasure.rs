@@ -2,7 +2,7 @@
 //! journal, and the fan-out helpers every operation uses.
 
 use s3proxy_core::*;
-use s3proxy_replication::{Entry, Hlc, Journal, WriteQuorum};
+use s3proxy_replication::{Entry, Hlc, Journal, Missed, Target, WriteQuorum};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -207,8 +207,8 @@ impl Erasure {
         }
     }
 
-    /// Journal that backend `i` missed version `stamp` of `bucket/key` (a write, or a
-    /// delete when `tombstone`); an entry that cannot be recorded is logged, as the write
+    /// Journal that backend `i` missed version `stamp` of `bucket/key` (`missed` says
+    /// what); an entry that cannot be recorded is logged, as the write
     /// itself stood.
     pub(crate) fn journal_missed(
         &self,
@@ -216,18 +216,15 @@ impl Erasure {
         key: &ObjectKey,
         i: usize,
         stamp: &str,
-        tombstone: bool,
-        force: bool,
+        missed: Missed,
     ) {
-        let entry = Entry {
-            bucket: bucket.as_str().into(),
-            key: key.as_str().into(),
-            backend: self.backends()[i].name().into(),
-            stamp: stamp.into(),
-            tombstone: tombstone.then(|| stamp.to_string()),
-            force,
-            since: None,
-        };
+        let entry = Entry::new(
+            bucket.as_str(),
+            Target::Object(key.as_str().into()),
+            self.backends()[i].name(),
+            stamp,
+            missed,
+        );
         if let Err(e) = self.shared.journal.record(entry) {
             log::error!(
                 "{} {bucket}/{key}: cannot journal the shard missed by {}: {e}",

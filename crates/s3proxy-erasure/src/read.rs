@@ -7,6 +7,7 @@ use crate::format::*;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use s3proxy_core::*;
+use s3proxy_replication::Missed;
 use s3proxy_replication::stamp_time;
 
 /// The version a read serves: its record, what HEAD shows, and which backends hold it.
@@ -383,8 +384,7 @@ impl StripeReader {
                             &self.t.key,
                             i,
                             &self.t.ver,
-                            false,
-                            true,
+                            Missed::Corrupt,
                         );
                     }
                     Err(e) => self.t.er.shard_failed(&self.t.bucket, &self.t.key, i, &e),

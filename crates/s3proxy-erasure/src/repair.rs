@@ -72,7 +72,7 @@ impl Erasure {
                         "{} repair of {}/{} on {}: {e}; left in the journal",
                         self.shared.name,
                         entry.bucket,
-                        entry.key,
+                        entry.target,
                         entry.backend
                     );
                 }
@@ -109,7 +109,8 @@ impl Erasure {
             return Ok(Outcome::Settled);
         };
         let bucket = BucketName::new(entry.bucket.clone())?;
-        let key = ObjectKey::new(entry.key.clone())?;
+        // Shard entries are of objects; a bucket's would fail here as an empty key.
+        let key = ObjectKey::new(entry.target.to_string())?;
         // The key's turn, held from the resolve to the shard's commit: no client write of
         // the key lands in between, so the shard rebuilt is never older than what the key
         // holds. A key being written is left for the next replay, which sees that write.
@@ -142,7 +143,7 @@ impl Erasure {
                 entry.stamp, resolved.meta.ver
             )));
         }
-        if resolved.holders.contains(&i) && !entry.force {
+        if resolved.holders.contains(&i) && !entry.forced() {
             return Ok(Outcome::Settled);
         }
         self.rebuild_shard(&bucket, &key, &resolved, i, &turn)

@@ -13,6 +13,7 @@ use crate::format::*;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use s3proxy_core::*;
+use s3proxy_replication::Missed;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -348,7 +349,7 @@ impl Erasure {
             // them, where no version is readable) and restores the redundancy.
             if stored > 0 {
                 for i in 0..n {
-                    self.journal_missed(bucket, key, i, &stamp, false, false);
+                    self.journal_missed(bucket, key, i, &stamp, Missed::Write);
                 }
             }
             log::warn!(
@@ -361,7 +362,7 @@ impl Erasure {
         }
         for (i, o) in outcomes.iter().enumerate() {
             if o.is_err() {
-                self.journal_missed(bucket, key, i, &stamp, false, false);
+                self.journal_missed(bucket, key, i, &stamp, Missed::Write);
             }
         }
         Ok(Written {

@@ -230,7 +230,7 @@ async fn a_corrupt_shard_is_found_by_its_checksum_and_rebuilt_around() {
     // The bad shard is journaled for repair, marked as known bad.
     let pending = s.ec.journal().pending();
     assert!(
-        pending.iter().any(|e| e.backend == "d0" && e.force),
+        pending.iter().any(|e| e.backend == "d0" && e.forced()),
         "{pending:?}"
     );
 }

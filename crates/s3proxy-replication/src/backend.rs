@@ -5,7 +5,7 @@
 use crate::Replicated;
 use crate::fanout::missed_by;
 use crate::inflight::InflightWrite;
-use crate::journal::Entry;
+use crate::journal::{Entry, Missed, Target};
 use crate::read::ReadAttempt;
 use crate::stamp::{VERSION_KEY, stamp_time, version_of};
 use crate::write::WriteOp;
@@ -125,7 +125,7 @@ impl Backend for Replicated {
                 .journal
                 .pending_in(bucket.as_str())
                 .iter()
-                .any(|e| e.tombstone.is_none() && !e.key.is_empty());
+                .any(|e| e.tombstone.is_none() && e.target != Target::Bucket);
             if owed {
                 let name = self.replicas()[down].backend.name();
                 log::warn!(
@@ -160,18 +160,16 @@ impl Backend for Replicated {
         let missed = missed_by(&outcomes);
         self.quorum_result(outcomes, |e| matches!(e, Error::NoSuchBucket))?;
         // Backends that missed the delete keep the bucket: journal its deletion (an entry
-        // with an empty key), which hides it from then on and has repair delete it there.
+        // for the bucket target), which hides it from then on and has repair delete it there.
         let stamp = self.shared.clock.next();
         for i in missed {
-            let entry = Entry {
-                bucket: bucket.to_string(),
-                key: String::new(),
-                backend: self.replicas()[i].backend.name().to_string(),
-                stamp: stamp.clone(),
-                tombstone: Some(stamp.clone()),
-                force: false,
-                since: None,
-            };
+            let entry = Entry::new(
+                bucket.as_str(),
+                Target::Bucket,
+                self.replicas()[i].backend.name(),
+                stamp.clone(),
+                Missed::Delete,
+            );
             if let Err(e) = self.shared.journal.record(entry) {
                 log::error!("cannot record the deletion of bucket {bucket}: {e}");
             }
@@ -302,14 +300,14 @@ impl Backend for Replicated {
         // Journal the tombstone before answering, even below the quorum: a delete that
         // reached some backends must not be undone by repair.
         for i in &skipped {
-            self.journal_missed(bucket, key, *i, &stamp, true, false);
+            self.journal_missed(bucket, key, *i, &stamp, Missed::Delete);
         }
         if guard.overlapped() {
             // Another write or a repair of this key ran meanwhile and may land an older
             // version after this delete: the tombstone, journaled before the answer, hides
             // it from reads and lists and has repair delete it.
             for i in 0..self.replicas().len() {
-                self.journal_missed(bucket, key, i, &stamp, true, false);
+                self.journal_missed(bucket, key, i, &stamp, Missed::Delete);
             }
         }
         drop(guard);
@@ -485,7 +483,7 @@ impl Backend for Replicated {
             );
             self.replicas()[index].counters.tampered();
             let stamp = self.shared.clock.next();
-            self.journal_missed(bucket, key, index, &stamp, false, true);
+            self.journal_missed(bucket, key, index, &stamp, Missed::Corrupt);
         }
     }
 }

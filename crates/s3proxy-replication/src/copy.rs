@@ -4,6 +4,7 @@
 use crate::Replicated;
 use crate::fanout::{Outcome, missed_by};
 use crate::inflight::InflightWrite;
+use crate::journal::Missed;
 use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
 use s3proxy_core::*;
 use std::collections::HashMap;
@@ -104,7 +105,7 @@ impl Replicated {
         let missed = missed_by(&outcomes);
         let uncertain = !missed.is_empty();
         for i in missed {
-            self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
+            self.journal_missed(dst_bucket, dst_key, i, &stamp, Missed::Write);
         }
         // The ETag a HEAD of the new object shows: the pinned one, else the new copy's on
         // the replica reads go to first (a copy of a multipart object may get another

@@ -4,7 +4,7 @@
 //! replicas still writing.
 
 use crate::Replicated;
-use crate::journal::Entry;
+use crate::journal::{Entry, Missed, Target};
 use s3proxy_core::*;
 use std::time::{Duration, Instant};
 
@@ -152,14 +152,16 @@ impl Drop for InflightWrite {
         {
             let stamp = self.this.shared.clock.next();
             for replica in self.this.replicas() {
+                // A check, carrying the newest delete the contended writes saw.
                 let entry = Entry {
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                    backend: replica.backend.name().to_string(),
-                    stamp: stamp.clone(),
                     tombstone: tombstone.clone(),
-                    force: false,
-                    since: None,
+                    ..Entry::new(
+                        bucket.as_str(),
+                        Target::Object(key.to_string()),
+                        replica.backend.name(),
+                        stamp.clone(),
+                        Missed::Write,
+                    )
                 };
                 if let Err(e) = self.this.shared.journal.record(entry) {
                     log::error!("cannot record a check of {bucket}/{key}: {e}");

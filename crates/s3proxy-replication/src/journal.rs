@@ -18,44 +18,188 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// A key that one backend must be brought up to date on.
+/// What a journal entry is about: one object, or the bucket itself.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// The object under this key.
+    Object(String),
+    /// The bucket: its deletion, which the backend missed (the bucket is hidden from then
+    /// on, and repair deletes it there).
+    Bucket,
+}
+
+impl Target {
+    /// The object's key; `None` for the bucket.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Target::Object(key) => Some(key),
+            Target::Bucket => None,
+        }
+    }
+
+    /// The key as the index and the file format spell it: the bucket is the empty key,
+    /// which no object can have.
+    fn as_index(&self) -> &str {
+        self.key().unwrap_or("")
+    }
+}
+
+/// Logs name an entry by bucket and key; the bucket's own entry shows no key (as it always
+/// has).
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_index())
+    }
+}
+
+/// What a backend missed, as [`Entry::new`] records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missed {
+    /// A write (PUT, copy, completed upload) stamped with the entry's stamp.
+    Write,
+    /// A delete stamped with the entry's stamp: versions older than it must not be brought
+    /// back.
+    Delete,
+    /// Nothing: the backend's copy failed authentication, and is replaced by the newest
+    /// other one even when its version stamp is current.
+    Corrupt,
+}
+
+/// How repair treats the backend's copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Repair {
+    /// Bring it up to date when it is behind the newest version (or apply the deletion).
+    #[default]
+    IfBehind,
+    /// Replace it whatever its version stamp says: it is known bad (failed
+    /// authentication). Once recorded, kept by every later merge until repaired.
+    Replace,
+}
+
+/// A key (or a bucket) that one backend must be brought up to date on.
+///
+/// On disk it is the flat JSON object it has always been (`key` empty for the bucket,
+/// `tombstone` and `force`), so entries written by any version stay readable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "EntryFile", into = "EntryFile")]
 pub struct Entry {
     /// Bucket.
     pub bucket: String,
-    /// Key.
-    pub key: String,
+    /// The object, or the bucket itself.
+    pub target: Target,
     /// The backend that missed the operation.
     pub backend: String,
-    /// The stamp of the operation that was missed (identifies this entry's generation).
+    /// The stamp of the newest operation that was missed (identifies this entry's
+    /// generation).
     pub stamp: String,
-    /// When the missed operation was a delete: its stamp. Versions older than this must
-    /// not be brought back.
-    #[serde(default)]
+    /// The stamp of the newest delete that was missed, if any. Versions older than this
+    /// must not be brought back.
     pub tombstone: Option<String>,
-    /// The backend's copy is known bad (failed authentication): replace it even if its
-    /// version stamp is current.
-    #[serde(default)]
-    pub force: bool,
+    /// Whether the backend's copy is replaced even when current.
+    pub repair: Repair,
     /// When the backend first fell behind on this key (seconds since the epoch); set by
     /// [`Journal::record`] when `None`, and kept by every later merge. Entries written
     /// before this field existed have none: their stamp's time stands in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
 }
 
-/// Where an entry sits in the in-memory index: (bucket, key, backend), so that every
-/// entry of one key (and of one bucket) is a contiguous range.
+/// An entry as its file holds it.
+#[derive(Serialize, Deserialize)]
+struct EntryFile {
+    bucket: String,
+    key: String,
+    backend: String,
+    stamp: String,
+    #[serde(default)]
+    tombstone: Option<String>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<u64>,
+}
+
+impl From<EntryFile> for Entry {
+    fn from(f: EntryFile) -> Self {
+        Entry {
+            bucket: f.bucket,
+            target: if f.key.is_empty() {
+                Target::Bucket
+            } else {
+                Target::Object(f.key)
+            },
+            backend: f.backend,
+            stamp: f.stamp,
+            tombstone: f.tombstone,
+            repair: if f.force {
+                Repair::Replace
+            } else {
+                Repair::IfBehind
+            },
+            since: f.since,
+        }
+    }
+}
+
+impl From<Entry> for EntryFile {
+    fn from(e: Entry) -> Self {
+        EntryFile {
+            key: e.target.as_index().to_string(),
+            bucket: e.bucket,
+            backend: e.backend,
+            stamp: e.stamp,
+            tombstone: e.tombstone,
+            force: e.repair == Repair::Replace,
+            since: e.since,
+        }
+    }
+}
+
+/// Where an entry sits in the in-memory index: (bucket, key, backend), the bucket's own
+/// entry under the empty key, so that every entry of one key (and of one bucket) is a
+/// contiguous range.
 pub(crate) type EntryId = (String, String, String);
 
 impl Entry {
+    /// The entry for `backend` having missed `missed`, stamped `stamp`, on `target`.
+    pub fn new(
+        bucket: impl Into<String>,
+        target: Target,
+        backend: impl Into<String>,
+        stamp: impl Into<String>,
+        missed: Missed,
+    ) -> Self {
+        let stamp = stamp.into();
+        Entry {
+            bucket: bucket.into(),
+            target,
+            backend: backend.into(),
+            tombstone: (missed == Missed::Delete).then(|| stamp.clone()),
+            repair: if missed == Missed::Corrupt {
+                Repair::Replace
+            } else {
+                Repair::IfBehind
+            },
+            stamp,
+            since: None,
+        }
+    }
+
+    /// Whether the backend's copy is replaced even when current ([`Repair::Replace`]).
+    pub fn forced(&self) -> bool {
+        self.repair == Repair::Replace
+    }
+
     pub(crate) fn id(&self) -> EntryId {
-        (self.bucket.clone(), self.key.clone(), self.backend.clone())
+        (
+            self.bucket.clone(),
+            self.target.as_index().to_string(),
+            self.backend.clone(),
+        )
     }
 
     fn file_name(&self) -> String {
         let mut h = Sha256::new();
-        for part in [&self.bucket, &self.key, &self.backend] {
+        for part in [&self.bucket, self.target.as_index(), &self.backend] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
@@ -115,7 +259,7 @@ fn of_key<'a>(
     entries
         .range((bucket.to_string(), key.to_string(), String::new())..)
         .map(|(_, e)| e)
-        .take_while(move |e| e.bucket == bucket && e.key == key)
+        .take_while(move |e| e.bucket == bucket && e.target.as_index() == key)
 }
 
 fn unix_now() -> u64 {
@@ -245,7 +389,7 @@ impl Journal {
             entry.since = Some(unix_now());
         }
         let merge = |entry: &mut Entry, old: &Entry| {
-            entry.force |= old.force;
+            entry.repair = entry.repair.max(old.repair);
             // Behind since the first miss; an entry from before `since` existed keeps none.
             entry.since = match (entry.since, old.since) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -298,7 +442,7 @@ impl Journal {
         let id = entry.id();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(&id) {
-            Some(current) if current.stamp == entry.stamp && current.force == entry.force => {}
+            Some(current) if current.stamp == entry.stamp && current.repair == entry.repair => {}
             _ => return Ok(()),
         }
         let _locked = self.locked()?;
@@ -307,7 +451,7 @@ impl Journal {
             match read_entry(&path) {
                 // Another process recorded a newer generation: it stays, and is now ours.
                 Ok(Some(on_disk))
-                    if on_disk.stamp != entry.stamp || on_disk.force != entry.force =>
+                    if on_disk.stamp != entry.stamp || on_disk.repair != entry.repair =>
                 {
                     entries.insert(id, on_disk);
                     return Ok(());
@@ -356,17 +500,20 @@ impl Journal {
     }
 
     /// Whether the bucket was deleted through the proxy while some backend still holds it
-    /// (an entry with an empty key and a tombstone stands for the bucket itself).
+    /// (a [`Target::Bucket`] entry with a tombstone).
     pub fn bucket_deleted(&self, bucket: &str) -> bool {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        of_key(&entries, bucket, "").any(|e| e.tombstone.is_some())
+        of_key(&entries, bucket, "").any(|e| e.target == Target::Bucket && e.tombstone.is_some())
     }
 
     /// Forget the bucket's deletion (it was created again).
     pub fn clear_bucket_deleted(&self, bucket: &str) -> Result<()> {
         let stale: Vec<Entry> = {
             let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            of_key(&entries, bucket, "").cloned().collect()
+            of_key(&entries, bucket, "")
+                .filter(|e| e.target == Target::Bucket)
+                .cloned()
+                .collect()
         };
         stale.iter().try_for_each(|e| self.remove(e))
     }
@@ -410,28 +557,31 @@ mod tests {
     use super::*;
 
     fn entry(backend: &str, stamp: &str) -> Entry {
-        Entry {
-            bucket: "b".into(),
-            key: "k".into(),
-            backend: backend.into(),
-            stamp: stamp.into(),
-            tombstone: None,
-            force: false,
-            since: None,
-        }
+        Entry::new(
+            "b",
+            Target::Object("k".into()),
+            backend,
+            stamp,
+            Missed::Write,
+        )
     }
 
     #[test]
     fn queries_see_only_their_own_key_and_bucket() {
         let j = Journal::in_memory();
         let at = |bucket: &str, key: &str, backend: &str, tombstone: Option<&str>| Entry {
-            bucket: bucket.into(),
-            key: key.into(),
-            backend: backend.into(),
-            stamp: "005".into(),
             tombstone: tombstone.map(Into::into),
-            force: false,
-            since: None,
+            ..Entry::new(
+                bucket,
+                if key.is_empty() {
+                    Target::Bucket
+                } else {
+                    Target::Object(key.into())
+                },
+                backend,
+                "005",
+                Missed::Write,
+            )
         };
         for e in [
             at("b", "", "r1", Some("005")),
@@ -454,6 +604,56 @@ mod tests {
         j.clear_bucket_deleted("b").unwrap();
         assert!(!j.bucket_deleted("b"));
         assert_eq!(j.len(), 5);
+    }
+
+    /// Entry files written before entries had types: a bucket's deletion under the empty
+    /// key, a forced repair as `force`, and files from before `since`, `force` and
+    /// `tombstone` existed. They read as the typed entries they meant, and are written
+    /// back byte for byte as they were (another process of an older version shares the
+    /// directory).
+    #[test]
+    fn entry_files_of_the_old_format_stay_readable() {
+        let bucket_deleted = r#"{"bucket":"b","key":"","backend":"r1","stamp":"0007","tombstone":"0007","force":false,"since":1700000000}"#;
+        let e: Entry = serde_json::from_str(bucket_deleted).unwrap();
+        assert_eq!(e.target, Target::Bucket);
+        assert_eq!(e.tombstone.as_deref(), Some("0007"));
+        assert_eq!(e.repair, Repair::IfBehind);
+        assert_eq!(e.since, Some(1_700_000_000));
+        assert_eq!(serde_json::to_string(&e).unwrap(), bucket_deleted);
+
+        let forced = r#"{"bucket":"b","key":"dir/k","backend":"r2","stamp":"0009","tombstone":null,"force":true}"#;
+        let e: Entry = serde_json::from_str(forced).unwrap();
+        assert_eq!(e.target, Target::Object("dir/k".into()));
+        assert!(e.forced());
+        assert_eq!(e.since, None);
+        assert_eq!(serde_json::to_string(&e).unwrap(), forced);
+
+        let oldest = r#"{"bucket":"b","key":"k","backend":"r3","stamp":"0001"}"#;
+        let e: Entry = serde_json::from_str(oldest).unwrap();
+        assert_eq!(
+            e,
+            Entry::new("b", Target::Object("k".into()), "r3", "0001", Missed::Write)
+        );
+
+        // What Entry::new records for each kind of miss.
+        let delete = Entry::new(
+            "b",
+            Target::Object("k".into()),
+            "r1",
+            "0003",
+            Missed::Delete,
+        );
+        assert_eq!(delete.tombstone.as_deref(), Some("0003"));
+        assert!(!delete.forced());
+        let corrupt = Entry::new(
+            "b",
+            Target::Object("k".into()),
+            "r1",
+            "0004",
+            Missed::Corrupt,
+        );
+        assert_eq!(corrupt.tombstone, None);
+        assert!(corrupt.forced());
     }
 
     #[test]

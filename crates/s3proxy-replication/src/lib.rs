@@ -75,7 +75,7 @@ mod uploads;
 mod write;
 
 pub use health::{Health, HealthSnapshot};
-pub use journal::{Entry, Journal};
+pub use journal::{Entry, Journal, Missed, Repair, Target};
 pub use options::{Hedge, ReadPreference, Replica, ReplicationOptions, WriteQuorum};
 pub use repair_scan::RepairSummary;
 pub use replicated::Replicated;

@@ -20,6 +20,7 @@
 use crate::Replicated;
 use crate::fanout::Outcome;
 use crate::inflight::WriteKind;
+use crate::journal::Missed;
 use s3proxy_core::*;
 
 /// Whether a failed call says something about the backend's health. Errors the backend
@@ -66,7 +67,7 @@ impl Replicated {
         );
         for (i, o) in outcomes.iter().enumerate() {
             if o.is_err() {
-                self.journal_missed(bucket, key, i, stamp, false, false);
+                self.journal_missed(bucket, key, i, stamp, Missed::Write);
             }
         }
     }

@@ -5,6 +5,7 @@
 
 use crate::Replicated;
 use crate::failover::Failover;
+use crate::journal::Missed;
 use crate::options::ReadPreference;
 use crate::stamp::{ETAG_KEY, Rank, VERSION_KEY, stamp_time};
 use s3proxy_core::*;
@@ -203,7 +204,7 @@ impl Replicated {
                     "{target}: replica {} holds an older version; repairing",
                     self.replicas()[s.index].backend.name()
                 );
-                self.journal_missed(bucket, key, s.index, &newest, false, false);
+                self.journal_missed(bucket, key, s.index, &newest, Missed::Write);
             }
         }
         for index in missing {
@@ -211,7 +212,7 @@ impl Replicated {
                 "{target}: replica {} is missing the object; repairing",
                 self.replicas()[index].backend.name()
             );
-            self.journal_missed(bucket, key, index, &newest, false, false);
+            self.journal_missed(bucket, key, index, &newest, Missed::Write);
         }
         let order = self.read_order(&[]);
         let mut holders: Vec<Seen> = seen.into_iter().filter(|s| s.rank == newest_rank).collect();

@@ -4,7 +4,7 @@
 
 use crate::Replicated;
 use crate::inflight::InflightWrite;
-use crate::journal::Entry;
+use crate::journal::{Entry, Missed, Target};
 use crate::stamp::ETAG_KEY;
 use s3proxy_core::*;
 use std::time::{Duration, Instant};
@@ -23,18 +23,15 @@ impl Replicated {
         key: &ObjectKey,
         index: usize,
         stamp: &str,
-        tombstone: bool,
-        force: bool,
+        missed: Missed,
     ) {
-        let entry = Entry {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            backend: self.replicas()[index].backend.name().to_string(),
-            stamp: stamp.to_string(),
-            tombstone: tombstone.then(|| stamp.to_string()),
-            force,
-            since: None,
-        };
+        let entry = Entry::new(
+            bucket.as_str(),
+            Target::Object(key.to_string()),
+            self.replicas()[index].backend.name(),
+            stamp,
+            missed,
+        );
         if let Err(e) = self.shared.journal.record(entry) {
             log::error!("cannot record a missed write of {bucket}/{key}: {e}");
         }
@@ -63,13 +60,13 @@ impl Replicated {
             )));
         };
         let stamp = self.shared.clock.next();
-        self.journal_missed(bucket, key, index, &stamp, false, true);
+        self.journal_missed(bucket, key, index, &stamp, Missed::Corrupt);
         let Some(entry) = self
             .shared
             .journal
             .pending_in(bucket.as_str())
             .into_iter()
-            .find(|e| e.key == key.as_str() && e.backend == backend)
+            .find(|e| e.target.key() == Some(key.as_str()) && e.backend == backend)
         else {
             return Err(Error::Internal(
                 "the forced repair was not journaled".into(),
@@ -121,7 +118,7 @@ impl Replicated {
                 log::warn!(
                     "repair {}/{} on {} failed ({failures} times; next try in {wait:?}): {e}",
                     entry.bucket,
-                    entry.key,
+                    entry.target,
                     entry.backend
                 );
             }
@@ -144,15 +141,15 @@ impl Replicated {
         if !self.replicas()[target].health.is_available() {
             return Ok(false);
         }
-        if self.write_in_flight(&entry.bucket, &entry.key) {
+        let Target::Object(entry_key) = &entry.target else {
+            return self.repair_bucket_deletion(target, &entry.bucket).await;
+        };
+        if self.write_in_flight(&entry.bucket, entry_key) {
             // Decide once the writes settle; an older one may still land.
             return Ok(false);
         }
-        if entry.key.is_empty() {
-            return self.repair_bucket_deletion(target, &entry.bucket).await;
-        }
         let bucket = BucketName::new(entry.bucket.clone())?;
-        let key = ObjectKey::new(entry.key.clone())?;
+        let key = ObjectKey::new(entry_key.clone())?;
         // A repair writes too: a client write or delete that overlaps it must not be undone
         // by an older version the repair read before it (see InflightWrite).
         let guard = InflightWrite::start(self, &bucket, &key, None);
@@ -175,11 +172,11 @@ impl Replicated {
         for (i, v) in views.into_iter().enumerate() {
             match v {
                 Ok(info) => {
-                    let version = self.rank_seen(&entry.bucket, &entry.key, i, &info.metadata);
+                    let version = self.rank_seen(&entry.bucket, entry_key, i, &info.metadata);
                     if i == target {
                         target_version = Some(version.stamp.clone());
                         target_rank = Some(version.clone());
-                        if entry.force {
+                        if entry.forced() {
                             continue;
                         }
                     }
@@ -192,13 +189,13 @@ impl Replicated {
                 Err(_) => unreachable = true,
             }
         }
-        let tombstone = self.shared.journal.tombstone(&entry.bucket, &entry.key);
+        let tombstone = self.shared.journal.tombstone(&entry.bucket, entry_key);
         // A forced repair (a replica that failed authentication) replaces the target's
         // copy by the newest other one. It never deletes without a journaled delete (no
         // other replica holding the key means the target's copy may be the only one) and
         // never puts an older version over a newer one: a corrupt newest version is
         // reported, not rolled back.
-        if entry.force {
+        if entry.forced() {
             let newest_other = newest.as_ref().map(|(v, _, _)| v);
             if newest_other.is_none() && tombstone.is_none() {
                 if unreachable {
@@ -207,7 +204,7 @@ impl Replicated {
                 log::error!(
                     "repair {}/{} on {}: no other replica holds it; left as it is",
                     entry.bucket,
-                    entry.key,
+                    entry.target,
                     entry.backend
                 );
                 return Ok(true);
@@ -218,7 +215,7 @@ impl Replicated {
                 log::error!(
                     "repair {}/{} on {}: it holds a newer version ({}) than any other replica                      ({}); not rolled back",
                     entry.bucket,
-                    entry.key,
+                    entry.target,
                     entry.backend,
                     own.stamp,
                     other.stamp
@@ -247,7 +244,7 @@ impl Replicated {
                 log::info!(
                     "repair {}/{} on {}: applying delete",
                     entry.bucket,
-                    entry.key,
+                    entry.target,
                     entry.backend
                 );
                 target_backend.delete_object(&bucket, &key).await?;
@@ -260,7 +257,7 @@ impl Replicated {
         }
         let (version, source, info) = newest.expect("not deleted, so a newest version exists");
         let version = version.stamp;
-        if !entry.force && target_version.as_deref() == Some(version.as_str()) {
+        if !entry.forced() && target_version.as_deref() == Some(version.as_str()) {
             return Ok(true);
         }
         if source == target {
@@ -269,7 +266,7 @@ impl Replicated {
         log::info!(
             "repair {}/{} on {}: copying version {version} from {}",
             entry.bucket,
-            entry.key,
+            entry.target,
             entry.backend,
             self.replicas()[source].backend.name()
         );

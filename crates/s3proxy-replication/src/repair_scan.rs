@@ -2,7 +2,7 @@
 //! stamp, and every replica brought up to date.
 
 use crate::Replicated;
-use crate::journal::Entry;
+use crate::journal::{Entry, Missed, Target};
 use crate::stamp::{VERSION_KEY, version_of};
 use s3proxy_core::*;
 
@@ -148,25 +148,23 @@ impl Replicated {
                     if dry_run {
                         continue;
                     }
-                    let entry = Entry {
-                        bucket: bucket.to_string(),
-                        key: key.clone(),
-                        backend: self.replicas()[i].backend.name().to_string(),
-                        stamp: newest.clone(),
-                        tombstone: None,
-                        force: false,
-                        since: None,
-                    };
+                    let entry = Entry::new(
+                        bucket.as_str(),
+                        Target::Object(key.clone()),
+                        self.replicas()[i].backend.name(),
+                        newest.clone(),
+                        Missed::Write,
+                    );
                     match self.repair_entry(&entry).await {
                         Ok(true) => {}
                         Ok(false) => {
                             summary.failed += 1;
-                            self.journal_missed(&bucket, &object_key, i, &newest, false, false);
+                            self.journal_missed(&bucket, &object_key, i, &newest, Missed::Write);
                         }
                         Err(e) => {
                             summary.failed += 1;
                             log::warn!("repair {bucket}/{key} on {}: {e}", entry.backend);
-                            self.journal_missed(&bucket, &object_key, i, &newest, false, false);
+                            self.journal_missed(&bucket, &object_key, i, &newest, Missed::Write);
                         }
                     }
                 }

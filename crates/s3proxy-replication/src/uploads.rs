@@ -4,6 +4,7 @@
 
 use crate::Replicated;
 use crate::inflight::InflightWrite;
+use crate::journal::Missed;
 use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
 use crate::upload_id::DecodedUpload;
 use crate::write::WriteOp;
@@ -217,7 +218,7 @@ impl Replicated {
         // whatever its error was (a part it never got gives InvalidPart there).
         for (i, o) in outcomes.iter().enumerate() {
             if matches!(o, Err(e) if e.is_transient() || any_ok) {
-                self.journal_missed(bucket, key, i, &stamp, false, false);
+                self.journal_missed(bucket, key, i, &stamp, Missed::Write);
             }
         }
         if outcomes

@@ -5,6 +5,7 @@
 use crate::Replicated;
 use crate::fanout::{Outcome, STILL_WRITING};
 use crate::inflight::{InflightWrite, WriteKind};
+use crate::journal::Missed;
 use crate::quorum::counts_against_backend;
 use crate::tee;
 use futures::StreamExt;
@@ -169,7 +170,7 @@ impl Replicated {
                     // the completion, which journals it then (see complete_upload).
                     if kind == WriteKind::Version {
                         for &i in &stragglers {
-                            self.journal_missed(bucket, key, i, stamp, false, false);
+                            self.journal_missed(bucket, key, i, stamp, Missed::Write);
                         }
                     }
                     let this = self.clone();
@@ -266,7 +267,7 @@ impl Replicated {
         }
         for (i, o) in outcomes.iter().enumerate() {
             if kind == WriteKind::Version && o.is_err() && !straggling.contains(&i) {
-                self.journal_missed(bucket, key, i, stamp, false, false);
+                self.journal_missed(bucket, key, i, stamp, Missed::Write);
             }
         }
         outcomes

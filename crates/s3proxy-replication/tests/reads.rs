@@ -99,15 +99,13 @@ async fn missing_key_with_a_backend_down_is_404_unless_a_reachable_replica_misse
     // only copy may be on the one that is down: that is not a 404.
     s.replicated
         .journal()
-        .record(Entry {
-            bucket: "rep".into(),
-            key: "written-while-r1-was-down".into(),
-            backend: "r1".into(),
-            stamp: "01".into(),
-            tombstone: None,
-            force: false,
-            since: None,
-        })
+        .record(Entry::new(
+            "rep",
+            Target::Object("written-while-r1-was-down".into()),
+            "r1",
+            "01",
+            Missed::Write,
+        ))
         .unwrap();
     assert!(matches!(
         s.replicated

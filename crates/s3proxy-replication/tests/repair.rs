@@ -112,8 +112,8 @@ async fn failing_repairs_are_reported() {
     let failing = s.replicated.failing_repairs();
     assert_eq!(failing.len(), 1, "{failing:?}");
     assert_eq!(
-        (failing[0].0.backend.as_str(), failing[0].0.key.as_str()),
-        ("r3", "k")
+        (failing[0].0.backend.as_str(), failing[0].0.target.key()),
+        ("r3", Some("k"))
     );
     assert!(failing[0].1 >= 1);
 }
