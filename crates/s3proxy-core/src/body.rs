@@ -12,8 +12,9 @@ use std::task::{Context, Poll};
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
 
 /// Wraps a [`ByteStream`], computes the MD5 of what passes through and enforces an exact
-/// length: the stream yields [`Error::IncompleteBody`] if it ends short or runs long, so a
-/// consumer never commits a truncated body as whole.
+/// length: the stream yields [`Error::IncompleteBody`] if it ends short, and
+/// [`Error::InvalidRequest`] if it runs long, so a consumer never commits a truncated or
+/// overlong body as whole.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

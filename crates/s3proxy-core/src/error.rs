@@ -3,6 +3,18 @@
 /// Result alias used across s3proxy.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How a storage backend failed ([`Error::Backend`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// Unreachable, timed out, overloaded at the gateway, or refusing the proxy's own
+    /// credentials: 503 ServiceUnavailable, and a sign the backend is down.
+    Unavailable,
+    /// The backend is up and answered, but this request failed there (an HTTP 500, an
+    /// answer the proxy cannot use): 500 InternalError, retried, and not a sign the
+    /// backend is down.
+    Failed,
+}
+
 /// Every failure s3proxy can report. Each variant maps onto exactly one S3 error code
 /// ([`Error::code`]) and HTTP status ([`Error::status`]); the message is what a client sees
 /// in the `<Message>` element of the S3 error document.
@@ -147,6 +159,26 @@ pub enum Error {
     /// Stored data failed authentication or is otherwise unreadable.
     #[error("stored data failed verification: {0}")]
     Corrupt(String),
+    /// A storage backend failed a request that the client did not cause: it could not be
+    /// reached, timed out, refused the proxy's credentials, or answered that the request
+    /// failed there. [`BackendErrorKind`] says which, and so the status and whether the
+    /// failure counts against the backend's health.
+    #[error("backend {backend}: {operation}: {detail}")]
+    Backend {
+        /// The backend's name.
+        backend: String,
+        /// What was asked of it: the S3 operation (`PutObject`), or the step of one.
+        operation: String,
+        /// How it failed.
+        kind: BackendErrorKind,
+        /// What is known of the failure and of the request it was about (for the logs;
+        /// shown to clients only for [`BackendErrorKind::Unavailable`], as S3 does for
+        /// 503s).
+        detail: String,
+        /// The underlying error (the SDK's or the transport's), when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// An I/O error in a backend, with context.
     #[error("{context}: {source}")]
     Io {
@@ -210,6 +242,10 @@ impl Error {
             Error::ServiceUnavailable(_) => "ServiceUnavailable",
             Error::SlowDown => "SlowDown",
             Error::RequestTimeout => "RequestTimeout",
+            Error::Backend { kind, .. } => match kind {
+                BackendErrorKind::Unavailable => "ServiceUnavailable",
+                BackendErrorKind::Failed => "InternalError",
+            },
             Error::Corrupt(_) | Error::Io { .. } | Error::Internal(_) => "InternalError",
         }
     }
@@ -251,6 +287,10 @@ impl Error {
             Error::MethodNotAllowed => 405,
             Error::NotImplemented(_) => 501,
             Error::ServiceUnavailable(_) | Error::SlowDown => 503,
+            Error::Backend { kind, .. } => match kind {
+                BackendErrorKind::Unavailable => 503,
+                BackendErrorKind::Failed => 500,
+            },
             Error::Corrupt(_) | Error::Io { .. } | Error::Internal(_) => 500,
         }
     }
@@ -259,8 +299,55 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::ServiceUnavailable(_) | Error::SlowDown | Error::Internal(_) | Error::Io { .. }
+            Error::ServiceUnavailable(_)
+                | Error::SlowDown
+                | Error::Internal(_)
+                | Error::Io { .. }
+                | Error::Backend { .. }
         )
+    }
+
+    /// A failure of the backend `backend` at `operation` ([`Error::Backend`]), without an
+    /// underlying error.
+    pub fn backend(
+        backend: impl Into<String>,
+        operation: impl Into<String>,
+        kind: BackendErrorKind,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            operation: operation.into(),
+            kind,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// The same error with `source` as its underlying error, when it is an
+    /// [`Error::Backend`]; any other error is returned as it is.
+    pub fn with_source(self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match self {
+            Error::Backend {
+                backend,
+                operation,
+                kind,
+                detail,
+                ..
+            } => Error::Backend {
+                backend,
+                operation,
+                kind,
+                detail,
+                source: Some(Box::new(source)),
+            },
+            e => e,
+        }
+    }
+
+    /// Whether this is a backend's failure of the given kind.
+    pub fn is_backend(&self, of: BackendErrorKind) -> bool {
+        matches!(self, Error::Backend { kind, .. } if *kind == of)
     }
 
     /// Wrap an I/O error with what was being done.
@@ -294,6 +381,18 @@ mod tests {
             assert_eq!(err.status(), status, "{}", err.code());
         }
         assert_eq!(Error::KeyTooLong.code(), "KeyTooLongError");
+        // A backend's failure answers as the string variants it replaces did.
+        let down = Error::backend(
+            "r1",
+            "PutObject",
+            BackendErrorKind::Unavailable,
+            "timed out",
+        );
+        assert_eq!((down.status(), down.code()), (503, "ServiceUnavailable"));
+        assert_eq!(down.to_string(), "backend r1: PutObject: timed out");
+        let failed = Error::backend("r1", "PutObject", BackendErrorKind::Failed, "HTTP 500");
+        assert_eq!((failed.status(), failed.code()), (500, "InternalError"));
+        assert!(down.is_transient() && failed.is_transient());
         assert_eq!(Error::MalformedXml.code(), "MalformedXML");
     }
 }

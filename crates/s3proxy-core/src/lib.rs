@@ -38,7 +38,7 @@ mod range;
 pub use backend::{Backend, DynBackend};
 pub use body::{ByteStream, Md5Stream, collect_body};
 pub use conditions::Conditions;
-pub use error::{Error, Result};
+pub use error::{BackendErrorKind, Error, Result};
 pub use model::*;
 pub use names::{BucketName, ObjectKey, UploadId};
 pub use range::ByteRange;

@@ -92,7 +92,8 @@ pub struct Body {
     /// The bytes, in order.
     pub stream: ByteStream,
     /// The exact number of bytes `stream` yields; a backend fails the write with
-    /// [`crate::Error::IncompleteBody`] when the stream ends early or runs long.
+    /// [`crate::Error::IncompleteBody`] when the stream ends early, and with
+    /// [`crate::Error::InvalidRequest`] when it runs long.
     pub length: u64,
 }
 

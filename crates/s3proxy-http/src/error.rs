@@ -3,7 +3,7 @@
 use crate::body::{ResponseBody, empty_body, full_body};
 use crate::xml::escape;
 use http::{Response, StatusCode};
-use s3proxy_core::Error;
+use s3proxy_core::{BackendErrorKind, Error};
 
 /// The XML error response S3 sends: `<Error><Code/><Message/><Resource/><RequestId/></Error>`.
 /// HEAD requests and 304s get the status and headers without a body.
@@ -38,7 +38,13 @@ pub fn error_document(err: &Error, resource: &str, request_id: &str) -> String {
     let message = if status.is_server_error()
         && !matches!(
             err,
-            Error::ServiceUnavailable(_) | Error::NotImplemented(_) | Error::SlowDown
+            Error::ServiceUnavailable(_)
+                | Error::NotImplemented(_)
+                | Error::SlowDown
+                | Error::Backend {
+                    kind: BackendErrorKind::Unavailable,
+                    ..
+                }
         ) {
         "We encountered an internal error. Please try again.".to_string()
     } else {

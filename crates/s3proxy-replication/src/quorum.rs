@@ -28,7 +28,7 @@ use s3proxy_core::*;
 /// that the proxy made itself (a request the SDK would not build, a write the proxy
 /// withdrew), do not: only outages, timeouts and overload do. Client errors (4xx) never do.
 pub(crate) fn counts_against_backend(e: &Error) -> bool {
-    e.is_transient() && !matches!(e, Error::Internal(_))
+    e.is_transient() && !matches!(e, Error::Internal(_)) && !e.is_backend(BackendErrorKind::Failed)
 }
 
 impl Replicated {
@@ -105,5 +105,32 @@ impl Replicated {
             )));
         }
         Ok(first_ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counts_against_backend;
+    use s3proxy_core::{BackendErrorKind, Error};
+
+    /// A backend that is down counts against its health; one that answered that a request
+    /// failed there (an HTTP 500 on one key), or an error the proxy made, does not.
+    #[test]
+    fn only_outages_count_against_a_backend() {
+        let down = Error::backend(
+            "r1",
+            "GetObject",
+            BackendErrorKind::Unavailable,
+            "timed out",
+        );
+        let failed = Error::backend("r1", "PutObject", BackendErrorKind::Failed, "HTTP 500");
+        assert!(counts_against_backend(&down));
+        assert!(counts_against_backend(&Error::ServiceUnavailable(
+            "x".into()
+        )));
+        assert!(counts_against_backend(&Error::SlowDown));
+        assert!(!counts_against_backend(&failed));
+        assert!(!counts_against_backend(&Error::Internal("x".into())));
+        assert!(!counts_against_backend(&Error::NoSuchKey));
     }
 }

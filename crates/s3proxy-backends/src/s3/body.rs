@@ -6,7 +6,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, SdkBody};
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use s3proxy_core::{Body, ByteStream, Error, Result};
+use s3proxy_core::{BackendErrorKind, Body, ByteStream, Error, Result};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -165,10 +165,13 @@ pub(super) fn download_stream(name: String, body: SdkByteStream) -> ByteStream {
                 None => None,
                 Some(Ok(chunk)) => Some((Ok(chunk), Some(body))),
                 Some(Err(e)) => Some((
-                    Err(Error::ServiceUnavailable(format!(
-                        "backend {name}: reading object data: {}",
-                        DisplayErrorContext(&e)
-                    ))),
+                    Err(Error::backend(
+                        &name,
+                        "reading object data",
+                        BackendErrorKind::Unavailable,
+                        DisplayErrorContext(&e).to_string(),
+                    )
+                    .with_source(e)),
                     None,
                 )),
             }

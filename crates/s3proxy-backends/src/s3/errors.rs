@@ -1,22 +1,24 @@
 //! SDK errors, and the error codes S3 servers answer with, as the core's [`Error`].
 //!
-//! Most failures map onto the S3 error the client is to see, or onto
-//! [`Error::ServiceUnavailable`] when the backend is down or refuses our credentials.
-//! What is left becomes [`Error::Internal`]: a 500 without a code we know, a request the
-//! SDK could not build, a response it could not read. Such an error is logged and never
-//! shown to clients (they get S3's generic message), and nothing else records it, so its
-//! message carries all that is known: the backend, the operation, the bucket, key and
-//! upload it was about, and the SDK's error with its whole chain of sources (its kind,
-//! the server's code, message and request id).
+//! Most failures map onto the S3 error the client is to see, or onto an
+//! [`Error::Backend`]: [`BackendErrorKind::Unavailable`] when the backend is down or
+//! refuses our credentials, [`BackendErrorKind::Failed`] when it answered that the request
+//! failed there (a 500 without a code we know, an answer the proxy cannot use). A request
+//! the SDK could not build is the proxy's own [`Error::Internal`]. A failed request's or
+//! internal error is logged and never shown to clients (they get S3's generic message),
+//! and nothing else records it, so its detail carries all that is known: the bucket, key
+//! and upload it was about, and the SDK's error with its whole chain of sources (its kind,
+//! the server's code, message and request id). The SDK's error is also kept as the
+//! [`Error::Backend`]'s source.
 
 use super::S3;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use s3proxy_core::{BucketName, Error, UploadId};
+use s3proxy_core::{BackendErrorKind, BucketName, Error, UploadId};
 
 /// The HTTP response type of the SDK's errors.
 pub(super) type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
-/// One request to the server, as the message of an [`Error::Internal`] names it.
+/// One request to the server, as the detail of an error names it.
 #[derive(Clone, Copy)]
 pub(super) struct Call<'a> {
     /// The S3 operation, e.g. `PutObject`; in every message.
@@ -80,16 +82,34 @@ impl<'a> Call<'a> {
 
 impl S3 {
     /// `err` with what `call` was about appended, and `cause` (the SDK's error) with its
-    /// chain of sources, when it is an [`Error::Internal`]; any other error is returned
-    /// as it is, since clients may see its message.
+    /// chain of sources, when it is an [`Error::Internal`] or a failed request
+    /// ([`BackendErrorKind::Failed`]); any other error is returned as it is, since
+    /// clients may see its message.
     pub(super) fn internal_context(
         &self,
         call: Call<'_>,
         err: Error,
         cause: Option<&dyn std::error::Error>,
     ) -> Error {
-        let Error::Internal(message) = err else {
-            return err;
+        let (message, rebuild): (String, Box<dyn FnOnce(String) -> Error>) = match err {
+            Error::Internal(message) => (message, Box::new(Error::Internal)),
+            Error::Backend {
+                backend,
+                operation,
+                kind: BackendErrorKind::Failed,
+                detail,
+                source,
+            } => (
+                detail,
+                Box::new(move |detail| Error::Backend {
+                    backend,
+                    operation,
+                    kind: BackendErrorKind::Failed,
+                    detail,
+                    source,
+                }),
+            ),
+            err => return err,
         };
         // The backend's own bucket names: what the server's logs show.
         let mut about = Vec::new();
@@ -116,9 +136,9 @@ impl S3 {
             parts.push(source_chain(cause));
         }
         if parts.is_empty() {
-            return Error::Internal(message);
+            return rebuild(message);
         }
-        Error::Internal(format!("{message} [{}]", parts.join("; ")))
+        rebuild(format!("{message} [{}]", parts.join("; ")))
     }
 
     /// The [`Error::Internal`] for a request the SDK's builders refused to build: a bug
@@ -131,9 +151,19 @@ impl S3 {
         self.internal_context(call, internal, Some(err))
     }
 
-    /// A [`Error::ServiceUnavailable`] naming this backend and the operation.
+    /// This backend unreachable (or refusing us) at `op`: [`BackendErrorKind::Unavailable`].
     pub(super) fn unavailable(&self, op: &str, why: impl std::fmt::Display) -> Error {
-        Error::ServiceUnavailable(format!("backend {}: {op}: {why}", self.name))
+        Error::backend(
+            &self.name,
+            op,
+            BackendErrorKind::Unavailable,
+            why.to_string(),
+        )
+    }
+
+    /// This backend answering that `op` failed there: [`BackendErrorKind::Failed`].
+    pub(super) fn failed(&self, op: &str, why: impl std::fmt::Display) -> Error {
+        Error::backend(&self.name, op, BackendErrorKind::Failed, why.to_string())
     }
 
     /// Map the SDK's error for `call` onto the core's. `not_found` is what a 404 without
@@ -163,9 +193,7 @@ impl S3 {
                     304 => Error::NotModified,
                     412 => Error::PreconditionFailed,
                     416 => Error::InvalidRange,
-                    500 => {
-                        Error::Internal(format!("backend {}: {op}: HTTP 500 (no code)", self.name))
-                    }
+                    500 => self.failed(op, "HTTP 500 (no code)"),
                     _ => self.unavailable(op, DisplayErrorContext(&err)),
                 }
             }
@@ -182,11 +210,12 @@ impl S3 {
             }
         };
         self.internal_context(call, mapped, Some(&err))
+            .with_source(err)
     }
 
     /// Map an S3 error code (with the HTTP status it came with) onto the core's error.
-    /// An [`Error::Internal`] it returns names only the backend and `op`: callers add the
-    /// rest with [`S3::internal_context`].
+    /// A failed request it returns names only the backend and `op`: callers add the rest
+    /// with [`S3::internal_context`].
     pub(super) fn map_code(
         &self,
         op: &str,
@@ -251,11 +280,10 @@ impl S3 {
                 // The server is up and answered: this request failed there (s3s-fs answers
                 // 500 to keys its file layout cannot hold). Retried, but not a sign the
                 // backend is down; 502 and 504 (a gateway without its server) are.
-                500 => Error::Internal(format!(
-                    "backend {}: {op}: HTTP 500 {}: {message}",
-                    self.name,
-                    code.unwrap_or("(no code)")
-                )),
+                500 => self.failed(
+                    op,
+                    format!("HTTP 500 {}: {message}", code.unwrap_or("(no code)")),
+                ),
                 s if s >= 500 => self.unavailable(
                     op,
                     format!("HTTP {s} {}: {message}", code.unwrap_or("(no code)")),
@@ -306,7 +334,10 @@ mod tests {
         let s3 = rt.block_on(S3::new("r1", opts)).unwrap();
         for status in [401, 403, 407] {
             let e = s3.map_code("HeadObject", None, status, "", Error::NoSuchKey);
-            assert!(matches!(e, Error::ServiceUnavailable(_)), "{status}: {e:?}");
+            assert!(
+                e.is_backend(BackendErrorKind::Unavailable) && e.status() == 503,
+                "{status}: {e:?}"
+            );
         }
         let e = s3.map_code("GetObject", None, 429, "", Error::NoSuchKey);
         assert!(matches!(e, Error::SlowDown), "{e:?}");
@@ -332,7 +363,7 @@ mod tests {
         let id = UploadId::new("u1").unwrap();
         let call = Call::object("UploadPart", &bucket, "a b").upload(&id);
         let cause = std::io::Error::other("connection reset");
-        let err = Error::Internal("backend r1: UploadPart: HTTP 500 (no code)".into());
+        let err = s3.failed("UploadPart", "HTTP 500 (no code)");
         let text = s3.internal_context(call, err, Some(&cause)).to_string();
         assert!(
             text.starts_with(
@@ -355,7 +386,18 @@ mod tests {
             raw,
         );
         let get = Call::object("GetObject", &bucket, "k");
-        let text = s3.map_err(get, sdk, Error::NoSuchKey).to_string();
+        let mapped = s3.map_err(get, sdk, Error::NoSuchKey);
+        // A failure of the backend, in its type: not counted against its health, and the
+        // SDK's error kept as the source.
+        assert!(mapped.is_backend(BackendErrorKind::Failed), "{mapped:?}");
+        let source = std::error::Error::source(&mapped).map(|s| s.to_string());
+        assert!(
+            source
+                .as_deref()
+                .is_some_and(|s| s.starts_with("service error")),
+            "{source:?}"
+        );
+        let text = mapped.to_string();
         assert!(
             text.starts_with(
                 "backend r1: GetObject: HTTP 500 InternalError: We encountered an internal error \

@@ -306,9 +306,7 @@ impl S3 {
         let message = element(&text, "Message").unwrap_or_default();
         let mapped = match code {
             // As the SDK's reading of an answer it cannot parse.
-            None if status == 500 => {
-                Error::Internal(format!("backend {}: {op}: HTTP 500 (no code)", self.name))
-            }
+            None if status == 500 => self.failed(op, "HTTP 500 (no code)"),
             _ => self.map_code(op, code.as_deref(), status, &message, not_found),
         };
         let cause = std::io::Error::other(format!(
@@ -504,9 +502,12 @@ fn response_stream(
             let mut body = state?;
             let failed = |why: String| {
                 Some((
-                    Err(Error::ServiceUnavailable(format!(
-                        "backend {name}: reading object data: {why}"
-                    ))),
+                    Err(Error::backend(
+                        &name,
+                        "reading object data",
+                        s3proxy_core::BackendErrorKind::Unavailable,
+                        why,
+                    )),
                     None,
                 ))
             };

@@ -84,7 +84,7 @@ pub(super) async fn upload_part(
         // moto answers a part for an aborted or completed upload with a bare 500
         // (an unhandled KeyError) instead of NoSuchUpload. Ask whether the upload
         // still exists before calling it a server failure; only on this error path.
-        Err(err @ (Error::ServiceUnavailable(_) | Error::Internal(_))) => {
+        Err(err @ (Error::Backend { .. } | Error::ServiceUnavailable(_) | Error::Internal(_))) => {
             let probe = ListPartsOptions {
                 max_parts: 1,
                 ..Default::default()
@@ -377,7 +377,8 @@ pub(super) async fn list_uploads(
 /// The proxy's id for the server's upload id `backend_id`, from the response to `call`.
 fn proxy_upload_id(s3: &S3, call: Call<'_>, backend_id: &str) -> Result<UploadId> {
     encode_upload_id(backend_id).map_err(|e| {
-        let e = Error::Internal(format!("backend {}: {}: {e}", s3.name, call.op()));
+        // An answer the proxy cannot use: the request failed at the backend.
+        let e = s3.failed(call.op(), e);
         s3.internal_context(call, e, None)
     })
 }
