@@ -171,7 +171,7 @@ pub async fn rotate_keys(
                                 CopyOptions {
                                     directive: MetadataDirective::Copy,
                                     source_conditions: Conditions {
-                                        if_match: Some(format!("\"{}\"", info.etag)),
+                                        if_match: Some(s3proxy_core::quote_etag(&info.etag)),
                                         ..Default::default()
                                     },
                                 },

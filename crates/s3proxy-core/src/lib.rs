@@ -7,7 +7,7 @@
 //!   implement it, so layers compose into stacks.
 //! - The object model: [`ObjectInfo`], [`ObjectMetadata`], the option structs
 //!   ([`PutOptions`], [`GetOptions`], [`CopyOptions`], [`ListOptions`]) and results.
-//! - Validated names: [`BucketName`] and [`ObjectKey`].
+//! - Validated names: [`BucketName`] and [`ObjectKey`]; entity tags: [`ETag`].
 //! - [`Error`]: one error enum whose variants map onto S3 error codes and HTTP statuses.
 //! - Shared S3 semantics that every backend needs the same way: listing with delimiters and
 //!   pagination ([`list::paginate`]), byte ranges ([`ByteRange`]) and conditional requests
@@ -30,6 +30,7 @@ mod backend;
 mod body;
 mod conditions;
 mod error;
+mod etag;
 pub mod list;
 mod model;
 mod names;
@@ -39,6 +40,7 @@ pub use backend::{Backend, DynBackend};
 pub use body::{ByteStream, Md5Stream, collect_body};
 pub use conditions::Conditions;
 pub use error::{BackendErrorKind, Error, Result};
+pub use etag::{ETag, quote as quote_etag};
 pub use model::*;
 pub use names::{BucketName, ObjectKey, UploadId};
 pub use range::ByteRange;

@@ -46,7 +46,7 @@ pub(crate) fn copy_source(req: &S3Request) -> Result<(BucketName, ObjectKey)> {
 fn copy_result(root: &str, etag: &str, modified: SystemTime) -> String {
     let mut out = xml::open(root);
     elem(&mut out, "LastModified", &time::iso8601(modified));
-    elem(&mut out, "ETag", &format!("\"{etag}\""));
+    elem(&mut out, "ETag", &quote_etag(etag));
     out.push_str(&format!("</{root}>"));
     out
 }

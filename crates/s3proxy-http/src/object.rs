@@ -27,7 +27,7 @@ pub(crate) async fn put_object(
 }
 
 pub(crate) fn quoted(etag: &str) -> Result<HeaderValue> {
-    HeaderValue::from_str(&format!("\"{etag}\""))
+    HeaderValue::from_str(&quote_etag(etag))
         .map_err(|_| Error::Internal(format!("unprintable ETag {etag:?}")))
 }
 

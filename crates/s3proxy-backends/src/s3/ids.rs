@@ -13,11 +13,6 @@ pub(super) fn unquote(etag: Option<&str>) -> String {
     etag.unwrap_or("").trim_matches('"').to_string()
 }
 
-/// An ETag as S3 wants it in a request: quoted, once.
-pub(super) fn quote(etag: &str) -> String {
-    format!("\"{}\"", etag.trim_matches('"'))
-}
-
 /// The proxy's id for a backend upload id.
 pub(super) fn encode_upload_id(backend_id: &str) -> Result<UploadId> {
     if !backend_id.starts_with(ENCODED_ID_MARK)

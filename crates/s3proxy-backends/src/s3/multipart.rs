@@ -8,7 +8,7 @@ use super::S3;
 use super::body::sdk_body;
 use super::errors::Call;
 use super::headers::{copy_source, md5_header, to_system_time};
-use super::ids::{decode_upload_id, encode_upload_id, quote, unquote};
+use super::ids::{decode_upload_id, encode_upload_id, unquote};
 use super::keys;
 use super::metadata::{check_internal, expires_mutation, join_metadata, with_headers};
 use super::quirks::RootFix;
@@ -214,7 +214,7 @@ pub(super) async fn complete(
         .map(|p| {
             aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(p.part_number as i32)
-                .e_tag(quote(&p.etag))
+                .e_tag(s3proxy_core::quote_etag(&p.etag))
                 .build()
         })
         .collect();

@@ -126,7 +126,7 @@ async fn part_sizes(
             .bucket(s3.backend_bucket(bucket))
             .key(keys::wire(key.as_str()))
             .part_number(n as i32)
-            .if_match(format!("\"{etag}\""))
+            .if_match(s3proxy_core::quote_etag(etag))
             .send()
             .await
             .map_err(|e| {

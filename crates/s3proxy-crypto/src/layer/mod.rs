@@ -79,13 +79,9 @@ fn strip_enc(internal: &mut BTreeMap<String, String>) {
     internal.retain(|k, _| !k.starts_with(ENC_PREFIX));
 }
 
-fn quoted(etag: &str) -> String {
-    format!("\"{etag}\"")
-}
-
 fn if_match(etag: &str) -> Conditions {
     Conditions {
-        if_match: Some(quoted(etag)),
+        if_match: Some(quote_etag(etag)),
         ..Default::default()
     }
 }
