@@ -24,7 +24,6 @@
 //! assert_eq!(backend.list_buckets().await.unwrap()[0].name, "demo");
 //! # });
 //! ```
-#![warn(missing_docs)]
 // An `unwrap` on request input or a backend's answer is a panic a client can cause:
 // outside tests, errors are handled or the invariant is named with `expect`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

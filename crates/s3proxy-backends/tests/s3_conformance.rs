@@ -251,21 +251,9 @@ mod s3s_fs_wrapper {
     use s3proxy_core::*;
 
     #[async_trait]
-    impl Backend for S3sFs {
-        fn name(&self) -> &str {
-            self.inner.name()
-        }
-        async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-            self.inner.list_buckets().await
-        }
-        async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
-            self.inner.create_bucket(bucket).await
-        }
-        async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
-            self.inner.delete_bucket(bucket).await
-        }
-        async fn head_bucket(&self, bucket: &BucketName) -> Result<()> {
-            self.inner.head_bucket(bucket).await
+    impl forward::Forward for S3sFs {
+        fn inner(&self) -> &dyn Backend {
+            self.inner.as_ref()
         }
         async fn put_object(
             &self,
@@ -291,38 +279,12 @@ mod s3s_fs_wrapper {
                 other => other,
             }
         }
-        async fn head_object(
-            &self,
-            bucket: &BucketName,
-            key: &ObjectKey,
-            opts: GetOptions,
-        ) -> Result<ObjectInfo> {
-            self.inner.head_object(bucket, key, opts).await
-        }
-        async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
-            self.inner.delete_object(bucket, key).await
-        }
         async fn delete_objects(
             &self,
             bucket: &BucketName,
             keys: Vec<ObjectKey>,
         ) -> Result<Vec<DeleteOutcome>> {
             self.inner.delete_objects(bucket, keys).await
-        }
-        async fn copy_object(
-            &self,
-            src_bucket: &BucketName,
-            src_key: &ObjectKey,
-            dst_bucket: &BucketName,
-            dst_key: &ObjectKey,
-            opts: CopyOptions,
-        ) -> Result<PutResult> {
-            self.inner
-                .copy_object(src_bucket, src_key, dst_bucket, dst_key, opts)
-                .await
-        }
-        async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
-            self.inner.list_objects(bucket, opts).await
         }
         async fn create_multipart_upload(
             &self,
@@ -343,19 +305,6 @@ mod s3s_fs_wrapper {
                 },
             ));
             Ok(id)
-        }
-        async fn upload_part(
-            &self,
-            bucket: &BucketName,
-            key: &ObjectKey,
-            upload_id: &UploadId,
-            part_number: u32,
-            body: Body,
-            opts: PartOptions,
-        ) -> Result<String> {
-            self.inner
-                .upload_part(bucket, key, upload_id, part_number, body, opts)
-                .await
         }
         async fn upload_part_copy(
             &self,
@@ -410,15 +359,6 @@ mod s3s_fs_wrapper {
                 .unwrap()
                 .retain(|(_, u)| &u.upload_id != upload_id);
             Ok(())
-        }
-        async fn list_parts(
-            &self,
-            bucket: &BucketName,
-            key: &ObjectKey,
-            upload_id: &UploadId,
-            opts: ListPartsOptions,
-        ) -> Result<ListPartsResult> {
-            self.inner.list_parts(bucket, key, upload_id, opts).await
         }
         async fn list_multipart_uploads(
             &self,

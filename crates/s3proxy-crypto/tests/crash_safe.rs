@@ -27,49 +27,12 @@ struct Refusing {
 }
 
 #[async_trait]
-impl Backend for Refusing {
+impl forward::Forward for Refusing {
+    fn inner(&self) -> &dyn Backend {
+        &self.mem
+    }
     fn name(&self) -> &str {
         "refusing"
-    }
-    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        self.mem.list_buckets().await
-    }
-    async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.mem.create_bucket(bucket).await
-    }
-    async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.mem.delete_bucket(bucket).await
-    }
-    async fn head_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.mem.head_bucket(bucket).await
-    }
-    async fn put_object(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        body: Body,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        self.mem.put_object(bucket, key, body, opts).await
-    }
-    async fn get_object(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        opts: GetOptions,
-    ) -> Result<GetResult> {
-        self.mem.get_object(bucket, key, opts).await
-    }
-    async fn head_object(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        opts: GetOptions,
-    ) -> Result<ObjectInfo> {
-        self.mem.head_object(bucket, key, opts).await
-    }
-    async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
-        self.mem.delete_object(bucket, key).await
     }
     async fn copy_object(
         &self,
@@ -95,25 +58,6 @@ impl Backend for Refusing {
         }
         Ok(page)
     }
-    async fn create_multipart_upload(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        opts: MultipartOptions,
-    ) -> Result<UploadId> {
-        self.mem.create_multipart_upload(bucket, key, opts).await
-    }
-    async fn upload_part(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        id: &UploadId,
-        n: u32,
-        body: Body,
-        opts: PartOptions,
-    ) -> Result<String> {
-        self.mem.upload_part(bucket, key, id, n, body, opts).await
-    }
     async fn complete_multipart_upload(
         &self,
         bucket: &BucketName,
@@ -129,30 +73,6 @@ impl Backend for Refusing {
         self.mem
             .complete_multipart_upload(bucket, key, id, parts)
             .await
-    }
-    async fn abort_multipart_upload(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        id: &UploadId,
-    ) -> Result<()> {
-        self.mem.abort_multipart_upload(bucket, key, id).await
-    }
-    async fn list_parts(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        id: &UploadId,
-        opts: ListPartsOptions,
-    ) -> Result<ListPartsResult> {
-        self.mem.list_parts(bucket, key, id, opts).await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        bucket: &BucketName,
-        opts: ListUploadsOptions,
-    ) -> Result<ListUploadsResult> {
-        self.mem.list_multipart_uploads(bucket, opts).await
     }
 }
 

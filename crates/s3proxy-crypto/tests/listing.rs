@@ -34,30 +34,12 @@ impl ListsLikeS3 {
 }
 
 #[async_trait]
-impl Backend for ListsLikeS3 {
+impl forward::Forward for ListsLikeS3 {
+    fn inner(&self) -> &dyn Backend {
+        &self.mem
+    }
     fn name(&self) -> &str {
         "s3-like"
-    }
-    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        self.mem.list_buckets().await
-    }
-    async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.mem.create_bucket(bucket).await
-    }
-    async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.mem.delete_bucket(bucket).await
-    }
-    async fn head_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.mem.head_bucket(bucket).await
-    }
-    async fn put_object(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        body: Body,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        self.mem.put_object(bucket, key, body, opts).await
     }
     async fn get_object(
         &self,
@@ -90,7 +72,7 @@ impl Backend for ListsLikeS3 {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<(ObjectInfo, Vec<String>)> {
-        let info = self.head_object(bucket, key, opts).await?;
+        let info = Backend::head_object(self, bucket, key, opts).await?;
         let raw = info.etag.trim_start_matches('h').to_string();
         let etags = if self.skew {
             vec![info.etag.clone(), raw]
@@ -99,83 +81,12 @@ impl Backend for ListsLikeS3 {
         };
         Ok((info, etags))
     }
-    async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
-        self.mem.delete_object(bucket, key).await
-    }
-    async fn copy_object(
-        &self,
-        sb: &BucketName,
-        sk: &ObjectKey,
-        db: &BucketName,
-        dk: &ObjectKey,
-        opts: CopyOptions,
-    ) -> Result<PutResult> {
-        self.mem.copy_object(sb, sk, db, dk, opts).await
-    }
     async fn list_objects(&self, bucket: &BucketName, opts: ListOptions) -> Result<ListResult> {
         let mut page = self.mem.list_objects(bucket, opts).await?;
         for o in &mut page.objects {
             o.internal = None;
         }
         Ok(page)
-    }
-    async fn create_multipart_upload(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        opts: MultipartOptions,
-    ) -> Result<UploadId> {
-        self.mem.create_multipart_upload(bucket, key, opts).await
-    }
-    async fn upload_part(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        upload_id: &UploadId,
-        part_number: u32,
-        body: Body,
-        opts: PartOptions,
-    ) -> Result<String> {
-        self.mem
-            .upload_part(bucket, key, upload_id, part_number, body, opts)
-            .await
-    }
-    async fn complete_multipart_upload(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        upload_id: &UploadId,
-        parts: Vec<CompletedPart>,
-    ) -> Result<PutResult> {
-        self.mem
-            .complete_multipart_upload(bucket, key, upload_id, parts)
-            .await
-    }
-    async fn abort_multipart_upload(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        upload_id: &UploadId,
-    ) -> Result<()> {
-        self.mem
-            .abort_multipart_upload(bucket, key, upload_id)
-            .await
-    }
-    async fn list_parts(
-        &self,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        upload_id: &UploadId,
-        opts: ListPartsOptions,
-    ) -> Result<ListPartsResult> {
-        self.mem.list_parts(bucket, key, upload_id, opts).await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        bucket: &BucketName,
-        opts: ListUploadsOptions,
-    ) -> Result<ListUploadsResult> {
-        self.mem.list_multipart_uploads(bucket, opts).await
     }
 }
 

@@ -44,7 +44,6 @@
 //! assert_eq!(&body[..], b"hello");
 //! # });
 //! ```
-#![warn(missing_docs)]
 // An `unwrap` on request input or a backend's answer is a panic a client can cause:
 // outside tests, errors are handled or the invariant is named with `expect`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

@@ -46,21 +46,9 @@ async fn run_hook(slot: &Mutex<Option<Hook>>) {
 }
 
 #[async_trait]
-impl Backend for Hooked {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        self.inner.list_buckets().await
-    }
-    async fn create_bucket(&self, b: &BucketName) -> Result<()> {
-        self.inner.create_bucket(b).await
-    }
-    async fn delete_bucket(&self, b: &BucketName) -> Result<()> {
-        self.inner.delete_bucket(b).await
-    }
-    async fn head_bucket(&self, b: &BucketName) -> Result<()> {
-        self.inner.head_bucket(b).await
+impl forward::Forward for Hooked {
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_ref()
     }
     async fn put_object(
         &self,
@@ -89,20 +77,6 @@ impl Backend for Hooked {
         }
         self.inner.put_object(b, k, data.into(), o).await
     }
-    async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
-        self.inner.get_object(b, k, o).await
-    }
-    async fn head_object(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        o: GetOptions,
-    ) -> Result<ObjectInfo> {
-        self.inner.head_object(b, k, o).await
-    }
-    async fn delete_object(&self, b: &BucketName, k: &ObjectKey) -> Result<()> {
-        self.inner.delete_object(b, k).await
-    }
     async fn copy_object(
         &self,
         sb: &BucketName,
@@ -127,58 +101,6 @@ impl Backend for Hooked {
             hook().await;
         }
         page
-    }
-    async fn create_multipart_upload(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        o: MultipartOptions,
-    ) -> Result<UploadId> {
-        self.inner.create_multipart_upload(b, k, o).await
-    }
-    async fn upload_part(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        u: &UploadId,
-        n: u32,
-        body: Body,
-        o: PartOptions,
-    ) -> Result<String> {
-        self.inner.upload_part(b, k, u, n, body, o).await
-    }
-    async fn complete_multipart_upload(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        u: &UploadId,
-        parts: Vec<CompletedPart>,
-    ) -> Result<PutResult> {
-        self.inner.complete_multipart_upload(b, k, u, parts).await
-    }
-    async fn abort_multipart_upload(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        u: &UploadId,
-    ) -> Result<()> {
-        self.inner.abort_multipart_upload(b, k, u).await
-    }
-    async fn list_parts(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        u: &UploadId,
-        o: ListPartsOptions,
-    ) -> Result<ListPartsResult> {
-        self.inner.list_parts(b, k, u, o).await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        b: &BucketName,
-        o: ListUploadsOptions,
-    ) -> Result<ListUploadsResult> {
-        self.inner.list_multipart_uploads(b, o).await
     }
 }
 

@@ -14,7 +14,6 @@
 //! S3Server::new(backend, config).serve(listener).await
 //! # }
 //! ```
-#![warn(missing_docs)]
 // An `unwrap` on request input or a backend's answer is a panic a client can cause:
 // outside tests, errors are handled or the invariant is named with `expect`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

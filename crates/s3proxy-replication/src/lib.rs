@@ -38,7 +38,6 @@
 //!     Replicated::new("replicated", replicas, opts, Arc::new(Journal::in_memory()))
 //! }
 //! ```
-#![warn(missing_docs)]
 // An `unwrap` on request input or a backend's answer is a panic a client can cause:
 // outside tests, errors are handled or the invariant is named with `expect`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

@@ -81,25 +81,12 @@ impl Faulty {
 }
 
 #[async_trait]
-impl Backend for Faulty {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl forward::Forward for Faulty {
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_ref()
     }
-    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        self.check()?;
-        self.inner.list_buckets().await
-    }
-    async fn create_bucket(&self, b: &BucketName) -> Result<()> {
-        self.check()?;
-        self.inner.create_bucket(b).await
-    }
-    async fn delete_bucket(&self, b: &BucketName) -> Result<()> {
-        self.check()?;
-        self.inner.delete_bucket(b).await
-    }
-    async fn head_bucket(&self, b: &BucketName) -> Result<()> {
-        self.check()?;
-        self.inner.head_bucket(b).await
+    async fn before(&self, _operation: &'static str) -> Result<()> {
+        self.check()
     }
     async fn put_object(
         &self,
@@ -159,10 +146,6 @@ impl Backend for Faulty {
         }
         self.inner.head_object(b, k, o).await
     }
-    async fn delete_object(&self, b: &BucketName, k: &ObjectKey) -> Result<()> {
-        self.check()?;
-        self.inner.delete_object(b, k).await
-    }
     async fn copy_object(
         &self,
         sb: &BucketName,
@@ -182,68 +165,6 @@ impl Backend for Faulty {
             return Err(Error::ServiceUnavailable("timed out".into()));
         }
         self.inner.copy_object(sb, sk, db, dk, o).await
-    }
-    async fn list_objects(&self, b: &BucketName, o: ListOptions) -> Result<ListResult> {
-        self.check()?;
-        self.inner.list_objects(b, o).await
-    }
-    async fn create_multipart_upload(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        o: MultipartOptions,
-    ) -> Result<UploadId> {
-        self.check()?;
-        self.inner.create_multipart_upload(b, k, o).await
-    }
-    async fn upload_part(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        id: &UploadId,
-        n: u32,
-        body: Body,
-        o: PartOptions,
-    ) -> Result<String> {
-        self.check()?;
-        self.inner.upload_part(b, k, id, n, body, o).await
-    }
-    async fn complete_multipart_upload(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        id: &UploadId,
-        p: Vec<CompletedPart>,
-    ) -> Result<PutResult> {
-        self.check()?;
-        self.inner.complete_multipart_upload(b, k, id, p).await
-    }
-    async fn abort_multipart_upload(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        id: &UploadId,
-    ) -> Result<()> {
-        self.check()?;
-        self.inner.abort_multipart_upload(b, k, id).await
-    }
-    async fn list_parts(
-        &self,
-        b: &BucketName,
-        k: &ObjectKey,
-        id: &UploadId,
-        o: ListPartsOptions,
-    ) -> Result<ListPartsResult> {
-        self.check()?;
-        self.inner.list_parts(b, k, id, o).await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        b: &BucketName,
-        o: ListUploadsOptions,
-    ) -> Result<ListUploadsResult> {
-        self.check()?;
-        self.inner.list_multipart_uploads(b, o).await
     }
 }
 
