@@ -687,7 +687,7 @@ impl Backend for Filesystem {
             info,
             range,
             body: stream_file(file, offset, len),
-            served_by: Some(self.name.clone()),
+            extensions: Default::default(),
         })
     }
 

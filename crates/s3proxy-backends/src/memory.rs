@@ -192,7 +192,7 @@ impl Backend for Memory {
             info: obj.info,
             range,
             body: Box::pin(futures::stream::iter(chunks)),
-            served_by: Some(self.name.clone()),
+            extensions: Default::default(),
         })
     }
 

@@ -178,13 +178,6 @@ pub trait Backend: Send + Sync + 'static {
         upload_id: &UploadId,
         opts: ListPartsOptions,
     ) -> Result<ListPartsResult>;
-    /// A layer above found the copy of `key` that `replica` served unauthentic (corrupt
-    /// or tampered). Replicating layers stop reading from it and repair it; others ignore
-    /// the report.
-    async fn report_corrupt(&self, bucket: &BucketName, key: &ObjectKey, replica: &str) {
-        let _ = (bucket, key, replica);
-    }
-
     /// Uploads in progress in a bucket.
     async fn list_multipart_uploads(
         &self,

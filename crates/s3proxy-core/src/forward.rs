@@ -13,7 +13,7 @@ use async_trait::async_trait;
 /// implementation of `Forward` is a [`Backend`].
 ///
 /// The calls [`Backend`] itself composes from others (`head_object_etags`,
-/// `delete_objects`, `upload_part_copy`, `report_corrupt`) are composed the same way here,
+/// `delete_objects`, `upload_part_copy`) are composed the same way here,
 /// from this wrapper's own calls, so what the wrapper changes applies to them too.
 ///
 /// ```
@@ -238,9 +238,6 @@ pub trait Forward: Send + Sync + 'static {
         self.before("ListParts").await?;
         self.inner().list_parts(bucket, key, upload_id, opts).await
     }
-    async fn report_corrupt(&self, bucket: &BucketName, key: &ObjectKey, replica: &str) {
-        let _ = (bucket, key, replica);
-    }
     async fn list_multipart_uploads(
         &self,
         bucket: &BucketName,
@@ -390,9 +387,6 @@ impl<T: Forward> Backend for T {
         opts: ListPartsOptions,
     ) -> Result<ListPartsResult> {
         Forward::list_parts(self, bucket, key, upload_id, opts).await
-    }
-    async fn report_corrupt(&self, bucket: &BucketName, key: &ObjectKey, replica: &str) {
-        Forward::report_corrupt(self, bucket, key, replica).await
     }
     async fn list_multipart_uploads(
         &self,

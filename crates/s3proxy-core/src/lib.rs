@@ -36,12 +36,15 @@ pub mod list;
 mod model;
 mod names;
 mod range;
+pub mod replicas;
 
 pub use backend::{Backend, DynBackend};
 pub use body::{ByteStream, Md5Stream, collect_body};
 pub use conditions::Conditions;
 pub use error::{BackendErrorKind, Error, Result};
 pub use etag::{ETag, quote as quote_etag};
+/// The type of the `extensions` of [`GetOptions`] and [`GetResult`] (see [`replicas`]).
+pub use http::Extensions;
 pub use model::*;
 pub use names::{BucketName, ObjectKey, UploadId};
 pub use range::ByteRange;

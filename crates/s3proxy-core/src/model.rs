@@ -122,9 +122,9 @@ pub struct GetOptions {
     pub range: Option<ByteRange>,
     /// Conditional request headers.
     pub conditions: Conditions,
-    /// Replicas not to read from (by backend name), because a layer above found their
-    /// copy unauthentic. Only replicating layers look at it.
-    pub exclude_replicas: Vec<String>,
+    /// Hints for particular layers, which every other backend ignores: the replicas not
+    /// to read from ([`crate::replicas::ExcludeReplicas`]).
+    pub extensions: crate::Extensions,
     /// `?partNumber=N`: only the bytes of the object's Nth part (as uploaded to its
     /// multipart upload), served like a range over the whole object, with the parts
     /// count in the info. An object not uploaded in parts has one part: itself. A
@@ -178,8 +178,9 @@ pub struct GetResult {
     pub range: Option<(u64, u64)>,
     /// The data.
     pub body: ByteStream,
-    /// Name of the storage backend that served the data (for failover and repair).
-    pub served_by: Option<String>,
+    /// What particular layers tell the layers above: the replica that served the data
+    /// and where to report it ([`crate::replicas::ServedBy`]), from a replicating layer.
+    pub extensions: crate::Extensions,
 }
 
 impl GetResult {

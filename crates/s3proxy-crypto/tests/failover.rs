@@ -20,8 +20,26 @@ struct TwoReplicas {
     b: Memory,
     rot_a_at: Mutex<Option<u64>>,
     rot_b_at: Mutex<Option<u64>>,
-    reports: Mutex<Vec<String>>,
+    reports: Arc<Reports>,
     served: AtomicU64,
+}
+
+/// The replicas reported unauthentic, in order: what a replicating layer would repair.
+#[derive(Default)]
+struct Reports(Mutex<Vec<String>>);
+
+impl std::ops::Deref for Reports {
+    type Target = Mutex<Vec<String>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+#[async_trait]
+impl replicas::ReportCorrupt for Reports {
+    async fn report_corrupt(&self, _: &BucketName, _: &ObjectKey, replica: &str) {
+        self.0.lock().unwrap().push(replica.to_string());
+    }
 }
 
 impl TwoReplicas {
@@ -31,7 +49,7 @@ impl TwoReplicas {
             b: Memory::new("b"),
             rot_a_at: Mutex::new(None),
             rot_b_at: Mutex::new(None),
-            reports: Mutex::new(vec![]),
+            reports: Arc::default(),
             served: AtomicU64::new(0),
         }
     }
@@ -89,9 +107,11 @@ impl Backend for TwoReplicas {
         opts: GetOptions,
     ) -> Result<GetResult> {
         let (replica, rot) = self
-            .pick(&opts.exclude_replicas)
+            .pick(replicas::excluded(&opts))
             .ok_or_else(|| Error::ServiceUnavailable("no replica left".into()))?;
         let mut got = replica.get_object(bucket, key, opts).await?;
+        // As a replicating layer does: which replica served, and where to report it.
+        got.extensions = replicas::serving(replica.name(), self.reports.clone());
         let start = got.range.map_or(0, |r| r.0);
         let data = collect_body(got.body, 1 << 30).await?;
         self.served.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -117,7 +137,7 @@ impl Backend for TwoReplicas {
         opts: GetOptions,
     ) -> Result<ObjectInfo> {
         let (replica, _) = self
-            .pick(&opts.exclude_replicas)
+            .pick(replicas::excluded(&opts))
             .ok_or_else(|| Error::ServiceUnavailable("no replica left".into()))?;
         replica.head_object(bucket, key, opts).await
     }
@@ -190,9 +210,6 @@ impl Backend for TwoReplicas {
         _: ListUploadsOptions,
     ) -> Result<ListUploadsResult> {
         na()
-    }
-    async fn report_corrupt(&self, _: &BucketName, _: &ObjectKey, replica: &str) {
-        self.reports.lock().unwrap().push(replica.to_string());
     }
 }
 

@@ -272,7 +272,7 @@ impl Backend for Erasure {
                 range
             },
             body,
-            served_by: None,
+            extensions: Default::default(),
         })
     }
 

@@ -471,8 +471,19 @@ impl Backend for Replicated {
     ) -> Result<ListUploadsResult> {
         self.list_uploads(bucket, opts).await
     }
+}
 
+#[async_trait]
+impl s3proxy_core::replicas::ReportCorrupt for Replicated {
     async fn report_corrupt(&self, bucket: &BucketName, key: &ObjectKey, replica: &str) {
+        Replicated::report_corrupt(self, bucket, key, replica).await
+    }
+}
+
+impl Replicated {
+    /// A layer above found the copy of `key` that `replica` served unauthentic (corrupt
+    /// or tampered): stop reading from it and repair it (a forced journal entry).
+    pub async fn report_corrupt(&self, bucket: &BucketName, key: &ObjectKey, replica: &str) {
         if let Some(index) = self
             .replicas()
             .iter()

@@ -235,9 +235,9 @@ impl Replicated {
         opts: &GetOptions,
     ) -> Result<ReadAttempt> {
         let mut holders = self.locate(bucket, key, "GetObject/locate").await?;
+        let excluded = s3proxy_core::replicas::excluded(opts);
         holders.retain(|s| {
-            !opts
-                .exclude_replicas
+            !excluded
                 .iter()
                 .any(|n| n == self.replicas()[s.index].backend.name())
         });
@@ -292,7 +292,12 @@ impl Replicated {
                 let (start, end) = range.unwrap_or((0, info.size.saturating_sub(1)));
                 let holder = &holders[position];
                 let backend = &self.replicas()[holder.index].backend;
-                let served_by = Some(backend.name().to_string());
+                // For a layer above that verifies the data: which replica to exclude, and
+                // this layer to report it to, when it fails.
+                let extensions = s3proxy_core::replicas::serving(
+                    backend.name(),
+                    std::sync::Arc::new(self.clone()),
+                );
                 // Failover continues from the other holders, in read order.
                 let mut rest: Vec<usize> = vec![holder.index];
                 rest.extend(candidates.iter().filter(|i| **i != holder.index));
@@ -316,7 +321,7 @@ impl Replicated {
                     info,
                     range,
                     body,
-                    served_by,
+                    extensions,
                 }));
             }
             Err(failures) => {

@@ -54,7 +54,7 @@ pub struct ReplicaStats {
     /// Bytes those copies moved.
     pub repair_bytes: u64,
     /// Reads from the backend that failed authentication (reported with
-    /// [`Backend::report_corrupt`](s3proxy_core::Backend::report_corrupt)).
+    /// [`Replicated::report_corrupt`](crate::Replicated::report_corrupt)).
     pub tamper_detections: u64,
     /// Versions seen on the backend whose stamp is not authenticated, by kind: a MAC that
     /// does not verify or no clock reading at all (`invalid`), no stamp (`absent`), a

@@ -238,7 +238,7 @@ impl Backend for S3 {
                 info,
                 range,
                 body,
-                served_by: Some(self.name.clone()),
+                extensions: Default::default(),
             };
             return match opts.part_number {
                 // The server ignored partNumber (moto, s3s-fs): see `part_number`.
@@ -295,7 +295,7 @@ impl Backend for S3 {
             info,
             range,
             body: download_stream(self.name.clone(), out.body),
-            served_by: Some(self.name.clone()),
+            extensions: Default::default(),
         };
         match opts.part_number {
             // The server ignored partNumber (moto, s3s-fs): see `part_number`.

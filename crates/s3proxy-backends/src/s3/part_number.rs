@@ -85,7 +85,7 @@ pub(super) async fn part_of_whole(
             info: info.clone(),
             range: None,
             body: Box::pin(futures::stream::empty()),
-            served_by: Some(s3.name.clone()),
+            extensions: Default::default(),
         },
     };
     // The bytes must be the range asked for: a server that ignored Range too would

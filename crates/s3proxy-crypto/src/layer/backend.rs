@@ -62,13 +62,18 @@ impl Backend for Encrypted {
                 GetOptions {
                     range: None,
                     conditions: Conditions::default(),
-                    exclude_replicas: opts.exclude_replicas.clone(),
+                    extensions: opts.extensions.clone(),
                     ..Default::default()
                 },
             )
             .await?;
         let decoded = self
-            .decode(bucket, key, &stored, &opts.exclude_replicas)
+            .decode(
+                bucket,
+                key,
+                &stored,
+                s3proxy_core::replicas::excluded(&opts),
+            )
             .await?;
         self.remember_listed(bucket, key.as_str(), &stored.etag, &forms, &decoded);
         let info = Self::plain_info(&stored, &decoded);
@@ -255,10 +260,6 @@ impl Backend for Encrypted {
             }
         }
         Ok(page)
-    }
-
-    async fn report_corrupt(&self, bucket: &BucketName, key: &ObjectKey, replica: &str) {
-        self.inner.report_corrupt(bucket, key, replica).await
     }
 
     async fn list_multipart_uploads(

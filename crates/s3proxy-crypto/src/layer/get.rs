@@ -3,13 +3,14 @@
 //! retries around it when a replica serves unauthentic data or the object changes.
 
 use super::{Decoded, Encrypted, if_match};
+use s3proxy_core::replicas::{self, ServedBy};
 use s3proxy_core::*;
 
 enum GetFailure {
     /// Give up with this error.
     Fatal(Error),
     /// The replica named served something unauthentic.
-    Corrupt(Error, Option<String>),
+    Corrupt(Error, Option<ServedBy>),
     /// The object changed between our HEAD and GET.
     Raced,
 }
@@ -23,15 +24,16 @@ impl Encrypted {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
-        let mut exclude = opts.exclude_replicas.clone();
+        let mut exclude = replicas::excluded(&opts).to_vec();
         let mut last_problem = None;
         for _ in 0..4 {
             match self.get_once(bucket, key, &opts, &exclude).await {
                 Ok(got) => return Ok(got),
                 Err(GetFailure::Fatal(e)) => return Err(e),
-                Err(GetFailure::Corrupt(e, Some(replica))) if !exclude.contains(&replica) => {
+                Err(GetFailure::Corrupt(e, Some(served))) if !exclude.contains(&served.replica) => {
+                    let replica = served.replica;
                     log::warn!("{bucket}/{key}: replica {replica}: {e}; trying another replica");
-                    self.inner.report_corrupt(bucket, key, &replica).await;
+                    served.layer.report_corrupt(bucket, key, &replica).await;
                     exclude.push(replica);
                     last_problem = Some(e);
                 }
@@ -53,10 +55,10 @@ impl Encrypted {
     ) -> std::result::Result<GetResult, GetFailure> {
         use GetFailure::*;
         let base = GetOptions {
-            exclude_replicas: exclude.to_vec(),
+            extensions: replicas::excluding(exclude),
             ..Default::default()
         };
-        let classify = |e: Error, replica: Option<String>| match e {
+        let classify = |e: Error, replica: Option<ServedBy>| match e {
             Error::Corrupt(_) => Corrupt(e, replica),
             e => Fatal(e),
         };
@@ -97,7 +99,7 @@ impl Encrypted {
                 let decoded = self
                     .decode(bucket, key, &got.info, exclude)
                     .await
-                    .map_err(|e| classify(e, got.served_by.clone()))?;
+                    .map_err(|e| classify(e, replicas::served_by(&got).cloned()))?;
                 self.remember_listed(bucket, key.as_str(), &got.info.etag, &[], &decoded);
                 let mut info = Self::plain_info(&got.info, &decoded);
                 opts.conditions.check(&info, false).map_err(Fatal)?;
@@ -110,13 +112,13 @@ impl Encrypted {
                     None,
                     exclude.to_vec(),
                     got.body,
-                    got.served_by.clone(),
+                    got.extensions.get::<ServedBy>().cloned(),
                 );
                 Ok(GetResult {
                     info,
                     range: None,
                     body,
-                    served_by: got.served_by,
+                    extensions: got.extensions,
                 })
             }
             Some((stored, decoded, info, (a, b))) => {
@@ -134,7 +136,7 @@ impl Encrypted {
                         GetOptions {
                             range: Some(stored_range),
                             conditions: if_match(&stored.etag),
-                            exclude_replicas: exclude.to_vec(),
+                            extensions: replicas::excluding(exclude),
                             ..Default::default()
                         },
                     )
@@ -151,13 +153,13 @@ impl Encrypted {
                     Some((a, b)),
                     exclude.to_vec(),
                     got.body,
-                    got.served_by.clone(),
+                    got.extensions.get::<ServedBy>().cloned(),
                 );
                 Ok(GetResult {
                     info,
                     range: Some((a, b)),
                     body,
-                    served_by: got.served_by,
+                    extensions: got.extensions,
                 })
             }
         }

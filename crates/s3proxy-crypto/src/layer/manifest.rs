@@ -251,7 +251,7 @@ impl Encrypted {
                 GetOptions {
                     range: Some(ByteRange::FromTo(first, last)),
                     conditions: if_match(stored_etag),
-                    exclude_replicas: exclude.to_vec(),
+                    extensions: s3proxy_core::replicas::excluding(exclude),
                     ..Default::default()
                 },
             )

@@ -8,6 +8,7 @@ use crate::format::*;
 use bytes::{Bytes, BytesMut};
 use chacha20poly1305::XChaCha20Poly1305;
 use futures::StreamExt;
+use s3proxy_core::replicas::{self, ServedBy};
 use s3proxy_core::*;
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ impl Encrypted {
         range: Option<(u64, u64)>,
         exclude: Vec<String>,
         stream: ByteStream,
-        served_by: Option<String>,
+        served_by: Option<ServedBy>,
     ) -> ByteStream {
         let layout = Arc::new(decoded.layout.clone());
         let (first, last) = layout.covering(range);
@@ -80,7 +81,7 @@ struct Reader {
     want: (u64, u64),
     stream: ByteStream,
     buf: BytesMut,
-    served_by: Option<String>,
+    served_by: Option<ServedBy>,
     /// Batches of segments read and being decrypted, in order.
     queue: std::collections::VecDeque<(Vec<(SegmentRef, SegmentPos)>, Decrypting)>,
     /// Segments of the oldest finished batch, in order, not yet served.
@@ -240,9 +241,10 @@ impl Reader {
     /// Report the replica that served `problem`, and continue from `seg` on another one.
     async fn fail_over(&mut self, seg: &SegmentRef, problem: Error) -> Result<()> {
         let problem = with_key_context(problem, &self.key);
-        let Some(replica) = self.served_by.clone() else {
+        let Some(served) = self.served_by.clone() else {
             return Err(problem);
         };
+        let replica = served.replica;
         if self.exclude.contains(&replica) {
             return Err(problem);
         }
@@ -252,7 +254,8 @@ impl Reader {
             self.bucket,
             self.key
         );
-        self.inner
+        served
+            .layer
             .report_corrupt(&self.bucket, &self.key, &replica)
             .await;
         self.exclude.push(replica);
@@ -266,7 +269,7 @@ impl Reader {
                 GetOptions {
                     range: Some(range),
                     conditions: if_match(&self.stored_etag),
-                    exclude_replicas: self.exclude.clone(),
+                    extensions: replicas::excluding(&self.exclude),
                     ..Default::default()
                 },
             )
@@ -274,8 +277,8 @@ impl Reader {
             .map_err(|e| {
                 Error::Corrupt(format!("{problem}; no other replica could serve it: {e}"))
             })?;
-        match &got.served_by {
-            Some(name) if !self.exclude.contains(name) => {}
+        match replicas::served_by(&got) {
+            Some(s) if !self.exclude.contains(&s.replica) => {}
             _ => {
                 return Err(Error::Corrupt(format!(
                     "{problem}; no other replica is left to read from"
@@ -283,7 +286,7 @@ impl Reader {
             }
         }
         self.stream = got.body;
-        self.served_by = got.served_by;
+        self.served_by = got.extensions.get::<ServedBy>().cloned();
         self.buf.clear();
         Ok(())
     }
