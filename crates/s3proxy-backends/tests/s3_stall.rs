@@ -51,12 +51,19 @@ async fn scripted_server(total: usize, pieces: Vec<usize>, gap: Duration) -> Str
 }
 
 async fn backend(endpoint: String, idle_ms: u64) -> S3 {
+    backend_via(endpoint, idle_ms, false).await
+}
+
+/// The backend over the lean client, or with `sdk_only` over the SDK (what an `https://`
+/// endpoint, AWS's included, uses).
+async fn backend_via(endpoint: String, idle_ms: u64, sdk_only: bool) -> S3 {
     let opts = S3Options {
         endpoint: Some(endpoint),
         access_key: Some("AKSTALLTEST".into()),
         secret_key: Some("stall-test-secret".into()),
         connect_timeout_secs: 2,
         idle_timeout_ms: idle_ms,
+        sdk_only,
         ..Default::default()
     };
     S3::new("stalling", opts).await.unwrap()
@@ -111,4 +118,23 @@ async fn a_slow_body_that_keeps_moving_is_not_cut() {
     assert!(err.is_none(), "{err:?}");
     assert_eq!(n, 1000);
     assert!(took >= Duration::from_millis(1400), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_fails_after_the_idle_timeout_over_the_sdk_too() {
+    let s3 = backend_via(
+        scripted_server(1000, vec![100], Duration::ZERO).await,
+        300,
+        true,
+    )
+    .await;
+    let read = tokio::time::timeout(Duration::from_secs(20), read_body(&s3)).await;
+    let (n, err, took) = read.expect("the stalled read must end by itself");
+    assert_eq!(n, 100, "the bytes sent before the stall are delivered");
+    let err = err.expect("a stalled body is an error, not a short object");
+    assert!(
+        err.is_backend(BackendErrorKind::Unavailable) && err.status() == 503,
+        "{err:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }

@@ -270,6 +270,6 @@ fn error_entry(out: &mut String, key: &str, e: &Error) {
     out.push_str("<Error>");
     elem(out, "Key", key);
     elem(out, "Code", e.code());
-    elem(out, "Message", &e.to_string());
+    elem(out, "Message", &crate::error::client_message(e));
     out.push_str("</Error>");
 }

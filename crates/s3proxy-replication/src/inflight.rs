@@ -244,8 +244,9 @@ impl Replicated {
 
 impl Replicated {
     /// What every replica says of the bucket's contents: the first that lists an object or
-    /// an upload, and those that could not be asked (a replica without the bucket is
-    /// reachable and empty).
+    /// an upload, and those that could not be asked: an outage, a timeout, overload. A
+    /// replica without the bucket, or one that answered the listing with an error of its
+    /// own (a call it does not implement), was reached.
     pub(crate) async fn bucket_contents(&self, bucket: &BucketName) -> BucketContents {
         let checks = (0..self.replicas().len()).map(|i| async move {
             self.call(
@@ -260,7 +261,7 @@ impl Replicated {
             unreachable: answers
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| matches!(a, Err(e) if !matches!(e, Error::NoSuchBucket)))
+                .filter(|(_, a)| matches!(a, Err(e) if crate::quorum::counts_against_backend(e)))
                 .map(|(i, _)| i)
                 .collect(),
         }

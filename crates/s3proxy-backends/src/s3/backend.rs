@@ -294,7 +294,7 @@ impl Backend for S3 {
         let got = GetResult {
             info,
             range,
-            body: download_stream(self.name.clone(), out.body),
+            body: download_stream(self.name.clone(), out.body, self.body_idle),
             extensions: Default::default(),
         };
         match opts.part_number {

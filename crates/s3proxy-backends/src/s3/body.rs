@@ -155,13 +155,36 @@ impl S3 {
     }
 }
 
-/// The SDK's response body as a core [`ByteStream`].
-pub(super) fn download_stream(name: String, body: SdkByteStream) -> ByteStream {
+/// The SDK's response body as a core [`ByteStream`]. A wait of more than `idle` for the
+/// next bytes fails the stream (a backend that stalls mid-body, as the lean client's
+/// bodies do): the SDK's own timeouts end with the response's headers.
+pub(super) fn download_stream(
+    name: String,
+    body: SdkByteStream,
+    idle: Option<std::time::Duration>,
+) -> ByteStream {
     Box::pin(futures::stream::unfold(Some(body), move |state| {
         let name = name.clone();
         async move {
             let mut body = state?;
-            match body.next().await {
+            let next = match idle {
+                None => body.next().await,
+                Some(idle) => match tokio::time::timeout(idle, body.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Some((
+                            Err(Error::backend(
+                                &name,
+                                "reading object data",
+                                BackendErrorKind::Unavailable,
+                                format!("no data for {idle:?} (stalled)"),
+                            )),
+                            None,
+                        ));
+                    }
+                },
+            };
+            match next {
                 None => None,
                 Some(Ok(chunk)) => Some((Ok(chunk), Some(body))),
                 Some(Err(e)) => Some((

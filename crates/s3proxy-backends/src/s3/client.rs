@@ -99,6 +99,8 @@ impl S3 {
             .flatten()
             .min()
             .map(Duration::from_secs);
+        let body_idle =
+            (options.idle_timeout_ms > 0).then(|| Duration::from_millis(options.idle_timeout_ms));
         let lean = match (&options.endpoint, &options.access_key, &options.secret_key) {
             (Some(endpoint), Some(ak), Some(sk)) if options.path_style && !sdk_only => {
                 lean::Lean::new(
@@ -108,8 +110,7 @@ impl S3 {
                     &options.region,
                     Duration::from_secs(options.connect_timeout_secs.max(1)),
                     answer_timeout,
-                    (options.idle_timeout_ms > 0)
-                        .then(|| Duration::from_millis(options.idle_timeout_ms)),
+                    body_idle,
                 )
             }
             _ => None,
@@ -122,6 +123,7 @@ impl S3 {
             buckets: options.buckets,
             lists_raw: Default::default(),
             lean,
+            body_idle,
         })
     }
 }

@@ -91,6 +91,8 @@ pub struct S3 {
     lists_raw: std::sync::atomic::AtomicBool,
     /// The hot object operations' own client, when the endpoint allows it ([`lean`]).
     lean: Option<lean::Lean>,
+    /// How long a GET body may go without bytes before it fails ([`S3Options::idle_timeout_ms`]).
+    body_idle: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for S3 {

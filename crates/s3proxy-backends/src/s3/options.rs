@@ -60,7 +60,7 @@ pub struct S3Options {
     #[serde(default)]
     pub operation_timeout_secs: Option<u64>,
     /// Longest wait, in milliseconds, for the next bytes of an object body being
-    /// downloaded over the lean client (below): a backend that stalls mid-body fails the
+    /// downloaded (over the lean client or the SDK): a backend that stalls mid-body fails the
     /// read then instead of holding the request forever. 0 waits without limit.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,

@@ -26,12 +26,13 @@ use crate::format::Layout;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Default memory budget: about 16,000 single-PUT objects with 50-byte keys.
+/// Default memory budget: about 10,000 single-PUT objects with 50-byte keys. The bytes
+/// counted per entry are an estimate (allocator and hash-map slack included roughly).
 pub(crate) const DEFAULT_OPENED_CACHE_BYTES: usize = 8 << 20;
 
 /// Bytes counted per entry besides its strings: the map slot, the string headers, the
-/// key and the layout's vector header.
-const ENTRY_OVERHEAD: usize = 224;
+/// key and the layout's vector header, and the allocator's and the map's slack.
+const ENTRY_OVERHEAD: usize = 400;
 /// Bytes counted per part of a layout.
 const PART_COST: usize = 32;
 
