@@ -8,13 +8,16 @@ use crate::*;
 use async_trait::async_trait;
 
 /// A wrapper around another backend that changes only some of its calls: a test double
-/// that fails, delays or hooks a few operations, a counting or logging shim. Everything it
+/// that fails, delays or hooks a few operations of a single-copy backend. Everything it
 /// does not define goes to [`Forward::inner`], after [`Forward::before`]; every
 /// implementation of `Forward` is a [`Backend`].
 ///
 /// The calls [`Backend`] itself composes from others (`head_object_etags`,
 /// `delete_objects`, `upload_part_copy`) are composed the same way here,
-/// from this wrapper's own calls, so what the wrapper changes applies to them too.
+/// from this wrapper's own calls, so what the wrapper changes applies to them too. That
+/// is why it is no shim for a backend whose own versions of those calls matter (the
+/// replicating layer's per-replica ETags, an S3 backend's server-side part copy and
+/// batched delete): there a wrapper would turn them into the composed forms.
 ///
 /// ```
 /// use s3proxy_core::{Backend, BucketName, DynBackend, Error, Result};
