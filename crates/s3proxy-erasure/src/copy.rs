@@ -73,6 +73,14 @@ impl Erasure {
         let stored = outcomes.iter().filter(|o| o.is_ok()).count();
         let required = self.shared.opts.required();
         if stored < required {
+            // As a PUT that missed its quorum (`write`): the backends that copied hold
+            // partial shards of a version no read serves; every backend is journaled for
+            // a check, so that repair puts the version still readable back over them.
+            if stored > 0 {
+                for i in 0..outcomes.len() {
+                    self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
+                }
+            }
             return Err(outcomes
                 .into_iter()
                 .filter_map(Result::err)

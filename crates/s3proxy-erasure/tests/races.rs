@@ -31,6 +31,9 @@ struct Hooked {
     puts_seen: AtomicUsize,
     /// PUTs stall: [`TAKE_BODY_NEVER_ANSWER`] or [`NEVER_READ`] (0: they do not).
     stall_puts: AtomicU8,
+    refuse_copies: AtomicBool,
+    late_commit: AtomicBool,
+    fail_after_body: AtomicBool,
 }
 
 /// A PUT reads its body whole, then never answers.
@@ -82,7 +85,21 @@ impl Backend for Hooked {
             _ => {}
         }
         run_hook(&self.before_put).await;
+        if self.late_commit.load(Ordering::SeqCst) {
+            // A remote backend that has the whole body commits it even when the caller
+            // stops waiting (the connection dropped after the last byte).
+            let data = collect_body(body.stream, 1 << 24).await?;
+            let (inner, b, k) = (self.inner.clone(), b.clone(), k.clone());
+            let t = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                inner.put_object(&b, &k, data.into(), o).await
+            });
+            return t.await.unwrap();
+        }
         let data = collect_body(body.stream, 1 << 24).await?;
+        if self.fail_after_body.load(Ordering::SeqCst) {
+            return Err(Error::ServiceUnavailable("disk full".into()));
+        }
         run_hook(&self.before_commit).await;
         if self.hold_nth_put.load(Ordering::SeqCst) == n {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -111,6 +128,9 @@ impl Backend for Hooked {
         dk: &ObjectKey,
         o: CopyOptions,
     ) -> Result<PutResult> {
+        if self.refuse_copies.load(Ordering::SeqCst) {
+            return Err(Error::ServiceUnavailable("refuses copies".into()));
+        }
         let hook = self.before_copy.lock().unwrap().take();
         if let Some(hook) = hook {
             hook().await;
@@ -208,6 +228,9 @@ fn set(k: usize, m: usize) -> Set {
                 hold_nth_put: AtomicUsize::new(0),
                 puts_seen: AtomicUsize::new(0),
                 stall_puts: AtomicU8::new(0),
+                refuse_copies: AtomicBool::new(false),
+                late_commit: AtomicBool::new(false),
+                fail_after_body: AtomicBool::new(false),
             })
         })
         .collect();
@@ -584,4 +607,168 @@ async fn a_stalled_backend_holds_up_neither_writes_nor_repairs() {
             "the shard is rebuilt"
         );
     }
+}
+
+async fn ver(s: &Set, i: usize, k: &str) -> Option<String> {
+    let info = s.disks[i]
+        .inner
+        .head_object(&bucket(), &key(k), GetOptions::default())
+        .await
+        .ok()?;
+    ShardMeta::from_metadata(&info.metadata).map(|m| m.ver)
+}
+
+#[tokio::test]
+async fn rev_copy_missing_quorum_is_not_journaled() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let v1 = vec![b'a'; 200];
+    put(&s.ec, "dst", &v1).await;
+    put(&s.ec, "src", &vec![b'b'; 200]).await;
+    s.disks[1].refuse_copies.store(true, Ordering::SeqCst);
+    s.disks[2].refuse_copies.store(true, Ordering::SeqCst);
+    let r =
+        s.ec.copy_object(
+            &bucket(),
+            &key("src"),
+            &bucket(),
+            &key("dst"),
+            CopyOptions::default(),
+        )
+        .await;
+    eprintln!("copy: {:?}", r.as_ref().map(drop));
+    assert!(r.is_err());
+    eprintln!("journal after failed copy: {}", s.ec.journal().len());
+    eprintln!(
+        "vers: {:?} {:?} {:?}",
+        ver(&s, 0, "dst").await,
+        ver(&s, 1, "dst").await,
+        ver(&s, 2, "dst").await
+    );
+    assert_eq!(get(&s.ec, "dst").await.unwrap(), v1, "v1 still served");
+    eprintln!("replay: {:?}", s.ec.replay_journal().await);
+    // One backend lost (wiped): a 2 + 1 set should survive it.
+    s.disks[1]
+        .inner
+        .delete_object(&bucket(), &key("dst"))
+        .await
+        .unwrap();
+    let g = get(&s.ec, "dst").await;
+    eprintln!(
+        "get after losing one backend: {:?}",
+        g.as_ref().map(|b| b.len())
+    );
+    assert!(g.is_ok(), "acknowledged v1 lost after one backend loss");
+}
+
+#[tokio::test]
+async fn rev_late_commit_after_cutoff_is_silent() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    put(&s.ec, "k", &vec![b'1'; 200]).await;
+    s.disks[2].late_commit.store(true, Ordering::SeqCst);
+    let t0 = std::time::Instant::now();
+    put(&s.ec, "k", &vec![b'2'; 200]).await;
+    eprintln!(
+        "v2 acked after {:?}; journal {}",
+        t0.elapsed(),
+        s.ec.journal().len()
+    );
+    s.disks[2].late_commit.store(false, Ordering::SeqCst);
+    let v3 = vec![b'3'; 200];
+    put(&s.ec, "k", &v3).await;
+    let done = s.ec.replay_journal().await;
+    eprintln!("replay {:?} journal {}", done, s.ec.journal().len());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!(
+        "vers: {:?} {:?} {:?}",
+        ver(&s, 0, "k").await,
+        ver(&s, 1, "k").await,
+        ver(&s, 2, "k").await
+    );
+    eprintln!("journal now {}", s.ec.journal().len());
+    assert_eq!(get(&s.ec, "k").await.unwrap(), v3);
+    s.disks[0]
+        .inner
+        .delete_object(&bucket(), &key("k"))
+        .await
+        .unwrap();
+    let g = get(&s.ec, "k").await;
+    eprintln!(
+        "get after losing one backend: {:?}",
+        g.as_ref().map(|b| b[0])
+    );
+    assert!(
+        g.is_ok_and(|b| b == v3),
+        "acknowledged v3 lost after one backend loss"
+    );
+}
+
+#[tokio::test]
+async fn rev_missed_quorum_after_commit_point_loses_previous_version() {
+    let s = set(4, 2);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let v1 = vec![b'1'; 500];
+    put(&s.ec, "k", &v1).await;
+    s.disks[4].refuse_puts.store(true, Ordering::SeqCst);
+    s.disks[5].refuse_puts.store(true, Ordering::SeqCst);
+    s.disks[0].fail_after_body.store(true, Ordering::SeqCst);
+    let r =
+        s.ec.put_object(
+            &bucket(),
+            &key("k"),
+            Bytes::from(vec![b'2'; 500]).into(),
+            PutOptions::default(),
+        )
+        .await;
+    eprintln!("v2 put: {:?}", r.as_ref().map(drop));
+    for d in &s.disks {
+        d.refuse_puts.store(false, Ordering::SeqCst);
+        d.fail_after_body.store(false, Ordering::SeqCst);
+    }
+    let vers: Vec<_> = futures::future::join_all((0..6).map(|i| ver(&s, i, "k"))).await;
+    eprintln!("vers: {vers:?}");
+    let g = get(&s.ec, "k").await;
+    eprintln!("get: {:?}", g.as_ref().map(|b| b[0]));
+    eprintln!("replay: {:?}", s.ec.replay_journal().await);
+    let vers: Vec<_> = futures::future::join_all((0..6).map(|i| ver(&s, i, "k"))).await;
+    eprintln!("vers after replay: {vers:?}");
+    assert_eq!(
+        get(&s.ec, "k").await.unwrap(),
+        v1,
+        "the last acknowledged version is served"
+    );
+}
+
+#[tokio::test]
+async fn rev_repair_tool_process_races_a_server_write() {
+    let s = set(2, 1);
+    // A second process (s3proxy repair) over the same backends and journal.
+    let tool = {
+        let backends = s.disks.iter().map(|d| d.clone() as DynBackend).collect();
+        let opts = ErasureOptions {
+            stripe_size: 64,
+            timeout: Duration::from_secs(2),
+            ..ErasureOptions::new(2, 1)
+        };
+        Erasure::new("ec", backends, opts, Arc::new(Journal::in_memory())).unwrap()
+    };
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let (v1, v2) = (vec![b'a'; 100], vec![b'b'; 100]);
+    s.disks[2].refuse_puts.store(true, Ordering::SeqCst);
+    put(&s.ec, "k", &v1).await;
+    s.disks[2].refuse_puts.store(false, Ordering::SeqCst);
+    for e in s.ec.journal().pending() {
+        tool.journal().record(e).unwrap();
+    }
+    s.disks[0].refuse_puts.store(true, Ordering::SeqCst);
+    let (hook, pending) = put_from_hook(&s.ec, "k", v2.clone(), Duration::from_millis(500));
+    *s.disks[2].before_commit.lock().unwrap() = Some(hook);
+    eprintln!("tool replay: {:?}", tool.replay_journal().await);
+    let v2_put = pending.lock().unwrap().take().expect("staged");
+    v2_put.await.unwrap().expect("server write acknowledged");
+    s.disks[0].refuse_puts.store(false, Ordering::SeqCst);
+    let g = get(&s.ec, "k").await.unwrap();
+    eprintln!("served: {}", g[0] as char);
+    assert_eq!(g, v2, "the acknowledged write is served");
 }
