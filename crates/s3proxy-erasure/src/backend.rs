@@ -32,13 +32,22 @@ impl Erasure {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<()> {
-        let _turn = self.shared.inflight.write_turn(bucket, key).await;
+        let turn = self
+            .shared
+            .inflight
+            .write_turn(bucket, key, self.turn_wait())
+            .await?;
         let stamp = self.shared.clock.next();
         let outcomes = self
-            .fan_out("DeleteObject", &format!("{bucket}/{key}"), |_, b| {
-                let (bucket, key) = (bucket.clone(), key.clone());
-                async move { b.delete_object(&bucket, &key).await }
-            })
+            .fan_out_marking(
+                "DeleteObject",
+                &format!("{bucket}/{key}"),
+                Some(turn.cut_off()),
+                |_, b| {
+                    let (bucket, key) = (bucket.clone(), key.clone());
+                    async move { b.delete_object(&bucket, &key).await }
+                },
+            )
             .await;
         if outcomes
             .iter()

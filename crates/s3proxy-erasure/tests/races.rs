@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use s3proxy_backends::Memory;
 use s3proxy_core::*;
 use s3proxy_erasure::*;
@@ -587,10 +588,15 @@ async fn a_stalled_backend_holds_up_neither_writes_nor_repairs() {
             started.elapsed()
         );
         assert_eq!(s.ec.journal().len(), 1, "the stalled shard is journaled");
+        // A backend cut off once it had the whole body may still commit it: the key is
+        // left alone for one more backend timeout (2 s here), then repaired.
+        let linger = Duration::from_millis(2100);
+        tokio::time::sleep(linger).await;
         let replay = tokio::time::timeout(Duration::from_secs(15), s.ec.replay_journal()).await;
         let done = replay.expect("the repair did not hang");
         assert_eq!((done.rebuilt, done.failed), (0, 1), "{done:?}");
         s.disks[2].stall_puts.store(0, Ordering::SeqCst);
+        tokio::time::sleep(linger).await;
         let done = s.ec.replay_journal().await;
         assert_eq!(done.rebuilt, 1, "{done:?}");
         let meta = |i: usize| {
@@ -771,4 +777,46 @@ async fn rev_repair_tool_process_races_a_server_write() {
     let g = get(&s.ec, "k").await.unwrap();
     eprintln!("served: {}", g[0] as char);
     assert_eq!(g, v2, "the acknowledged write is served");
+}
+
+/// A client that sends a few bytes of its body and then nothing holds its key's turn;
+/// the writes of that key behind it get SlowDown (503) after twice the backend timeout
+/// (one for the holder, one for a turn lingering after a cut-off) instead of waiting
+/// forever, and the key is free for them once the trickler goes.
+#[tokio::test]
+async fn a_trickling_client_does_not_block_its_key_forever() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let stream = futures::stream::once(async { Ok(Bytes::from_static(b"abc")) })
+        .chain(futures::stream::pending());
+    let trickle = Body {
+        stream: Box::pin(stream),
+        length: 1000,
+    };
+    let ec = s.ec.clone();
+    let trickler = tokio::spawn(async move {
+        ec.put_object(&bucket(), &key("k"), trickle, PutOptions::default())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let body = Bytes::from_static(b"v2").into();
+    let (b, k) = (bucket(), key("k"));
+    let second = s.ec.put_object(&b, &k, body, PutOptions::default());
+    let second = tokio::time::timeout(Duration::from_secs(15), second).await;
+    let second = second.expect("the second PUT did not wait forever");
+    assert!(
+        matches!(second, Err(Error::SlowDown)),
+        "{:?}",
+        second.map(drop)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    trickler.abort();
+    let _ = trickler.await;
+    put(&s.ec, "k", b"v3").await;
+    assert_eq!(get(&s.ec, "k").await.unwrap(), &b"v3"[..]);
 }
