@@ -253,7 +253,7 @@ impl Backend for Erasure {
     ) -> Result<GetResult> {
         check_key(key)?;
         opts.refuse_part_with_range()?;
-        let resolved = self.resolve(bucket, key).await?;
+        let resolved = self.resolve_served(bucket, key).await?;
         let mut info = resolved.info.clone();
         opts.conditions.check(&info, false)?;
         refuse_parts_of_multipart(&opts, &info)?;
@@ -292,7 +292,7 @@ impl Backend for Erasure {
     ) -> Result<ObjectInfo> {
         check_key(key)?;
         opts.refuse_part_with_range()?;
-        let mut info = self.resolve(bucket, key).await?.info;
+        let mut info = self.resolve_served(bucket, key).await?.info;
         opts.conditions.check(&info, false)?;
         refuse_parts_of_multipart(&opts, &info)?;
         match opts.part_number {

@@ -23,7 +23,7 @@ impl Erasure {
             .inflight
             .write_turn(dst_bucket, dst_key, self.turn_wait())
             .await?;
-        let src = self.resolve(src_bucket, src_key).await?;
+        let src = self.resolve_served(src_bucket, src_key).await?;
         opts.source_conditions.check(&src.info, true)?;
         let stamp = self.shared.clock.next();
         let metadata = match opts.directive {

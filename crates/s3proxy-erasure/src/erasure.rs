@@ -97,6 +97,15 @@ impl Erasure {
                 backends.len()
             )));
         }
+        if k > m + 1 {
+            return Err(Error::InvalidArgument(format!(
+                "{k} data + {m} parity shards: more data than parity + 1 shards is not supported \
+                 yet (a write failing after some backends committed could leave neither the \
+                 old nor the new version with {k} shards); use at most {} data shards with {m} \
+                 parity, or more parity",
+                m + 1
+            )));
+        }
         if !reed_solomon_simd::ReedSolomonEncoder::supports(k, m) {
             return Err(Error::InvalidArgument(format!(
                 "{k} data + {m} parity shards are more than the codec supports"
