@@ -10,6 +10,11 @@ use bytes::Bytes;
 use s3proxy_core::*;
 use std::collections::BTreeMap;
 
+/// Backend timeouts after which a newer version than the readable one is judged
+/// abandoned (a write that failed its quorum) rather than one still committing: a write
+/// cut off at the timeout may land one timeout later (its turn lingers that long).
+pub const SETTLE_TIMEOUTS: u32 = 3;
+
 /// What a scan does.
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -251,6 +256,17 @@ impl Erasure {
                 Seen::Version(v) if *v > resolved.meta.ver && resolved.unreachable > 0 => {
                     done.failed += 1;
                 }
+                // A newer version written moments ago: it may be a write still committing
+                // on another instance (which this one's turns do not order), soon on k
+                // backends; rebuilding the older version over it could undo it once
+                // acknowledged. Left for a later scan, or for the journal of its writer.
+                Seen::Version(v) if *v > resolved.meta.ver && self.recent(v) => {
+                    done.failed += 1;
+                    log::info!(
+                        "{name} scan {bucket}/{key}: {backend} holds a newer version written \
+                         moments ago; left for the next scan"
+                    );
+                }
                 _ => {
                     done.missing += 1;
                     targets.push(i);
@@ -281,6 +297,21 @@ impl Erasure {
                     );
                 }
             }
+        }
+    }
+
+    /// Whether version `stamp` was written less than [`SETTLE_TIMEOUTS`] backend
+    /// timeouts ago (or carries a time ahead of this clock, or none readable).
+    fn recent(&self, stamp: &str) -> bool {
+        let settle = self.timeout().saturating_mul(SETTLE_TIMEOUTS);
+        match s3proxy_replication::stamp_time(stamp) {
+            Some(t) => {
+                std::time::SystemTime::now()
+                    .duration_since(t)
+                    .is_ok_and(|age| age < settle)
+                    || t > std::time::SystemTime::now()
+            }
+            None => false,
         }
     }
 
