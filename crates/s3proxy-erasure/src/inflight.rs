@@ -15,7 +15,7 @@
 //! body fails, before it can commit, when a client write is waiting for the key.
 //!
 //! This orders the operations of one proxy instance; instances that write one key at the
-//! same moment are not coordinated (docs/ERASURE.md, "Not yet").
+//! same moment are not coordinated (docs/ERASURE.md, "Known gaps").
 
 use s3proxy_core::{BucketName, Error, ObjectKey, Result};
 use std::collections::HashMap;

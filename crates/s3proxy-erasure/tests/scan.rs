@@ -250,3 +250,60 @@ async fn a_scan_leaves_a_newer_version_written_moments_ago() {
     assert_eq!(stamp(2).await, newer, "the newer shard is left");
     assert_eq!(read(&s.ec, "k").await.unwrap(), v1);
 }
+
+/// A multipart object's ETag is no MD5 to check a shard's trailer against: scrub compares
+/// the holders' trailers, and one with a flipped byte is found corrupt and rebuilt.
+#[tokio::test]
+async fn scrub_finds_a_corrupt_trailer_of_a_multipart_object() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let (b, k) = (bucket(), key("mp"));
+    let id =
+        s.ec.create_multipart_upload(&b, &k, MultipartOptions::default())
+            .await
+            .unwrap();
+    let data = conformance::pattern(4321, 3);
+    let etag =
+        s.ec.upload_part(&b, &k, &id, 1, data.clone().into(), PartOptions::default())
+            .await
+            .unwrap();
+    let parts = vec![CompletedPart {
+        part_number: 1,
+        etag,
+    }];
+    s.ec.complete_multipart_upload(&b, &k, &id, parts)
+        .await
+        .unwrap();
+    // The last byte of backend 1's shard object (its trailer's checksum) flipped.
+    let got = s.disks[1]
+        .inner
+        .get_object(&b, &k, GetOptions::default())
+        .await
+        .unwrap();
+    let metadata = got.info.metadata.clone();
+    let mut bytes = collect_body(got.body, 1 << 20).await.unwrap().to_vec();
+    *bytes.last_mut().unwrap() ^= 1;
+    let opts = PutOptions {
+        metadata,
+        content_md5: None,
+    };
+    s.disks[1]
+        .inner
+        .put_object(&b, &k, Bytes::from(bytes).into(), opts)
+        .await
+        .unwrap();
+    let scrub = ScanOptions {
+        verify: true,
+        ..Default::default()
+    };
+    let done = s.ec.scan(&scrub, &|_| {}).await.unwrap();
+    assert_eq!(
+        (done.corrupt, done.rebuilt, done.failed),
+        (1, 1, 0),
+        "{done:?}"
+    );
+    let again = s.ec.scan(&scrub, &|_| {}).await.unwrap();
+    assert_eq!((again.corrupt, again.rebuilt), (0, 0), "{again:?}");
+    s.disks[0].set(DOWN);
+    assert_eq!(read(&s.ec, "mp").await.unwrap(), data);
+}
