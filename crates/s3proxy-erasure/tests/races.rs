@@ -636,7 +636,7 @@ async fn rev_copy_missing_quorum_is_not_journaled() {
     s.ec.create_bucket(&bucket()).await.unwrap();
     let v1 = vec![b'a'; 200];
     put(&s.ec, "dst", &v1).await;
-    put(&s.ec, "src", &vec![b'b'; 200]).await;
+    put(&s.ec, "src", &[b'b'; 200]).await;
     s.disks[1].refuse_copies.store(true, Ordering::SeqCst);
     s.disks[2].refuse_copies.store(true, Ordering::SeqCst);
     let r =
@@ -677,10 +677,10 @@ async fn rev_copy_missing_quorum_is_not_journaled() {
 async fn rev_late_commit_after_cutoff_is_silent() {
     let s = set(2, 1);
     s.ec.create_bucket(&bucket()).await.unwrap();
-    put(&s.ec, "k", &vec![b'1'; 200]).await;
+    put(&s.ec, "k", &[b'1'; 200]).await;
     s.disks[2].late_commit.store(true, Ordering::SeqCst);
     let t0 = std::time::Instant::now();
-    put(&s.ec, "k", &vec![b'2'; 200]).await;
+    put(&s.ec, "k", &[b'2'; 200]).await;
     eprintln!(
         "v2 acked after {:?}; journal {}",
         t0.elapsed(),
