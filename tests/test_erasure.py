@@ -206,11 +206,16 @@ def test_a_wiped_backend_is_refilled_by_repair_and_a_corrupt_shard_rebuilt_by_sc
     c.backends[1].kill()
     shutil.rmtree(os.path.join(c.root, "b1", "data"))
     c.backends[1].start()
-    r = run_command(c, "repair", "--dry-run")
+    # Beside a serving front, repair of an erasure placement refuses unless told.
+    r = run_command(c, "repair")
+    assert r.returncode == 1 and "--while-serving" in r.stderr, r.stdout + r.stderr
+    r = run_command(c, "scrub")
+    assert r.returncode == 1 and "--while-serving" in r.stderr, r.stdout + r.stderr
+    r = run_command(c, "repair", "--dry-run", "--while-serving")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "dry run: 4 objects scanned" in r.stdout and "4 missing or stale" in r.stdout, r.stdout
     assert "4 to rebuild, 1 buckets to create" in r.stdout, r.stdout
-    r = run_command(c, "repair")
+    r = run_command(c, "repair", "--while-serving")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4 rebuilt, 1 buckets created, 0 failed" in r.stdout, r.stdout
     assert {key: c.stored("ecb", key) for key in bodies} == sizes
@@ -227,10 +232,10 @@ def test_a_wiped_backend_is_refilled_by_repair_and_a_corrupt_shard_rebuilt_by_sc
         b = f.read(1)
         f.seek(700_000)
         f.write(bytes([b[0] ^ 0x20]))
-    r = run_command(c, "scrub")
+    r = run_command(c, "scrub", "--while-serving")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "12 shards verified, 0 missing or stale, 1 corrupt, 1 rebuilt" in r.stdout, r.stdout
-    r = run_command(c, "scrub")
+    r = run_command(c, "scrub", "--while-serving")
     assert r.returncode == 0 and "12 shards verified, 0 missing or stale, 0 corrupt, 0 rebuilt" in r.stdout, r.stdout
     c.backends[0].kill()
     try:

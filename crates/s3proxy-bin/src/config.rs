@@ -289,6 +289,19 @@ impl PlacementConfig {
                 ),
             ));
         }
+        if k > m + 1 {
+            // Until shards are stored under versioned keys, a write that fails after some
+            // backends committed it leaves the previous version on n - (k - 1) = m + 1
+            // backends at least: readable only while that is k.
+            return Err((
+                "placement.data_shards",
+                format!(
+                    "data_shards = {k} with parity_shards = {m} is not supported: data_shards \
+                     may be at most parity_shards + 1 (a failed write could otherwise leave no \
+                     version of an object readable); docs/ERASURE.md"
+                ),
+            ));
+        }
         Ok((k, m))
     }
 }
@@ -807,6 +820,10 @@ path = "./data"
             ),
             (
                 "[placement]\nkind = \"erasure\"\ndata_shards = 2\nparity_shards = 2\n[[backends]]\nname = \"a\"\nkind = \"memory\"\n[[backends]]\nname = \"b\"\nkind = \"memory\"\n[[backends]]\nname = \"c\"\nkind = \"memory\"",
+                "placement.data_shards",
+            ),
+            (
+                "[placement]\nkind = \"erasure\"\ndata_shards = 3\nparity_shards = 1\n[[backends]]\nname = \"a\"\nkind = \"memory\"\n[[backends]]\nname = \"b\"\nkind = \"memory\"\n[[backends]]\nname = \"c\"\nkind = \"memory\"\n[[backends]]\nname = \"d\"\nkind = \"memory\"",
                 "placement.data_shards",
             ),
             ("[placement]\nkind = \"erasure\"", "placement"),

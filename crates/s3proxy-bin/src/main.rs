@@ -7,6 +7,7 @@ mod config;
 mod credentials;
 mod layout;
 mod maintenance;
+mod statelock;
 
 use clap::{Parser, Subcommand};
 use config::{BackendKind, Config, Overrides};
@@ -103,6 +104,10 @@ enum Command {
         /// Report what would be done without doing it.
         #[arg(long)]
         dry_run: bool,
+        /// Erasure coding: run although a server holds the state directory (a client
+        /// write of a key being rebuilt may then be undone; docs/OPERATIONS.md).
+        #[arg(long)]
+        while_serving: bool,
     },
     /// Re-wrap every object's data key under the active master key, without moving its
     /// data; resumable and safe while s3proxy serves. Reports the objects still under
@@ -122,6 +127,10 @@ enum Command {
         /// Only this bucket.
         #[arg(long)]
         bucket: Option<String>,
+        /// Erasure coding: run although a server holds the state directory (a client
+        /// write of a key being rebuilt may then be undone; docs/OPERATIONS.md).
+        #[arg(long)]
+        while_serving: bool,
     },
 }
 
@@ -286,9 +295,10 @@ async fn repair(
     config: &Config,
     bucket: Option<String>,
     dry_run: bool,
+    while_serving: bool,
 ) -> Result<(), (u8, String)> {
     if config.placement.kind == config::PlacementKind::Erasure {
-        return maintenance::erasure_repair(config, bucket, dry_run, false).await;
+        return maintenance::erasure_repair(config, bucket, dry_run, false, while_serving).await;
     }
     let (_, replicated) = build_stack(config).await.map_err(|e| (1, e))?;
     let Some(replicated) = replicated else {
@@ -379,11 +389,18 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
     let config = Config::load(cli.config.as_deref(), &overrides)
         .map_err(|e| (2, format!("configuration error: {e}")))?;
     match cli.command {
-        Some(Command::Repair { bucket, dry_run }) => return repair(&config, bucket, dry_run).await,
+        Some(Command::Repair {
+            bucket,
+            dry_run,
+            while_serving,
+        }) => return repair(&config, bucket, dry_run, while_serving).await,
         Some(Command::RotateKeys { bucket, dry_run }) => {
             return maintenance::rotate_keys(&config, bucket, dry_run).await;
         }
-        Some(Command::Scrub { bucket }) => return maintenance::scrub(&config, bucket).await,
+        Some(Command::Scrub {
+            bucket,
+            while_serving,
+        }) => return maintenance::scrub(&config, bucket, while_serving).await,
         _ => {}
     }
     let mut credentials = config.credentials.clone();
@@ -401,6 +418,14 @@ async fn run(cli: Cli) -> Result<(), (u8, String)> {
         generated = Some((creds.clone(), new));
         credentials.push(creds);
     }
+    // Held while serving: `s3proxy repair`/`scrub` of an erasure placement refuse to run
+    // beside this process (see `statelock`).
+    let _state_lock = match config.placement.kind {
+        config::PlacementKind::Erasure => {
+            Some(statelock::hold_for_serving(&config.state_dir).map_err(|e| (1, e))?)
+        }
+        _ => None,
+    };
     let (backend, replicated) = build_stack(&config).await.map_err(|e| (1, e))?;
     let backend = encrypt(&config, backend).map_err(|e| (1, e))?;
     let _background = replicated.as_ref().map(|r| {

@@ -269,11 +269,15 @@ struct Bad {
 /// several backends each failing replica is then replaced from a good one (a forced
 /// repair through the replication layer's journal) and read again, and a repair scan
 /// copies what is missing or stale; exit 1 when something is left unrepaired.
-pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failure> {
+pub async fn scrub(
+    config: &Config,
+    bucket: Option<String>,
+    while_serving: bool,
+) -> Result<(), Failure> {
     if config.placement.kind == crate::config::PlacementKind::Erasure {
         // Shards are no objects the encryption layer can read alone: their own checksums
         // say which one is bad.
-        return erasure_repair(config, bucket, false, true).await;
+        return erasure_repair(config, bucket, false, true, while_serving).await;
     }
     let encryption = crate::encryption_config(config).map_err(|e| (1, e))?;
     let mut progress = Progress::new("scrubbing");
@@ -411,12 +415,16 @@ pub async fn scrub(config: &Config, bucket: Option<String>) -> Result<(), Failur
 /// shard missing (a wiped backend), of another version or, with `verify`, failing its
 /// checksums rebuilt from k others. A dry run replays nothing and rebuilds nothing; it
 /// reports what the scan would rebuild. Exit 1 when something is left unrepaired.
+/// Refused while a server holds the state directory, unless `while_serving`.
 pub async fn erasure_repair(
     config: &Config,
     bucket: Option<String>,
     dry_run: bool,
     verify: bool,
+    while_serving: bool,
 ) -> Result<(), Failure> {
+    let _lock = crate::statelock::hold_for_maintenance(&config.state_dir, while_serving)
+        .map_err(|e| (1, e))?;
     let bucket = bucket
         .map(BucketName::new)
         .transpose()

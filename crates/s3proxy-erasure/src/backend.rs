@@ -33,13 +33,22 @@ impl Erasure {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<()> {
-        let _turn = self.shared.inflight.write_turn(bucket, key).await;
+        let turn = self
+            .shared
+            .inflight
+            .write_turn(bucket, key, self.turn_wait())
+            .await?;
         let stamp = self.shared.clock.next();
         let outcomes = self
-            .fan_out("DeleteObject", &format!("{bucket}/{key}"), |_, b| {
-                let (bucket, key) = (bucket.clone(), key.clone());
-                async move { b.delete_object(&bucket, &key).await }
-            })
+            .fan_out_marking(
+                "DeleteObject",
+                &format!("{bucket}/{key}"),
+                Some(turn.cut_off()),
+                |_, b| {
+                    let (bucket, key) = (bucket.clone(), key.clone());
+                    async move { b.delete_object(&bucket, &key).await }
+                },
+            )
             .await;
         if outcomes
             .iter()
@@ -245,7 +254,7 @@ impl Backend for Erasure {
     ) -> Result<GetResult> {
         check_key(key)?;
         opts.refuse_part_with_range()?;
-        let resolved = self.resolve(bucket, key).await?;
+        let resolved = self.resolve_served(bucket, key).await?;
         let mut info = resolved.info.clone();
         opts.conditions.check(&info, false)?;
         refuse_parts_of_multipart(&opts, &info)?;
@@ -284,7 +293,7 @@ impl Backend for Erasure {
     ) -> Result<ObjectInfo> {
         check_key(key)?;
         opts.refuse_part_with_range()?;
-        let mut info = self.resolve(bucket, key).await?.info;
+        let mut info = self.resolve_served(bucket, key).await?.info;
         opts.conditions.check(&info, false)?;
         refuse_parts_of_multipart(&opts, &info)?;
         match opts.part_number {

@@ -19,8 +19,12 @@ impl Erasure {
         opts: CopyOptions,
     ) -> Result<PutResult> {
         // The destination's turn (the source is pinned per backend by If-Match instead).
-        let _turn = self.shared.inflight.write_turn(dst_bucket, dst_key).await;
-        let src = self.resolve(src_bucket, src_key).await?;
+        let turn = self
+            .shared
+            .inflight
+            .write_turn(dst_bucket, dst_key, self.turn_wait())
+            .await?;
+        let src = self.resolve_served(src_bucket, src_key).await?;
         opts.source_conditions.check(&src.info, true)?;
         let stamp = self.shared.clock.next();
         let metadata = match opts.directive {
@@ -37,43 +41,56 @@ impl Erasure {
         };
         let holders = &src.holders;
         let outcomes = self
-            .fan_out("CopyObject", &format!("{dst_bucket}/{dst_key}"), |i, b| {
-                let mut meta = metadata.clone();
-                ShardMeta { i, ..base.clone() }.store(&mut meta);
-                // Pinned to the shard this backend held at the resolve: a PUT that lands
-                // in between makes this backend's copy fail (a miss, journaled) rather
-                // than put this version's label on another version's shard.
-                let copy = CopyOptions {
-                    directive: MetadataDirective::Replace(meta),
-                    source_conditions: Conditions {
-                        if_match: src.etags.get(i).cloned().flatten(),
-                        ..Conditions::default()
-                    },
-                };
-                let names = (src_bucket.clone(), src_key.clone());
-                let dst = (dst_bucket.clone(), dst_key.clone());
-                let holds = holders.contains(&i) && copy.source_conditions.if_match.is_some();
-                async move {
-                    if !holds {
-                        return Err(Error::ServiceUnavailable(
-                            "holds no shard of the source version".into(),
-                        ));
+            .fan_out_marking(
+                "CopyObject",
+                &format!("{dst_bucket}/{dst_key}"),
+                Some(turn.cut_off()),
+                |i, b| {
+                    let mut meta = metadata.clone();
+                    ShardMeta { i, ..base.clone() }.store(&mut meta);
+                    // Pinned to the shard this backend held at the resolve: a PUT that lands
+                    // in between makes this backend's copy fail (a miss, journaled) rather
+                    // than put this version's label on another version's shard.
+                    let copy = CopyOptions {
+                        directive: MetadataDirective::Replace(meta),
+                        source_conditions: Conditions {
+                            if_match: src.etags.get(i).cloned().flatten(),
+                            ..Conditions::default()
+                        },
+                    };
+                    let names = (src_bucket.clone(), src_key.clone());
+                    let dst = (dst_bucket.clone(), dst_key.clone());
+                    let holds = holders.contains(&i) && copy.source_conditions.if_match.is_some();
+                    async move {
+                        if !holds {
+                            return Err(Error::ServiceUnavailable(
+                                "holds no shard of the source version".into(),
+                            ));
+                        }
+                        match b
+                            .copy_object(&names.0, &names.1, &dst.0, &dst.1, copy)
+                            .await
+                        {
+                            Err(Error::PreconditionFailed) => Err(Error::ServiceUnavailable(
+                                "the source shard changed since the resolve".into(),
+                            )),
+                            other => other,
+                        }
                     }
-                    match b
-                        .copy_object(&names.0, &names.1, &dst.0, &dst.1, copy)
-                        .await
-                    {
-                        Err(Error::PreconditionFailed) => Err(Error::ServiceUnavailable(
-                            "the source shard changed since the resolve".into(),
-                        )),
-                        other => other,
-                    }
-                }
-            })
+                },
+            )
             .await;
         let stored = outcomes.iter().filter(|o| o.is_ok()).count();
         let required = self.shared.opts.required();
         if stored < required {
+            // As a PUT that missed its quorum (`write`): the backends that copied hold
+            // partial shards of a version no read serves; every backend is journaled for
+            // a check, so that repair puts the version still readable back over them.
+            if stored > 0 {
+                for i in 0..outcomes.len() {
+                    self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
+                }
+            }
             return Err(outcomes
                 .into_iter()
                 .filter_map(Result::err)

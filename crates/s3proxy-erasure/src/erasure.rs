@@ -1,6 +1,7 @@
 //! The erasure-coded set: its backends (shard i on backend i), its options, clock and
 //! journal, and the fan-out helpers every operation uses.
 
+use crate::inflight::CutOff;
 use s3proxy_core::*;
 use s3proxy_replication::{Entry, Hlc, Journal, Missed, Target, WriteQuorum};
 use std::future::Future;
@@ -96,6 +97,15 @@ impl Erasure {
                 backends.len()
             )));
         }
+        if k > m + 1 {
+            return Err(Error::InvalidArgument(format!(
+                "{k} data + {m} parity shards: more data than parity + 1 shards is not supported \
+                 yet (a write failing after some backends committed could leave neither the \
+                 old nor the new version with {k} shards); use at most {} data shards with {m} \
+                 parity, or more parity",
+                m + 1
+            )));
+        }
         if !reed_solomon_simd::ReedSolomonEncoder::supports(k, m) {
             return Err(Error::InvalidArgument(format!(
                 "{k} data + {m} parity shards are more than the codec supports"
@@ -168,12 +178,38 @@ impl Erasure {
         F: FnOnce(DynBackend) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.call_marking(i, None, f).await
+    }
+
+    /// [`Erasure::call`] of a call that changes the key: one cut off by the timeout
+    /// may still be applied by the backend, so it marks `cut` (the key's turn lingers).
+    pub(crate) async fn call_marking<T, F, Fut>(
+        &self,
+        i: usize,
+        cut: Option<&CutOff>,
+        f: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let backend = self.backends()[i].clone();
         let name = backend.name().to_string();
         match tokio::time::timeout(self.timeout(), f(backend)).await {
             Ok(r) => r,
-            Err(_) => Err(Error::ServiceUnavailable(format!("{name}: timed out"))),
+            Err(_) => {
+                if let Some(cut) = cut {
+                    cut.mark(self.timeout());
+                }
+                Err(Error::ServiceUnavailable(format!("{name}: timed out")))
+            }
         }
+    }
+
+    /// How long a client write waits for its key's turn: a backend timeout for the
+    /// write holding it, and one more for a turn lingering after a cut-off.
+    pub(crate) fn turn_wait(&self) -> Duration {
+        self.timeout().saturating_mul(2)
     }
 
     /// Call `f` on every backend concurrently; one outcome per backend, in order.
@@ -182,8 +218,23 @@ impl Erasure {
         F: Fn(usize, DynBackend) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.fan_out_marking(op, target, None, f).await
+    }
+
+    /// [`Erasure::fan_out`] of calls that change the key (see [`Erasure::call_marking`]).
+    pub(crate) async fn fan_out_marking<T, F, Fut>(
+        &self,
+        op: &str,
+        target: &str,
+        cut: Option<&CutOff>,
+        f: F,
+    ) -> Vec<Result<T>>
+    where
+        F: Fn(usize, DynBackend) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let f = &f;
-        let calls = (0..self.backends().len()).map(|i| self.call(i, move |b| f(i, b)));
+        let calls = (0..self.backends().len()).map(|i| self.call_marking(i, cut, move |b| f(i, b)));
         let outcomes = futures::future::join_all(calls).await;
         self.log_outcomes(op, target, &outcomes);
         outcomes
@@ -242,6 +293,9 @@ impl Erasure {
 struct Turn {
     backend: bool,
     since: Instant,
+    /// Body bytes handed over so far, and whether the stream ended.
+    sent: u64,
+    ended: bool,
 }
 
 /// A PUT body that records [`Turn`] on every poll.
@@ -262,6 +316,11 @@ impl futures::Stream for Watched {
         // A piece handed over, or the end: the backend's move (take more, or answer).
         turn.backend = polled.is_ready();
         turn.since = Instant::now();
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(piece))) => turn.sent += piece.len() as u64,
+            std::task::Poll::Ready(None) => turn.ended = true,
+            _ => {}
+        }
         polled
     }
 }
@@ -272,7 +331,8 @@ impl Erasure {
     /// answering once it has the whole body (a process that accepted the connection and
     /// stalled). Time the body spends waiting for its own data is not counted, so a slow
     /// client does not fail its backends. A write cut off mid-body is dropped before the
-    /// backend has it whole, so it cannot commit.
+    /// backend has it whole, so it cannot commit; one cut off after the backend had every
+    /// byte may still commit later, and marks `cut` so that the key's turn lingers.
     pub(crate) async fn bounded_put(
         &self,
         i: usize,
@@ -280,13 +340,17 @@ impl Erasure {
         key: &ObjectKey,
         body: Body,
         opts: PutOptions,
+        cut: &CutOff,
     ) -> Result<PutResult> {
         let backend = self.backends()[i].clone();
         let limit = self.timeout();
         let turn = Arc::new(Mutex::new(Turn {
             backend: true,
             since: Instant::now(),
+            sent: 0,
+            ended: false,
         }));
+        let length = body.length;
         let body = Body {
             stream: Box::pin(Watched {
                 inner: body.stream,
@@ -311,10 +375,16 @@ impl Erasure {
         };
         tokio::select! {
             put = put => put,
-            () = watchdog => Err(Error::ServiceUnavailable(format!(
+            () = watchdog => {
+                let t = turn.lock().unwrap_or_else(|e| e.into_inner());
+                if t.ended || t.sent >= length {
+                    cut.mark(limit);
+                }
+                Err(Error::ServiceUnavailable(format!(
                 "{}: the PUT stalled for {limit:?}",
                 backend.name()
-            ))),
+            )))
+            }
         }
     }
 }

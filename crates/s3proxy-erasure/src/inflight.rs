@@ -15,12 +15,13 @@
 //! body fails, before it can commit, when a client write is waiting for the key.
 //!
 //! This orders the operations of one proxy instance; instances that write one key at the
-//! same moment are not coordinated (docs/ERASURE.md, "Not yet").
+//! same moment are not coordinated (docs/ERASURE.md, "Known gaps").
 
-use s3proxy_core::{BucketName, ObjectKey};
+use s3proxy_core::{BucketName, Error, ObjectKey, Result};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 
 /// One key's turn, and how many client writes are waiting for it.
@@ -66,12 +67,13 @@ impl Drop for Waiting {
     }
 }
 
-/// The turn of one key: held for the whole of a write or repair of it.
+/// The turn of one key: held for the whole of a write or repair of it, and for one more
+/// backend timeout after a backend call of it was cut off ([`KeyTurn::cut_off`]).
 pub(crate) struct KeyTurn {
-    // Released before the registration goes (fields drop in order).
-    _turn: OwnedMutexGuard<()>,
+    // Released before the registration goes (a tuple drops in order).
+    held: Option<(OwnedMutexGuard<()>, Registration)>,
     waiting: Arc<AtomicUsize>,
-    _registration: Registration,
+    cut_off: CutOff,
 }
 
 impl KeyTurn {
@@ -80,6 +82,44 @@ impl KeyTurn {
     /// neither held up by it nor undone by it).
     pub(crate) fn watch(&self) -> WriteWatch {
         WriteWatch(self.waiting.clone())
+    }
+
+    /// What a backend call of this turn marks when it is cut off.
+    pub(crate) fn cut_off(&self) -> &CutOff {
+        &self.cut_off
+    }
+}
+
+impl Drop for KeyTurn {
+    fn drop(&mut self) {
+        let linger = Duration::from_millis(self.cut_off.0.load(Ordering::SeqCst));
+        let Some(held) = self.held.take() else { return };
+        if linger.is_zero() {
+            return;
+        }
+        // A backend cut off after it had the whole request (a PUT's body, a delete, a
+        // copy) may still apply it once the connection is gone: the key stays taken for
+        // that long, so that no repair judges it (and no later write is overtaken by it)
+        // before it could land. Its miss is in the journal, checked after that.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(linger).await;
+                drop(held);
+            });
+        }
+    }
+}
+
+/// Set when a backend call of a key's turn was cut off while the backend may still apply
+/// it; the turn then lingers (see [`KeyTurn`]) for the longest duration marked, in ms.
+#[derive(Clone, Default)]
+pub(crate) struct CutOff(Arc<AtomicU64>);
+
+impl CutOff {
+    /// Keep the key's turn `linger` longer once it is released.
+    pub(crate) fn mark(&self, linger: Duration) {
+        let ms = u64::try_from(linger.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_max(ms, Ordering::SeqCst);
     }
 }
 
@@ -114,22 +154,29 @@ impl Inflight {
         (slot, registration)
     }
 
-    /// Wait for the key's turn (a client write, copy or delete of it).
+    /// Wait for the key's turn (a client write, copy or delete of it), at most `limit`:
+    /// a write whose client trickles its body holds the turn that long, and the writes
+    /// behind it get [`Error::SlowDown`] (a 503 clients retry) rather than wait forever.
     pub(crate) async fn write_turn(
         self: &Arc<Self>,
         bucket: &BucketName,
         key: &ObjectKey,
-    ) -> KeyTurn {
+        limit: Duration,
+    ) -> Result<KeyTurn> {
         let (slot, registration) = self.register(bucket, key);
         slot.waiting.fetch_add(1, Ordering::SeqCst);
         let waiting = Waiting(slot.waiting.clone());
-        let turn = slot.turn.clone().lock_owned().await;
+        let turn = tokio::time::timeout(limit, slot.turn.clone().lock_owned()).await;
         drop(waiting);
-        KeyTurn {
-            _turn: turn,
+        let Ok(turn) = turn else {
+            log::warn!("{bucket}/{key}: another write of the key held it for {limit:?}");
+            return Err(Error::SlowDown);
+        };
+        Ok(KeyTurn {
+            held: Some((turn, registration)),
             waiting: slot.waiting,
-            _registration: registration,
-        }
+            cut_off: CutOff::default(),
+        })
     }
 
     /// The key's turn for a repair, if no write holds or awaits it now.
@@ -144,9 +191,9 @@ impl Inflight {
         }
         let turn = slot.turn.clone().try_lock_owned().ok()?;
         Some(KeyTurn {
-            _turn: turn,
+            held: Some((turn, registration)),
             waiting: slot.waiting,
-            _registration: registration,
+            cut_off: CutOff::default(),
         })
     }
 
@@ -159,7 +206,8 @@ impl Inflight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    const LONG: Duration = Duration::from_secs(60);
 
     fn id() -> (BucketName, ObjectKey) {
         (
@@ -172,11 +220,11 @@ mod tests {
     async fn writes_of_one_key_take_turns_and_repairs_give_way() {
         let table = Arc::new(Inflight::default());
         let (b, k) = id();
-        let first = table.write_turn(&b, &k).await;
+        let first = table.write_turn(&b, &k, LONG).await.unwrap();
         assert!(table.repair_turn(&b, &k).is_none(), "a write holds the key");
         let t = table.clone();
         let (b2, k2) = (b.clone(), k.clone());
-        let second = tokio::spawn(async move { t.write_turn(&b2, &k2).await });
+        let second = tokio::spawn(async move { t.write_turn(&b2, &k2, LONG).await.unwrap() });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             !second.is_finished(),
@@ -190,7 +238,7 @@ mod tests {
         let repair = table.repair_turn(&b, &k).expect("the key is free");
         assert!(!repair.watch().write_waiting());
         let t = table.clone();
-        let waiter = tokio::spawn(async move { t.write_turn(&b, &k).await });
+        let waiter = tokio::spawn(async move { t.write_turn(&b, &k, LONG).await.unwrap() });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             repair.watch().write_waiting(),
@@ -205,10 +253,9 @@ mod tests {
     async fn a_write_that_gave_up_waiting_leaves_no_trace() {
         let table = Arc::new(Inflight::default());
         let (b, k) = id();
-        let held = table.write_turn(&b, &k).await;
-        let gave_up =
-            tokio::time::timeout(Duration::from_millis(10), table.write_turn(&b, &k)).await;
-        assert!(gave_up.is_err());
+        let held = table.write_turn(&b, &k, LONG).await.unwrap();
+        let gave_up = table.write_turn(&b, &k, Duration::from_millis(10)).await;
+        assert!(matches!(gave_up, Err(Error::SlowDown)));
         assert!(
             !held.watch().write_waiting(),
             "a dropped waiter no longer counts"

@@ -48,6 +48,27 @@ impl Erasure {
     /// of them hold. Absent when no version is readable and the backends that did not
     /// answer could not make one readable; 503 when they could.
     pub(crate) async fn resolve(&self, bucket: &BucketName, key: &ObjectKey) -> Result<Resolved> {
+        self.resolve_with(bucket, key, false).await
+    }
+
+    /// [`Erasure::resolve`] for a client's read (GET, HEAD, a copy's source): where shards
+    /// of the key exist but no version has k of them, and no delete of it is journaled, the
+    /// object may be one that was acknowledged and is unreadable now (lost shards, a
+    /// write that failed midway): 503, not a 404 that says it never existed.
+    pub(crate) async fn resolve_served(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<Resolved> {
+        self.resolve_with(bucket, key, true).await
+    }
+
+    async fn resolve_with(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        served: bool,
+    ) -> Result<Resolved> {
         let outcomes = self
             .fan_out("HeadObject", &format!("{bucket}/{key}"), |_, b| {
                 let (bucket, key) = (bucket.clone(), key.clone());
@@ -149,6 +170,19 @@ impl Erasure {
         }
         if no_bucket > answered {
             return Err(Error::NoSuchBucket);
+        }
+        if served
+            && best > 0
+            && self
+                .shared
+                .journal
+                .tombstone(bucket.as_str(), key.as_str())
+                .is_none()
+        {
+            return Err(Error::ServiceUnavailable(format!(
+                "{bucket}/{key}: {best} shards of one version found, {} needed",
+                self.k()
+            )));
         }
         Err(Error::NoSuchKey)
     }

@@ -124,7 +124,9 @@ impl Erasure {
             Err(Error::NoSuchKey) | Err(Error::NoSuchBucket) => {
                 // Deleted (or never readable): the backend's shard, if any, goes.
                 let gone = self
-                    .call(i, |b| async move { b.delete_object(&bucket, &key).await })
+                    .call_marking(i, Some(turn.cut_off()), |b| async move {
+                        b.delete_object(&bucket, &key).await
+                    })
                     .await;
                 return match gone {
                     Ok(()) | Err(Error::NoSuchBucket) => Ok(Outcome::Deleted),
@@ -215,7 +217,9 @@ impl Erasure {
             metadata,
             content_md5: None,
         };
-        self.bounded_put(i, bucket, key, body, opts).await.map(drop)
+        self.bounded_put(i, bucket, key, body, opts, turn.cut_off())
+            .await
+            .map(drop)
     }
 }
 

@@ -10,6 +10,11 @@ use bytes::Bytes;
 use s3proxy_core::*;
 use std::collections::BTreeMap;
 
+/// Backend timeouts after which a newer version than the readable one is judged
+/// abandoned (a write that failed its quorum) rather than one still committing: a write
+/// cut off at the timeout may land one timeout later (its turn lingers that long).
+pub const SETTLE_TIMEOUTS: u32 = 3;
+
 /// What a scan does.
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -218,6 +223,7 @@ impl Erasure {
         };
         let mut targets = vec![];
         let mut corrupt = vec![];
+        let mut trailers = vec![];
         for (i, seen) in resolved.seen.iter().enumerate() {
             let backend = self.backends()[i].name();
             if resolved.holders.contains(&i) {
@@ -225,8 +231,11 @@ impl Erasure {
                     continue;
                 }
                 match self.shard_is_sound(bucket, key, &resolved.meta, i).await {
-                    Ok(true) => done.verified += 1,
-                    Ok(false) => {
+                    Ok(Some(trailer)) => {
+                        done.verified += 1;
+                        trailers.push((i, trailer));
+                    }
+                    Ok(None) => {
                         done.verified += 1;
                         done.corrupt += 1;
                         log::warn!("{name} scan {bucket}/{key}: the shard on {backend} is corrupt");
@@ -251,9 +260,44 @@ impl Erasure {
                 Seen::Version(v) if *v > resolved.meta.ver && resolved.unreachable > 0 => {
                     done.failed += 1;
                 }
+                // A newer version written moments ago: it may be a write still committing
+                // on another instance (which this one's turns do not order), soon on k
+                // backends; rebuilding the older version over it could undo it once
+                // acknowledged. Left for a later scan, or for the journal of its writer.
+                Seen::Version(v) if *v > resolved.meta.ver && self.recent(v) => {
+                    done.failed += 1;
+                    log::info!(
+                        "{name} scan {bucket}/{key}: {backend} holds a newer version written \
+                         moments ago; left for the next scan"
+                    );
+                }
                 _ => {
                     done.missing += 1;
                     targets.push(i);
+                }
+            }
+        }
+        if resolved.meta.etag.as_ref().is_some_and(|e| e.contains('-')) {
+            // A multipart ETag is no MD5 to check the trailer against, and after a copy
+            // the trailer's checksum is bound to an older stamp: every holder's trailer is
+            // the same bytes, so the one that verifies under this stamp, else the one
+            // most holders have, is the reference, and a shard differing is corrupt.
+            let count = |t: &Bytes| trailers.iter().filter(|(_, u)| u == t).count();
+            let reference = trailers
+                .iter()
+                .map(|(_, t)| t)
+                .find(|t| check_trailer(&resolved.meta.ver, t).is_some())
+                .or_else(|| trailers.iter().map(|(_, t)| t).max_by_key(|t| count(t)))
+                .cloned();
+            for (i, t) in &trailers {
+                if reference.as_ref().is_some_and(|r| r != t) {
+                    done.corrupt += 1;
+                    log::warn!(
+                        "{name} scan {bucket}/{key}: the trailer on {} is corrupt",
+                        self.backends()[*i].name()
+                    );
+                    corrupt.push(*i);
+                    targets.push(*i);
                 }
             }
         }
@@ -284,16 +328,32 @@ impl Erasure {
         }
     }
 
+    /// Whether version `stamp` was written less than [`SETTLE_TIMEOUTS`] backend
+    /// timeouts ago (or carries a time ahead of this clock, or none readable).
+    fn recent(&self, stamp: &str) -> bool {
+        let settle = self.timeout().saturating_mul(SETTLE_TIMEOUTS);
+        match s3proxy_replication::stamp_time(stamp) {
+            Some(t) => {
+                std::time::SystemTime::now()
+                    .duration_since(t)
+                    .is_ok_and(|age| age < settle)
+                    || t > std::time::SystemTime::now()
+            }
+            None => false,
+        }
+    }
+
     /// Read shard object `i` of version `meta` whole: whether its length, every stripe's
-    /// checksum and the trailer (and the ETag it gives, when recorded) are sound. An
-    /// error means it could not be read, which says nothing about its bytes.
+    /// checksum and the trailer (and the ETag it gives, when recorded) are sound; if so,
+    /// its trailer. An error means it could not be read, which says nothing about its
+    /// bytes.
     async fn shard_is_sound(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         meta: &ShardMeta,
         i: usize,
-    ) -> Result<bool> {
+    ) -> Result<Option<Bytes>> {
         let got = self
             .call(i, |b| {
                 let (bucket, key) = (bucket.clone(), key.clone());
@@ -309,7 +369,7 @@ impl Erasure {
         }
         let layout = meta.layout();
         if got.info.size != layout.shard_object_len() {
-            return Ok(false);
+            return Ok(None);
         }
         let mut reader = ShardStream {
             index: i,
@@ -321,23 +381,25 @@ impl Erasure {
             let want = (layout.shard_len(s) + CRC_LEN) as usize;
             match reader.read_exact(want, timeout).await {
                 Ok(bytes) if check_shard(s, i, &bytes).is_some() => {}
-                Ok(_) | Err(Error::IncompleteBody) => return Ok(false),
+                Ok(_) | Err(Error::IncompleteBody) => return Ok(None),
                 Err(e) => return Err(e),
             }
         }
         let trailer = match reader.read_exact(TRAILER_LEN as usize, timeout).await {
             Ok(t) => t,
-            Err(Error::IncompleteBody) => return Ok(false),
+            Err(Error::IncompleteBody) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(match &meta.etag {
+        let sound = match &meta.etag {
             // What reads take the ETag from: bound to this version's stamp.
             None => check_trailer(&meta.ver, &trailer).is_some(),
             // Recorded, so reads never use the trailer, whose checksum may be bound to an
             // older stamp (a copy gives the shards a new one and keeps their bytes): its
             // MD5 must be the ETag, unless that is a multipart one, which is no MD5.
+            // (multipart: the scan compares the trailers of all holders instead).
             Some(etag) if etag.contains('-') => true,
             Some(etag) => hex::encode(&trailer[..16]) == *etag,
-        })
+        };
+        Ok(sound.then_some(trailer))
     }
 }

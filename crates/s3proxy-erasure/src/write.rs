@@ -231,7 +231,11 @@ impl Erasure {
     ) -> Result<Written> {
         // One write of a key at a time, and stamped once its turn came, so that the later
         // of two writes is also the newer (see `inflight`).
-        let _turn = self.shared.inflight.write_turn(bucket, key).await;
+        let turn = self
+            .shared
+            .inflight
+            .write_turn(bucket, key, self.turn_wait())
+            .await?;
         let stamp = self.shared.clock.next();
         let opts = &self.shared.opts;
         let layout = Layout {
@@ -287,7 +291,7 @@ impl Erasure {
             let body = channel_body(rx, polled, layout.shard_object_len());
             // Bounded: a backend that took the whole body and never answers (or stopped
             // reading it) is cut off and journaled instead of holding the PUT forever.
-            puts.push(self.bounded_put(i, bucket, key, body, put));
+            puts.push(self.bounded_put(i, bucket, key, body, put, turn.cut_off()));
         }
         let required = opts.required();
         let stall = self.timeout();
