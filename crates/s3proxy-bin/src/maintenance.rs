@@ -423,8 +423,13 @@ pub async fn erasure_repair(
     verify: bool,
     while_serving: bool,
 ) -> Result<(), Failure> {
-    let _lock = crate::statelock::hold_for_maintenance(&config.state_dir, while_serving)
-        .map_err(|e| (1, e))?;
+    // A dry run writes nothing: it neither needs the lock nor keeps a server from starting.
+    let _lock = if dry_run {
+        None
+    } else {
+        crate::statelock::hold_for_maintenance(&config.state_dir, while_serving)
+            .map_err(|e| (1, e))?
+    };
     let bucket = bucket
         .map(BucketName::new)
         .transpose()

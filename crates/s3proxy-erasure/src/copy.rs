@@ -88,7 +88,7 @@ impl Erasure {
             // a check, so that repair puts the version still readable back over them.
             if stored > 0 {
                 for i in 0..outcomes.len() {
-                    self.journal_missed(dst_bucket, dst_key, i, &stamp, false, false);
+                    self.journal_missed(dst_bucket, dst_key, i, &stamp, Missed::Write);
                 }
             }
             return Err(outcomes

@@ -279,18 +279,44 @@ impl Erasure {
         }
         if resolved.meta.etag.as_ref().is_some_and(|e| e.contains('-')) {
             // A multipart ETag is no MD5 to check the trailer against, and after a copy
-            // the trailer's checksum is bound to an older stamp: every holder's trailer is
-            // the same bytes, so the one that verifies under this stamp, else the one
-            // most holders have, is the reference, and a shard differing is corrupt.
-            let count = |t: &Bytes| trailers.iter().filter(|(_, u)| u == t).count();
+            // the trailer's checksum is bound to the stamp of the write that made the
+            // shard: the original holders' to an older stamp, a shard rebuilt since the
+            // copy to this one. The MD5 half is the same on every holder: the one of a
+            // trailer that verifies under this stamp, else the one most holders have, is
+            // the reference. A trailer that does not verify under this stamp must also be
+            // the one most such holders have (the originals' trailer, all the same bytes).
+            let digest = |t: &Bytes| t.get(..16).map(Bytes::copy_from_slice);
+            let current = |t: &Bytes| check_trailer(&resolved.meta.ver, t).is_some();
+            let digest_count =
+                |d: &Option<Bytes>| trailers.iter().filter(|(_, u)| &digest(u) == d).count();
             let reference = trailers
                 .iter()
                 .map(|(_, t)| t)
-                .find(|t| check_trailer(&resolved.meta.ver, t).is_some())
-                .or_else(|| trailers.iter().map(|(_, t)| t).max_by_key(|t| count(t)))
-                .cloned();
+                .find(|t| current(t))
+                .map(digest)
+                .or_else(|| {
+                    trailers
+                        .iter()
+                        .map(|(_, t)| digest(t))
+                        .max_by_key(digest_count)
+                });
+            let older: Vec<&Bytes> = trailers
+                .iter()
+                .map(|(_, t)| t)
+                .filter(|t| !current(t))
+                .collect();
+            let shared_by = |t: &Bytes| older.iter().filter(|u| **u == t).count();
+            let older_reference = older.iter().max_by_key(|t| shared_by(t)).copied().cloned();
+            // Beside a trailer of this stamp, an older one is the originals' only when
+            // more than one holder has it: one alone is a damaged copy of either.
+            let any_current = older.len() < trailers.len();
+            let older_sound = |t: &Bytes| {
+                older_reference.as_ref() == Some(t) && (!any_current || shared_by(t) > 1)
+            };
             for (i, t) in &trailers {
-                if reference.as_ref().is_some_and(|r| r != t) {
+                let sound = reference.as_ref().is_none_or(|r| r == &digest(t))
+                    && (current(t) || older_sound(t));
+                if !sound {
                     done.corrupt += 1;
                     log::warn!(
                         "{name} scan {bucket}/{key}: the trailer on {} is corrupt",

@@ -307,3 +307,57 @@ async fn scrub_finds_a_corrupt_trailer_of_a_multipart_object() {
     s.disks[0].set(DOWN);
     assert_eq!(read(&s.ec, "mp").await.unwrap(), data);
 }
+
+/// A multipart object copied onto itself (a new stamp, the trailers still bound to the
+/// completion's), then one shard lost and rebuilt (its trailer bound to the new stamp):
+/// every shard is sound, and a scrub says so rather than taking the rebuilt trailer as
+/// the only good one.
+#[tokio::test]
+async fn scrub_after_a_copy_and_a_rebuild_finds_a_multipart_object_sound() {
+    let s = set(2, 1);
+    s.ec.create_bucket(&bucket()).await.unwrap();
+    let (b, k) = (bucket(), key("mp"));
+    let id =
+        s.ec.create_multipart_upload(&b, &k, MultipartOptions::default())
+            .await
+            .unwrap();
+    let data = conformance::pattern(4321, 3);
+    let etag =
+        s.ec.upload_part(&b, &k, &id, 1, data.clone().into(), PartOptions::default())
+            .await
+            .unwrap();
+    let parts = vec![CompletedPart {
+        part_number: 1,
+        etag,
+    }];
+    s.ec.complete_multipart_upload(&b, &k, &id, parts)
+        .await
+        .unwrap();
+    let chmod = CopyOptions {
+        directive: MetadataDirective::Replace(ObjectMetadata::default()),
+        source_conditions: Conditions::default(),
+    };
+    s.ec.copy_object(&b, &k, &b, &k, chmod).await.unwrap();
+    s.disks[2].inner.delete_object(&b, &k).await.unwrap();
+    let rebuilt = s.ec.scan(&ScanOptions::default(), &|_| {}).await.unwrap();
+    assert_eq!(rebuilt.rebuilt, 1, "{rebuilt:?}");
+    let scrub = ScanOptions {
+        verify: true,
+        ..Default::default()
+    };
+    let done = s.ec.scan(&scrub, &|_| {}).await.unwrap();
+    assert_eq!(
+        (done.corrupt, done.rebuilt, done.failed),
+        (0, 0, 0),
+        "{done:?}"
+    );
+    for down in 0..3 {
+        s.disks[down].set(DOWN);
+        assert_eq!(
+            read(&s.ec, "mp").await.unwrap(),
+            data,
+            "backend {down} down"
+        );
+        s.disks[down].set(UP);
+    }
+}
