@@ -106,7 +106,13 @@ impl Backend for Replicated {
         // Then every replica must be empty, before any deletes it: one that still holds an
         // object or an upload would refuse after the others had deleted theirs, and the
         // bucket would be left on some replicas only.
-        let contents = self.bucket_contents(bucket).await;
+        let mut contents = self.bucket_contents(bucket).await;
+        if contents.holder.is_none() && !contents.unreachable.is_empty() {
+            // A replica that did not answer may have been busy for a moment: ask once more
+            // before the answer depends on it.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            contents = self.bucket_contents(bucket).await;
+        }
         if let Some(holder) = contents.holder {
             log::info!(
                 "DeleteBucket {bucket}: replica {} still holds objects or uploads; not deleted",
@@ -114,25 +120,36 @@ impl Backend for Replicated {
             );
             return Err(Error::BucketNotEmpty);
         }
-        // Writes still owed to some replica after the settling above could not be copied:
-        // their source is unreachable, and it may hold the only copy of an acknowledged
-        // object. The empty answers of the others do not decide then (keys that a replica
-        // can never hold leave entries too, but with every replica reachable they are seen
-        // by the check above on the replica that holds them).
-        if let Some(&down) = contents.unreachable.first() {
+        // Writes still owed to a reachable replica after the settling above could not be
+        // copied: their source is unreachable, and it may hold the only copy of an
+        // acknowledged object. The empty answers of the others do not decide then. (A write
+        // owed to the unreachable replica itself is not one it holds, and keys that a
+        // replica can never hold leave entries for that replica only.)
+        if !contents.unreachable.is_empty() {
+            let unreachable: Vec<&str> = contents
+                .unreachable
+                .iter()
+                .map(|&i| self.replicas()[i].backend.name())
+                .collect();
             let owed = self
                 .shared
                 .journal
                 .pending_in(bucket.as_str())
-                .iter()
-                .any(|e| e.tombstone.is_none() && e.target != Target::Bucket);
-            if owed {
-                let name = self.replicas()[down].backend.name();
+                .into_iter()
+                .find(|e| {
+                    e.tombstone.is_none()
+                        && e.target != Target::Bucket
+                        && !unreachable.contains(&e.backend.as_str())
+                });
+            if let Some(owed) = owed {
+                let names = unreachable.join(", ");
                 log::warn!(
-                    "DeleteBucket {bucket}: {name} is unreachable and writes to the bucket are still being repaired; not deleted"
+                    "DeleteBucket {bucket}: {names} unreachable and {} still owed a write of {}; not deleted",
+                    owed.backend,
+                    owed.target
                 );
                 return Err(Error::ServiceUnavailable(format!(
-                    "the bucket may hold objects on {name}, which is unreachable; try again later"
+                    "the bucket may hold objects on {names}, which cannot be reached; try again later"
                 )));
             }
         }
