@@ -26,6 +26,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod format;
+mod generations;
 mod keys;
 mod layer;
 mod list_cache;

@@ -24,7 +24,6 @@ use crate::format::*;
 use crate::layer::{Decoded, Encrypted};
 use futures::StreamExt;
 use s3proxy_core::*;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Default memory budget of the cache: about 200,000 objects with 50-byte keys.
@@ -71,45 +70,13 @@ impl Entry {
     }
 }
 
-type Map = HashMap<(String, String), Entry>;
-
-/// Two generations: entries go into `hot`; when `hot` has used half the budget it
-/// becomes `cold` (the previous `cold` is dropped), and a hit in `cold` moves the entry
-/// back into `hot`. An approximation of LRU with O(1) work per operation and at most the
-/// budget in use.
-#[derive(Default)]
-struct Generations {
-    hot: Map,
-    hot_bytes: usize,
-    cold: Map,
-    cold_bytes: usize,
-}
-
-impl Generations {
-    fn take(&mut self, id: &(String, String)) -> Option<Entry> {
-        if let Some(e) = self.hot.remove(id) {
-            self.hot_bytes -= Entry::cost(&id.0, &id.1, &e);
-            return Some(e);
-        }
-        let e = self.cold.remove(id)?;
-        self.cold_bytes -= Entry::cost(&id.0, &id.1, &e);
-        Some(e)
-    }
-
-    /// Put an entry (whose key is in neither generation) into `hot`.
-    fn place(&mut self, budget: usize, id: (String, String), entry: Entry) {
-        let cost = Entry::cost(&id.0, &id.1, &entry);
-        if cost > budget / 2 {
-            return;
-        }
-        if self.hot_bytes + cost > budget / 2 {
-            self.cold = std::mem::take(&mut self.hot);
-            self.cold_bytes = std::mem::take(&mut self.hot_bytes);
-        }
-        self.hot.insert(id, entry);
-        self.hot_bytes += cost;
+impl crate::generations::Cost for Entry {
+    fn cost(&self, id: &crate::generations::Id) -> usize {
+        Entry::cost(&id.0, &id.1, self)
     }
 }
+
+type Generations = crate::generations::Generations<Entry>;
 
 /// Plaintext sizes and ETags by (bucket, key, stored ETag, stored size), bounded in
 /// memory; one entry per (bucket, key).

@@ -23,7 +23,6 @@
 //! Holding data keys in memory exposes nothing the master keys beside them do not.
 
 use crate::format::Layout;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Default memory budget: about 10,000 single-PUT objects with 50-byte keys. The bytes
@@ -85,44 +84,13 @@ impl Entry {
     }
 }
 
-type Map = HashMap<(String, String), Entry>;
-
-/// Two generations, as the listing cache keeps them (`list_cache.rs`): entries go into
-/// `hot`; when `hot` has used half the budget it becomes `cold` (the previous `cold` is
-/// dropped), and a hit in `cold` moves the entry back. O(1) per operation, at most the
-/// budget in use.
-#[derive(Default)]
-struct Generations {
-    hot: Map,
-    hot_bytes: usize,
-    cold: Map,
-    cold_bytes: usize,
-}
-
-impl Generations {
-    fn take(&mut self, id: &(String, String)) -> Option<Entry> {
-        if let Some(e) = self.hot.remove(id) {
-            self.hot_bytes -= Entry::cost(id, &e);
-            return Some(e);
-        }
-        let e = self.cold.remove(id)?;
-        self.cold_bytes -= Entry::cost(id, &e);
-        Some(e)
-    }
-
-    fn place(&mut self, budget: usize, id: (String, String), entry: Entry) {
-        let cost = Entry::cost(&id, &entry);
-        if cost > budget / 2 {
-            return;
-        }
-        if self.hot_bytes + cost > budget / 2 {
-            self.cold = std::mem::take(&mut self.hot);
-            self.cold_bytes = std::mem::take(&mut self.hot_bytes);
-        }
-        self.hot.insert(id, entry);
-        self.hot_bytes += cost;
+impl crate::generations::Cost for Entry {
+    fn cost(&self, id: &crate::generations::Id) -> usize {
+        Entry::cost(id, self)
     }
 }
+
+type Generations = crate::generations::Generations<Entry>;
 
 /// Opened records by (bucket, key), each valid for one stored ETag and record texts.
 pub(crate) struct OpenedCache {
