@@ -10,6 +10,17 @@ fn ring() -> Keyring {
     Keyring::single(MasterKey::new("k1", [7; 32]).unwrap())
 }
 
+/// The case a property run once found: whole segments and one empty segment, the stored
+/// size of a multipart object with an empty last part.
+#[test]
+fn a_stored_size_ending_in_an_empty_segment_is_a_multipart_objects() {
+    let stored = 18_249_570_723_192_343_064u64;
+    assert_eq!(stored % STORED_SEGMENT, SEGMENT_OVERHEAD);
+    let plain = plain_size(stored).unwrap();
+    assert_eq!(stored_size(plain) + SEGMENT_OVERHEAD, stored);
+    assert_eq!(plain % SEGMENT_SIZE, 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
@@ -33,7 +44,13 @@ proptest! {
     fn plain_size_inverts_stored_size(plain in 0u64..(1 << 44), stored in any::<u64>()) {
         prop_assert_eq!(plain_size(stored_size(plain)), Some(plain));
         if let Some(p) = plain_size(stored) {
-            prop_assert_eq!(stored_size(p), stored);
+            // A single PUT's size, or (whole segments, then one empty segment) a multipart
+            // object whose last part is empty after parts of whole segments: plain_size's
+            // documented answer, which no single PUT's stored size gives.
+            let empty_last_part = stored % STORED_SEGMENT == SEGMENT_OVERHEAD
+                && stored > SEGMENT_OVERHEAD
+                && stored_size(p) + SEGMENT_OVERHEAD == stored;
+            prop_assert!(stored_size(p) == stored || empty_last_part, "{} -> {}", stored, p);
         }
     }
 
