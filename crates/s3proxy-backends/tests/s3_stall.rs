@@ -89,21 +89,26 @@ async fn read_body(s3: &S3) -> (usize, Option<Error>, Duration) {
     (n, None, started.elapsed())
 }
 
+/// Over the lean client and over the SDK (what an `https://` endpoint, AWS's included,
+/// uses).
 #[tokio::test]
 async fn a_body_that_stalls_fails_after_the_idle_timeout() {
-    let s3 = backend(scripted_server(1000, vec![100], Duration::ZERO).await, 300).await;
-    // Without the idle timeout this read waits for as long as the server holds it.
-    let read = tokio::time::timeout(Duration::from_secs(20), read_body(&s3)).await;
-    let (n, err, took) = read.expect("the stalled read must end by itself");
-    assert_eq!(n, 100, "the bytes sent before the stall are delivered");
-    let err = err.expect("a stalled body is an error, not a short object");
-    assert!(
-        err.is_backend(BackendErrorKind::Unavailable) && err.status() == 503,
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("stalled"), "{err}");
-    assert!(took >= Duration::from_millis(300), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    for sdk_only in [false, true] {
+        let server = scripted_server(1000, vec![100], Duration::ZERO).await;
+        let s3 = backend_via(server, 300, sdk_only).await;
+        // Without the idle timeout this read waits for as long as the server holds it.
+        let read = tokio::time::timeout(Duration::from_secs(20), read_body(&s3)).await;
+        let (n, err, took) = read.expect("the stalled read must end by itself");
+        assert_eq!(n, 100, "the bytes sent before the stall are delivered");
+        let err = err.expect("a stalled body is an error, not a short object");
+        assert!(
+            err.is_backend(BackendErrorKind::Unavailable) && err.status() == 503,
+            "sdk_only={sdk_only}: {err:?}"
+        );
+        assert!(err.to_string().contains("stalled"), "{err}");
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
 }
 
 #[tokio::test]
@@ -118,23 +123,4 @@ async fn a_slow_body_that_keeps_moving_is_not_cut() {
     assert!(err.is_none(), "{err:?}");
     assert_eq!(n, 1000);
     assert!(took >= Duration::from_millis(1400), "{took:?}");
-}
-
-#[tokio::test]
-async fn a_body_that_stalls_fails_after_the_idle_timeout_over_the_sdk_too() {
-    let s3 = backend_via(
-        scripted_server(1000, vec![100], Duration::ZERO).await,
-        300,
-        true,
-    )
-    .await;
-    let read = tokio::time::timeout(Duration::from_secs(20), read_body(&s3)).await;
-    let (n, err, took) = read.expect("the stalled read must end by itself");
-    assert_eq!(n, 100, "the bytes sent before the stall are delivered");
-    let err = err.expect("a stalled body is an error, not a short object");
-    assert!(
-        err.is_backend(BackendErrorKind::Unavailable) && err.status() == 503,
-        "{err:?}"
-    );
-    assert!(took < Duration::from_secs(5), "{took:?}");
 }

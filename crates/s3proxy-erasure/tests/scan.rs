@@ -253,27 +253,35 @@ async fn a_scan_leaves_a_newer_version_written_moments_ago() {
 
 /// A multipart object's ETag is no MD5 to check a shard's trailer against: scrub compares
 /// the holders' trailers, and one with a flipped byte is found corrupt and rebuilt.
-#[tokio::test]
-async fn scrub_finds_a_corrupt_trailer_of_a_multipart_object() {
-    let s = set(2, 1);
-    s.ec.create_bucket(&bucket()).await.unwrap();
-    let (b, k) = (bucket(), key("mp"));
-    let id =
-        s.ec.create_multipart_upload(&b, &k, MultipartOptions::default())
-            .await
-            .unwrap();
+/// A fresh bucket and, in it, `k` completed from one part: a multipart object whose
+/// trailers carry no plain MD5. Its data.
+async fn one_part_object(ec: &Erasure, k: &ObjectKey) -> Bytes {
+    ec.create_bucket(&bucket()).await.unwrap();
+    let b = bucket();
+    let id = ec
+        .create_multipart_upload(&b, k, MultipartOptions::default())
+        .await
+        .unwrap();
     let data = conformance::pattern(4321, 3);
-    let etag =
-        s.ec.upload_part(&b, &k, &id, 1, data.clone().into(), PartOptions::default())
-            .await
-            .unwrap();
+    let etag = ec
+        .upload_part(&b, k, &id, 1, data.clone().into(), PartOptions::default())
+        .await
+        .unwrap();
     let parts = vec![CompletedPart {
         part_number: 1,
         etag,
     }];
-    s.ec.complete_multipart_upload(&b, &k, &id, parts)
+    ec.complete_multipart_upload(&b, k, &id, parts)
         .await
         .unwrap();
+    data
+}
+
+#[tokio::test]
+async fn scrub_finds_a_corrupt_trailer_of_a_multipart_object() {
+    let s = set(2, 1);
+    let (b, k) = (bucket(), key("mp"));
+    let data = one_part_object(&s.ec, &k).await;
     // The last byte of backend 1's shard object (its trailer's checksum) flipped.
     let got = s.disks[1]
         .inner
@@ -315,24 +323,8 @@ async fn scrub_finds_a_corrupt_trailer_of_a_multipart_object() {
 #[tokio::test]
 async fn scrub_after_a_copy_and_a_rebuild_finds_a_multipart_object_sound() {
     let s = set(2, 1);
-    s.ec.create_bucket(&bucket()).await.unwrap();
     let (b, k) = (bucket(), key("mp"));
-    let id =
-        s.ec.create_multipart_upload(&b, &k, MultipartOptions::default())
-            .await
-            .unwrap();
-    let data = conformance::pattern(4321, 3);
-    let etag =
-        s.ec.upload_part(&b, &k, &id, 1, data.clone().into(), PartOptions::default())
-            .await
-            .unwrap();
-    let parts = vec![CompletedPart {
-        part_number: 1,
-        etag,
-    }];
-    s.ec.complete_multipart_upload(&b, &k, &id, parts)
-        .await
-        .unwrap();
+    let data = one_part_object(&s.ec, &k).await;
     let chmod = CopyOptions {
         directive: MetadataDirective::Replace(ObjectMetadata::default()),
         source_conditions: Conditions::default(),
