@@ -86,6 +86,13 @@ readme_failed=$(echo "$readme_line" | grep -oE "[0-9]+ failed" | awk '{print $1+
 passed=$(( cargo_passed + ${py_passed:-0} + ${s3fs_passed:-0} + ${readme_passed:-0} ))
 failed=$(( cargo_failed + ${py_failed:-0} + ${s3fs_failed:-0} + ${readme_failed:-0} ))
 if [ ${#failed_steps[@]} -gt 0 ]; then
+    # The names of what failed, last, so that the tail of the output a CI run keeps says
+    # which tests to look at, not only how many.
+    echo "failed tests:"
+    { grep -E ' \.\.\. FAILED$' "$LOGS/cargo.log" | sed 's/^/  cargo: /'
+      grep -E '^(FAILED|ERROR) ' "$LOGS/pytest.log" | cut -c1-240 | sed 's/^/  pytest: /'
+      grep -E '^FAIL' "$LOGS/readme.log" "$LOGS/s3fs.log" | sed 's/^/  /'
+    } | head -40
     echo "failed steps: ${failed_steps[*]}"
     [ "$failed" -eq 0 ] && failed=${#failed_steps[@]}
 fi
