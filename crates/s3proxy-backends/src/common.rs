@@ -28,11 +28,11 @@ pub(crate) fn selected_range(
         info.parts_count = Some(part_sizes.len() as u32);
         return part_range(part_sizes, number);
     }
-    match info.etag.rsplit_once('-').map(|(_, n)| n.parse::<u32>()) {
+    match info.etag.parts() {
         // A multipart object written before part sizes were stored: only its part
         // count is known, so only a one-part object can answer.
-        Some(Ok(1)) => info.parts_count = Some(1),
-        Some(Ok(_)) => {
+        Some(1) => info.parts_count = Some(1),
+        Some(_) => {
             return Err(Error::NotImplemented(
                 "the part boundaries of this object were not recorded".into(),
             ));
@@ -67,7 +67,7 @@ pub(crate) fn select_parts(
         }
         previous = want.part_number;
         let have = uploaded.get(&want.part_number).ok_or(Error::InvalidPart)?;
-        if have.etag != want.etag.trim_matches('"') {
+        if have.etag != want.etag {
             return Err(Error::InvalidPart);
         }
         selected.push(have.clone());
@@ -124,8 +124,8 @@ pub(crate) fn page_uploads(
 }
 
 /// Hex MD5 of a digest.
-pub(crate) fn etag_of(digest: [u8; 16]) -> String {
-    hex::encode(digest)
+pub(crate) fn etag_of(digest: [u8; 16]) -> ETag {
+    ETag::new(hex::encode(digest))
 }
 
 /// Fail with BadDigest when the client's Content-MD5 differs from the data's.

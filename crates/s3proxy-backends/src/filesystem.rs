@@ -70,7 +70,7 @@ struct BucketIndex {
 struct StoredHeader {
     key: String,
     size: u64,
-    etag: String,
+    etag: ETag,
     modified_ns: u64,
     #[serde(default)]
     metadata: ObjectMetadata,
@@ -815,7 +815,7 @@ impl Backend for Filesystem {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let (dir, _) = self.read_upload(bucket, key, upload_id).await?;
         let (mut file, guard, size, digest) =
             write_temp(&self.bucket_dir(bucket), body, opts.content_md5).await?;

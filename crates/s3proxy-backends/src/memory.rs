@@ -297,7 +297,7 @@ impl Backend for Memory {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let upload_exists = |b: &mut MemBucket| match b.uploads.get_mut(upload_id.as_str()) {
             Some(u) if u.key == *key => Ok(()),
             _ => Err(Error::NoSuchUpload),

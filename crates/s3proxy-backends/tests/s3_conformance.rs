@@ -315,7 +315,7 @@ mod s3s_fs_wrapper {
             src_bucket: &BucketName,
             src_key: &ObjectKey,
             src: GetOptions,
-        ) -> Result<String> {
+        ) -> Result<ETag> {
             self.inner
                 .upload_part_copy(
                     bucket,

@@ -137,7 +137,7 @@ impl Backend for Sink {
         n: u32,
         body: Body,
         o: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         self.0.upload_part(b, k, u, n, body, o).await
     }
     async fn complete_multipart_upload(

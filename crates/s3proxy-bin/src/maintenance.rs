@@ -147,7 +147,7 @@ pub async fn rotate_keys(
                     // A multipart object read from its manifest (its info record was never
                     // attached): its key is derived from the master key the manifest names;
                     // the copy below attaches the records under the active key.
-                    None if stored.etag.contains('-')
+                    None if stored.etag.as_str().contains('-')
                         && !internal.contains_key(s3proxy_crypto::format::INFO_META) =>
                     {
                         "(manifest only)"
@@ -171,7 +171,7 @@ pub async fn rotate_keys(
                                 CopyOptions {
                                     directive: MetadataDirective::Copy,
                                     source_conditions: Conditions {
-                                        if_match: Some(s3proxy_core::quote_etag(&info.etag)),
+                                        if_match: Some(info.etag.quoted()),
                                         ..Default::default()
                                     },
                                 },

@@ -75,7 +75,7 @@ pub trait Backend: Send + Sync + 'static {
         bucket: &BucketName,
         key: &ObjectKey,
         opts: GetOptions,
-    ) -> Result<(ObjectInfo, Vec<String>)> {
+    ) -> Result<(ObjectInfo, Vec<ETag>)> {
         Ok((self.head_object(bucket, key, opts).await?, vec![]))
     }
     /// Delete an object. Deleting a missing key succeeds, as in S3.
@@ -125,7 +125,7 @@ pub trait Backend: Send + Sync + 'static {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String>;
+    ) -> Result<ETag>;
     /// Store one part from (a range of) an existing object; returns the part's ETag.
     /// The default implementation streams the source through [`Backend::upload_part`].
     #[allow(clippy::too_many_arguments)]
@@ -138,7 +138,7 @@ pub trait Backend: Send + Sync + 'static {
         src_bucket: &BucketName,
         src_key: &ObjectKey,
         src: GetOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let got = self.get_object(src_bucket, src_key, src).await?;
         let length = got.content_length();
         let body = Body {

@@ -1,6 +1,6 @@
 //! Conditional requests: If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since.
 
-use crate::{Error, ObjectInfo, Result};
+use crate::{ETag, Error, ObjectInfo, Result};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The conditional headers of a GET, HEAD or copy source, evaluated in the order S3 (and
@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ```
 /// use s3proxy_core::Conditions;
 /// let c = Conditions { if_match: Some("\"abc\"".into()), ..Default::default() };
-/// assert!(c.matches_etag("abc"));
+/// assert!(c.matches_etag(&"abc".into()));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Conditions {
@@ -23,12 +23,6 @@ pub struct Conditions {
     pub if_unmodified_since: Option<SystemTime>,
 }
 
-fn etag_list_contains(list: &str, etag: &str) -> bool {
-    list.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.trim_start_matches("W/").trim_matches('"') == etag
-    })
-}
-
 /// HTTP dates have one-second resolution: compare at that resolution.
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -38,10 +32,10 @@ fn secs(t: SystemTime) -> u64 {
 
 impl Conditions {
     /// Whether `If-Match` (if present) lists `etag`.
-    pub fn matches_etag(&self, etag: &str) -> bool {
+    pub fn matches_etag(&self, etag: &ETag) -> bool {
         self.if_match
             .as_deref()
-            .is_none_or(|list| etag_list_contains(list, etag))
+            .is_none_or(|list| etag.listed_in(list))
     }
 
     /// Whether no condition is set.
@@ -61,7 +55,7 @@ impl Conditions {
             }
         };
         if let Some(list) = &self.if_match {
-            if !etag_list_contains(list, &info.etag) {
+            if !info.etag.listed_in(list) {
                 return Err(Error::PreconditionFailed);
             }
         } else if let Some(t) = self.if_unmodified_since
@@ -70,7 +64,7 @@ impl Conditions {
             return Err(Error::PreconditionFailed);
         }
         if let Some(list) = &self.if_none_match {
-            if etag_list_contains(list, &info.etag) {
+            if info.etag.listed_in(list) {
                 return Err(not_modified());
             }
         } else if let Some(t) = self.if_modified_since

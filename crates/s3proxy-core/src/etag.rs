@@ -1,6 +1,7 @@
 //! Entity tags: kept plain inside s3proxy, quoted on the wire.
 
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An object's (or a part's) entity tag as S3 gives it: the hex MD5 of the data for a
@@ -20,7 +21,9 @@ use std::fmt;
 /// assert_eq!(tag.to_string(), "\"9b2cf535f27731c974343645a3985328-3\"");
 /// assert!(ETag::parse("W/\"abc\"").is_err());
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+// Stored as its plain text; read back through `ETag::new`, as every other way in.
+#[serde(from = "String", into = "String")]
 pub struct ETag(String);
 
 impl ETag {
@@ -70,7 +73,14 @@ impl ETag {
         &self.0
     }
 
-    /// The tag as HTTP carries it (header, XML element): in double quotes.
+    /// The tag as HTTP carries it (header, XML element, condition): in double quotes,
+    /// never doubled.
+    ///
+    /// ```
+    /// use s3proxy_core::ETag;
+    /// assert_eq!(ETag::new("abc").quoted(), "\"abc\"");
+    /// assert_eq!(ETag::new("\"abc\"").quoted(), "\"abc\"");
+    /// ```
     pub fn quoted(&self) -> String {
         quote(&self.0)
     }
@@ -93,16 +103,28 @@ impl ETag {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// Whether a conditional header's list (`If-Match`, `If-None-Match` and their
+    /// `x-amz-copy-source-` forms: comma-separated tags, quoted or not, weak or strong,
+    /// or `*`) names this tag. Weak tags compare by their opaque part, as S3 does.
+    ///
+    /// ```
+    /// use s3proxy_core::ETag;
+    /// let tag = ETag::new("abc");
+    /// assert!(tag.listed_in("\"x\", W/\"abc\""));
+    /// assert!(tag.listed_in("*"));
+    /// assert!(!tag.listed_in("\"abcd\""));
+    /// ```
+    pub fn listed_in(&self, list: &str) -> bool {
+        list.split(',').map(str::trim).any(|candidate| {
+            candidate == "*" || candidate.trim_start_matches("W/").trim_matches('"') == self.0
+        })
+    }
 }
 
 /// The quoted form of the plain tag `plain` (quotes it already has are not doubled): the
 /// one place the wire's quoting is written.
-///
-/// ```
-/// assert_eq!(s3proxy_core::quote_etag("abc"), "\"abc\"");
-/// assert_eq!(s3proxy_core::quote_etag("\"abc\""), "\"abc\"");
-/// ```
-pub fn quote(plain: &str) -> String {
+fn quote(plain: &str) -> String {
     let inner = plain
         .strip_prefix('"')
         .and_then(|p| p.strip_suffix('"'))
@@ -113,7 +135,7 @@ pub fn quote(plain: &str) -> String {
 /// The wire form, in quotes.
 impl fmt::Display for ETag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", self.0)
+        f.write_str(&self.quoted())
     }
 }
 
@@ -127,6 +149,20 @@ impl std::str::FromStr for ETag {
 impl AsRef<str> for ETag {
     fn as_ref(&self) -> &str {
         &self.0
+    }
+}
+
+/// A plain tag (quotes around it are dropped), as [`ETag::new`].
+impl From<String> for ETag {
+    fn from(plain: String) -> Self {
+        ETag::new(plain)
+    }
+}
+
+/// A plain tag (quotes around it are dropped), as [`ETag::new`].
+impl From<&str> for ETag {
+    fn from(plain: &str) -> Self {
+        ETag::new(plain)
     }
 }
 
@@ -145,6 +181,30 @@ impl PartialEq<str> for ETag {
 impl PartialEq<&str> for ETag {
     fn eq(&self, other: &&str) -> bool {
         self.0 == *other
+    }
+}
+
+impl PartialEq<String> for ETag {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<ETag> for str {
+    fn eq(&self, other: &ETag) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<ETag> for &str {
+    fn eq(&self, other: &ETag) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<ETag> for String {
+    fn eq(&self, other: &ETag) -> bool {
+        *self == other.0
     }
 }
 

@@ -118,7 +118,7 @@ pub trait Forward: Send + Sync + 'static {
         bucket: &BucketName,
         key: &ObjectKey,
         opts: GetOptions,
-    ) -> Result<(ObjectInfo, Vec<String>)> {
+    ) -> Result<(ObjectInfo, Vec<ETag>)> {
         Ok((Forward::head_object(self, bucket, key, opts).await?, vec![]))
     }
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
@@ -174,7 +174,7 @@ pub trait Forward: Send + Sync + 'static {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         self.before("UploadPart").await?;
         self.inner()
             .upload_part(bucket, key, upload_id, part_number, body, opts)
@@ -190,7 +190,7 @@ pub trait Forward: Send + Sync + 'static {
         src_bucket: &BucketName,
         src_key: &ObjectKey,
         src: GetOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let got = Forward::get_object(self, src_bucket, src_key, src).await?;
         let length = got.content_length();
         let body = Body {
@@ -298,7 +298,7 @@ impl<T: Forward> Backend for T {
         bucket: &BucketName,
         key: &ObjectKey,
         opts: GetOptions,
-    ) -> Result<(ObjectInfo, Vec<String>)> {
+    ) -> Result<(ObjectInfo, Vec<ETag>)> {
         Forward::head_object_etags(self, bucket, key, opts).await
     }
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
@@ -340,7 +340,7 @@ impl<T: Forward> Backend for T {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         Forward::upload_part(self, bucket, key, upload_id, part_number, body, opts).await
     }
     async fn upload_part_copy(
@@ -352,7 +352,7 @@ impl<T: Forward> Backend for T {
         src_bucket: &BucketName,
         src_key: &ObjectKey,
         src: GetOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         Forward::upload_part_copy(
             self,
             bucket,

@@ -42,7 +42,7 @@ pub use backend::{Backend, DynBackend};
 pub use body::{ByteStream, Md5Stream, collect_body};
 pub use conditions::Conditions;
 pub use error::{BackendErrorKind, Error, Result};
-pub use etag::{ETag, quote as quote_etag};
+pub use etag::ETag;
 /// The type of the `extensions` of [`GetOptions`] and [`GetResult`] (see [`replicas`]).
 pub use http::Extensions;
 pub use model::*;

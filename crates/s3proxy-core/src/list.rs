@@ -131,6 +131,7 @@ pub async fn holds_anything(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ETag;
     use std::time::UNIX_EPOCH;
 
     fn objs(keys: &[&str]) -> Vec<ObjectSummary> {
@@ -139,7 +140,7 @@ mod tests {
             .map(|k| ObjectSummary {
                 key: k.to_string(),
                 size: 0,
-                etag: String::new(),
+                etag: ETag::default(),
                 last_modified: UNIX_EPOCH,
                 internal: None,
             })

@@ -1,6 +1,6 @@
 //! The object model: metadata, option structs and results of [`crate::Backend`] calls.
 
-use crate::{ByteRange, ByteStream, Conditions, ObjectKey, UploadId};
+use crate::{ByteRange, ByteStream, Conditions, ETag, ObjectKey, UploadId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -74,9 +74,9 @@ pub struct ObjectInfo {
     pub key: ObjectKey,
     /// Size of the object's data in bytes.
     pub size: u64,
-    /// The entity tag, without quotes: the hex MD5 of the data for single PUTs, or
+    /// The entity tag: the hex MD5 of the data for single PUTs, or
     /// `md5-of-part-md5s-N` for multipart uploads.
-    pub etag: String,
+    pub etag: ETag,
     /// When the object was last written.
     pub last_modified: SystemTime,
     /// Headers, user and internal metadata.
@@ -197,8 +197,8 @@ impl GetResult {
 /// The result of a successful write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutResult {
-    /// The new object's ETag, without quotes.
-    pub etag: String,
+    /// The new object's ETag.
+    pub etag: ETag,
     /// When the object was written.
     pub last_modified: SystemTime,
 }
@@ -261,8 +261,8 @@ pub struct ObjectSummary {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
-    /// ETag without quotes.
-    pub etag: String,
+    /// The entity tag.
+    pub etag: ETag,
     /// Last write time.
     pub last_modified: SystemTime,
     /// The object's internal metadata, when the backend has it at hand while listing
@@ -305,8 +305,8 @@ pub struct PartOptions {
 pub struct CompletedPart {
     /// Part number, 1 to 10000.
     pub part_number: u32,
-    /// The ETag UploadPart returned for it, without quotes.
-    pub etag: String,
+    /// The ETag UploadPart returned for it.
+    pub etag: ETag,
 }
 
 /// A part as listed by ListParts.
@@ -314,8 +314,8 @@ pub struct CompletedPart {
 pub struct PartInfo {
     /// Part number.
     pub part_number: u32,
-    /// ETag without quotes.
-    pub etag: String,
+    /// The entity tag.
+    pub etag: ETag,
     /// Size in bytes.
     pub size: u64,
     /// When the part was uploaded.
@@ -389,20 +389,25 @@ pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// S3's largest part number.
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
-/// The S3 multipart ETag: MD5 over the concatenated binary MD5s of the parts, then `-N`.
+/// The S3 multipart ETag: MD5 over the concatenated binary MD5s of the parts (their plain
+/// hex tags, as [`ETag::as_str`] gives them), then `-N`.
 ///
 /// ```
 /// let etag = s3proxy_core::multipart_etag(["d41d8cd98f00b204e9800998ecf8427e"]).unwrap();
-/// assert!(etag.ends_with("-1"));
+/// assert!(etag.as_str().ends_with("-1"));
 /// ```
-pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> crate::Result<String> {
+pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> crate::Result<ETag> {
     use md5::{Digest, Md5};
     let mut hasher = Md5::new();
     let mut count = 0usize;
     for etag in part_etags {
-        let raw = hex::decode(etag.trim_matches('"')).map_err(|_| crate::Error::InvalidPart)?;
+        let raw = hex::decode(etag).map_err(|_| crate::Error::InvalidPart)?;
         hasher.update(&raw);
         count += 1;
     }
-    Ok(format!("{}-{}", hex::encode(hasher.finalize()), count))
+    Ok(ETag::new(format!(
+        "{}-{}",
+        hex::encode(hasher.finalize()),
+        count
+    )))
 }

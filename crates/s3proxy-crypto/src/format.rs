@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
-use s3proxy_core::{Error, ObjectMetadata, Result};
+use s3proxy_core::{ETag, Error, ObjectMetadata, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -336,7 +336,7 @@ pub struct Info {
     pub size: u64,
     /// Plaintext ETag (MD5, or the S3 multipart form).
     #[serde(rename = "e")]
-    pub etag: String,
+    pub etag: ETag,
     /// Multipart layout ([`Layout::encode`]); absent for single PUTs.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<String>,

@@ -48,7 +48,7 @@ const MAX_FORMS: usize = 4;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PlainView {
     pub size: u64,
-    pub etag: String,
+    pub etag: ETag,
 }
 
 struct Entry {
@@ -60,7 +60,7 @@ struct Entry {
 impl Entry {
     fn cost(bucket: &str, key: &str, e: &Entry) -> usize {
         let forms: usize = e.forms.iter().map(|(t, _)| FORM_OVERHEAD + t.len()).sum();
-        ENTRY_OVERHEAD + bucket.len() + key.len() + e.view.etag.len() + forms
+        ENTRY_OVERHEAD + bucket.len() + key.len() + e.view.etag.as_str().len() + forms
     }
 
     fn matches(&self, stored_etag: &str, stored_size: u64) -> bool {
@@ -202,8 +202,8 @@ impl Encrypted {
         &self,
         bucket: &BucketName,
         key: &str,
-        stored_etag: &str,
-        forms: &[String],
+        stored_etag: &ETag,
+        forms: &[ETag],
         decoded: &Decoded,
     ) {
         if decoded.has_info {
@@ -212,7 +212,7 @@ impl Encrypted {
                 etag: decoded.etag.clone(),
             };
             let size = decoded.stored_size();
-            for etag in forms.iter().map(String::as_str).chain([stored_etag]) {
+            for etag in forms.iter().chain([stored_etag]).map(ETag::as_str) {
                 self.listed
                     .put(bucket.as_str(), key, etag, size, view.clone());
             }
@@ -226,7 +226,7 @@ impl Encrypted {
         bucket: &BucketName,
         key: &ObjectKey,
         opts: GetOptions,
-    ) -> Result<(ObjectInfo, Vec<String>)> {
+    ) -> Result<(ObjectInfo, Vec<ETag>)> {
         let (stored, mut etags) = self.inner.head_object_etags(bucket, key, opts).await?;
         etags.retain(|e| !e.is_empty() && *e != stored.etag);
         etags.truncate(MAX_FORMS - 1);
@@ -239,15 +239,15 @@ impl Encrypted {
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-        stored_etag: &str,
+        stored_etag: &ETag,
         stored_size: u64,
-        (size, etag): (u64, String),
+        (size, etag): (u64, ETag),
     ) {
         let view = PlainView { size, etag };
         self.listed.put(
             bucket.as_str(),
             key.as_str(),
-            stored_etag,
+            stored_etag.as_str(),
             stored_size,
             view,
         );
@@ -281,7 +281,14 @@ impl Encrypted {
                 .iter()
                 .map(|o| {
                     let budget = self.listed.budget;
-                    ListCache::get_locked(&mut g, budget, bucket.as_str(), &o.key, &o.etag, o.size)
+                    ListCache::get_locked(
+                        &mut g,
+                        budget,
+                        bucket.as_str(),
+                        &o.key,
+                        o.etag.as_str(),
+                        o.size,
+                    )
                 })
                 .collect()
         };
@@ -310,7 +317,14 @@ impl Encrypted {
             for (key, stored_etag, stored_size, view) in learned {
                 let id = (bucket.to_string(), key);
                 let budget = self.listed.budget;
-                ListCache::insert_locked(&mut g, budget, id, &stored_etag, stored_size, view);
+                ListCache::insert_locked(
+                    &mut g,
+                    budget,
+                    id,
+                    stored_etag.as_str(),
+                    stored_size,
+                    view,
+                );
             }
         }
         if missing.is_empty() {
@@ -423,7 +437,7 @@ mod tests {
     fn view(n: u64) -> PlainView {
         PlainView {
             size: n,
-            etag: format!("e{n}"),
+            etag: ETag::new(format!("e{n}")),
         }
     }
 

@@ -99,6 +99,7 @@ fn multipart_etag(parts: &[bytes::Bytes]) -> String {
             .map(String::as_str),
     )
     .unwrap()
+    .into_string()
 }
 
 fn with_user_meta() -> ObjectMetadata {
@@ -298,7 +299,7 @@ async fn with_the_copy_allowed_the_info_record_is_attached_and_the_manifest_kept
         .await
         .unwrap();
     assert!(stored.metadata.internal.contains_key(INFO_META));
-    check_readable(&enc, &bucket, "doc", &parts.concat(), &put.etag).await;
+    check_readable(&enc, &bucket, "doc", &parts.concat(), put.etag.as_str()).await;
     // Rotation-style copy onto itself (what rotate-keys does) keeps it readable.
     enc.copy_object(
         &bucket,
@@ -309,7 +310,7 @@ async fn with_the_copy_allowed_the_info_record_is_attached_and_the_manifest_kept
     )
     .await
     .unwrap();
-    check_readable(&enc, &bucket, "doc", &parts.concat(), &put.etag).await;
+    check_readable(&enc, &bucket, "doc", &parts.concat(), put.etag.as_str()).await;
 }
 
 #[tokio::test]
@@ -348,7 +349,7 @@ async fn the_manifest_part_of_a_failed_completion_is_not_listed_and_a_retry_comp
         .complete_multipart_upload(&bucket, &k("doc"), &id, done)
         .await
         .unwrap();
-    check_readable(&enc, &bucket, "doc", &parts.concat(), &put.etag).await;
+    check_readable(&enc, &bucket, "doc", &parts.concat(), put.etag.as_str()).await;
 
     // A small last part: re-uploaded with the manifest behind it, then the completion
     // fails; retried through an instance that never saw that part (as after a crash).
@@ -372,7 +373,7 @@ async fn the_manifest_part_of_a_failed_completion_is_not_listed_and_a_retry_comp
         .await
         .unwrap();
     assert_eq!(put.etag, multipart_etag(&parts));
-    check_readable(&other, &bucket, "small", &parts.concat(), &put.etag).await;
+    check_readable(&other, &bucket, "small", &parts.concat(), put.etag.as_str()).await;
 }
 
 /// The inner id of an upload token `e1.<key id>.<mac>.<inner>`.
@@ -390,7 +391,7 @@ async fn no_part_number_left_falls_back_to_the_info_record() {
         .complete_multipart_upload(&bucket, &k("small"), &id, done)
         .await
         .unwrap();
-    check_readable(&enc, &bucket, "small", &small.concat(), &put.etag).await;
+    check_readable(&enc, &bucket, "small", &small.concat(), put.etag.as_str()).await;
     // A last part 10000 above the minimum leaves no part number for the manifest: with
     // the copy refused there is nothing to read the object from, the window that remains
     // (docs/DATA-SAFETY.md).
@@ -407,7 +408,7 @@ async fn no_part_number_left_falls_back_to_the_info_record() {
         .complete_multipart_upload(&bucket, &k("doc2"), &id, done)
         .await
         .unwrap();
-    check_readable(&enc, &bucket, "doc2", &parts.concat(), &put.etag).await;
+    check_readable(&enc, &bucket, "doc2", &parts.concat(), put.etag.as_str()).await;
 }
 
 /// Store `bytes` with `metadata` as a multipart object directly in the inner backend, as

@@ -175,7 +175,7 @@ impl Backend for TwoReplicas {
         _: u32,
         _: Body,
         _: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         na()
     }
     async fn complete_multipart_upload(

@@ -54,7 +54,8 @@ impl Erasure {
                     let copy = CopyOptions {
                         directive: MetadataDirective::Replace(meta),
                         source_conditions: Conditions {
-                            if_match: src.etags.get(i).cloned().flatten(),
+                            // Plain, as the shard's backend gave it.
+                            if_match: src.etags.get(i).cloned().flatten().map(ETag::into_string),
                             ..Conditions::default()
                         },
                     };

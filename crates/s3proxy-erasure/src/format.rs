@@ -3,7 +3,7 @@
 //! object carries. docs/ERASURE.md is the specification; this is its code.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use s3proxy_core::{Error, ObjectMetadata, Result};
+use s3proxy_core::{ETag, Error, ObjectMetadata, Result};
 use serde::{Deserialize, Serialize};
 
 /// Internal metadata key of a shard object's [`ShardMeta`] (JSON).
@@ -46,7 +46,7 @@ pub struct ShardMeta {
     /// the write began (the object fits one stripe, or Content-MD5 was sent); else it is
     /// read from the shard objects' trailer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    pub etag: Option<ETag>,
     /// The version stamp: shards are combined only with shards of the same stamp.
     pub ver: String,
 }

@@ -85,7 +85,7 @@ impl Erasure {
         n: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         if !(1..=MAX_PART_NUMBER).contains(&n) {
             return Err(Error::InvalidArgument(format!(
                 "part number {n} is not between 1 and {MAX_PART_NUMBER}"
@@ -204,7 +204,7 @@ impl Erasure {
             let have = stored
                 .iter()
                 .find(|s| s.part_number == p.part_number)
-                .filter(|s| s.etag == p.etag.trim_matches('"'))
+                .filter(|s| s.etag == p.etag)
                 .ok_or(Error::InvalidPart)?;
             if i + 1 < parts.len() && have.size < MIN_PART_SIZE {
                 return Err(Error::EntityTooSmall);

@@ -19,7 +19,7 @@ pub(crate) struct Resolved {
     pub holders: Vec<usize>,
     /// Each backend's own ETag of its shard object of this version (by backend index;
     /// `None` for non-holders): what a copy's per-backend If-Match pins the source to.
-    pub etags: Vec<Option<String>>,
+    pub etags: Vec<Option<ETag>>,
     /// Backends that did not answer the resolve.
     pub unreachable: usize,
     /// What each backend answered (by backend index).
@@ -127,7 +127,7 @@ impl Erasure {
                 newer = newer.max(holders.len());
             }
             if holders.len() >= candidate.k && ours {
-                let etags: Vec<Option<String>> = (0..infos.len())
+                let etags: Vec<Option<ETag>> = (0..infos.len())
                     .map(|i| {
                         let held = holders.contains(&i);
                         infos[i].as_ref().filter(|_| held).map(|f| f.etag.clone())
@@ -194,7 +194,7 @@ impl Erasure {
         key: &ObjectKey,
         meta: &ShardMeta,
         holders: &[usize],
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let len = meta.layout().shard_object_len();
         for &i in holders {
             let opts = GetOptions {
@@ -211,7 +211,7 @@ impl Erasure {
                 })
                 .await;
             match got.map(|t| check_trailer(&meta.ver, &t)) {
-                Ok(Some(md5)) => return Ok(hex::encode(md5)),
+                Ok(Some(md5)) => return Ok(ETag::new(hex::encode(md5))),
                 Ok(None) => log::warn!(
                     "{} {bucket}/{key}: the trailer on {} fails its checksum",
                     self.shared.name,

@@ -277,7 +277,12 @@ impl Erasure {
                 }
             }
         }
-        if resolved.meta.etag.as_ref().is_some_and(|e| e.contains('-')) {
+        if resolved
+            .meta
+            .etag
+            .as_ref()
+            .is_some_and(|e| e.as_str().contains('-'))
+        {
             // A multipart ETag is no MD5 to check the trailer against, and after a copy
             // the trailer's checksum is bound to the stamp of the write that made the
             // shard: the original holders' to an older stamp, a shard rebuilt since the
@@ -423,7 +428,7 @@ impl Erasure {
             // older stamp (a copy gives the shards a new one and keeps their bytes): its
             // MD5 must be the ETag, unless that is a multipart one, which is no MD5.
             // (multipart: the scan compares the trailers of all holders instead).
-            Some(etag) if etag.contains('-') => true,
+            Some(etag) if etag.as_str().contains('-') => true,
             Some(etag) => hex::encode(&trailer[..16]) == *etag,
         };
         Ok(sound.then_some(trailer))

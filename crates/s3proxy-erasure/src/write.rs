@@ -211,7 +211,7 @@ impl Stripes<'_> {
 
 /// What a striped write stored.
 pub(crate) struct Written {
-    pub etag: String,
+    pub etag: ETag,
     pub stamp: String,
 }
 
@@ -227,7 +227,7 @@ impl Erasure {
         body: Body,
         content_md5: Option<[u8; 16]>,
         metadata: ObjectMetadata,
-        etag: Option<String>,
+        etag: Option<ETag>,
     ) -> Result<Written> {
         // One write of a key at a time, and stamped once its turn came, so that the later
         // of two writes is also the newer (see `inflight`).
@@ -269,7 +269,9 @@ impl Erasure {
             i: 0,
             stripe: layout.stripe,
             size: layout.size,
-            etag: etag.clone().or(early_md5.map(hex::encode)),
+            etag: etag
+                .clone()
+                .or(early_md5.map(|md5| ETag::new(hex::encode(md5)))),
             ver: stamp.clone(),
         };
         let n = self.backends().len();
@@ -370,7 +372,7 @@ impl Erasure {
             }
         }
         Ok(Written {
-            etag: etag.unwrap_or_else(|| hex::encode(md5)),
+            etag: etag.unwrap_or_else(|| ETag::new(hex::encode(md5))),
             stamp,
         })
     }

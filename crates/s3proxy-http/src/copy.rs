@@ -43,10 +43,10 @@ pub(crate) fn copy_source(req: &S3Request) -> Result<(BucketName, ObjectKey)> {
     Ok((bucket, key))
 }
 
-fn copy_result(root: &str, etag: &str, modified: SystemTime) -> String {
+fn copy_result(root: &str, etag: &ETag, modified: SystemTime) -> String {
     let mut out = xml::open(root);
     elem(&mut out, "LastModified", &time::iso8601(modified));
-    elem(&mut out, "ETag", &quote_etag(etag));
+    elem(&mut out, "ETag", &etag.quoted());
     out.push_str(&format!("</{root}>"));
     out
 }

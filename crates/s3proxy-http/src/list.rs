@@ -8,7 +8,7 @@ use crate::time;
 use crate::xml::{self, elem};
 use base64::Engine;
 use http::Response;
-use s3proxy_core::{BucketName, Error, ListOptions, Result, list::MAX_KEYS, quote_etag};
+use s3proxy_core::{BucketName, Error, ListOptions, Result, list::MAX_KEYS};
 
 pub(crate) fn max_keys(query: &Query) -> Result<usize> {
     match query.get("max-keys") {
@@ -135,7 +135,7 @@ pub(crate) async fn list_objects(
         out.push_str("<Contents>");
         elem(&mut out, "Key", &enc(&o.key));
         elem(&mut out, "LastModified", &time::iso8601(o.last_modified));
-        elem(&mut out, "ETag", &quote_etag(&o.etag));
+        elem(&mut out, "ETag", &o.etag.quoted());
         elem(&mut out, "Size", &o.size.to_string());
         if fetch_owner {
             owner_xml(&mut out);

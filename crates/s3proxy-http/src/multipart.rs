@@ -66,7 +66,7 @@ pub(crate) async fn complete(
         .into_iter()
         .map(|p| CompletedPart {
             part_number: p.part_number,
-            etag: p.etag.trim().trim_matches('"').to_string(),
+            etag: ETag::new(p.etag.trim()),
         })
         .collect();
     let (backend, bucket, key, upload_id) = (
@@ -83,7 +83,7 @@ pub(crate) async fn complete(
         elem(&mut out, "Location", &format!("/{bucket}/{key}"));
         elem(&mut out, "Bucket", bucket.as_str());
         elem(&mut out, "Key", key.as_str());
-        elem(&mut out, "ETag", &quote_etag(&done.etag));
+        elem(&mut out, "ETag", &done.etag.quoted());
         out.push_str("</CompleteMultipartUploadResult>");
         Ok(out)
     })
@@ -154,7 +154,7 @@ pub(crate) async fn list_parts(
         out.push_str("<Part>");
         elem(&mut out, "PartNumber", &p.part_number.to_string());
         elem(&mut out, "LastModified", &time::iso8601(p.last_modified));
-        elem(&mut out, "ETag", &quote_etag(&p.etag));
+        elem(&mut out, "ETag", &p.etag.quoted());
         elem(&mut out, "Size", &p.size.to_string());
         out.push_str("</Part>");
     }

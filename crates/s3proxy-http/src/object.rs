@@ -26,8 +26,8 @@ pub(crate) async fn put_object(
     Ok(r)
 }
 
-pub(crate) fn quoted(etag: &str) -> Result<HeaderValue> {
-    HeaderValue::from_str(&quote_etag(etag))
+pub(crate) fn quoted(etag: &ETag) -> Result<HeaderValue> {
+    HeaderValue::from_str(&etag.quoted())
         .map_err(|_| Error::Internal(format!("unprintable ETag {etag:?}")))
 }
 

@@ -10,7 +10,7 @@ use crate::response::{empty_response, owner_xml, xml_response};
 use crate::time;
 use crate::xml::{self, elem};
 use http::{HeaderMap, Response, StatusCode};
-use s3proxy_core::{BucketName, Error, GetOptions, ListOptions, ObjectKey, Result, quote_etag};
+use s3proxy_core::{BucketName, Error, GetOptions, ListOptions, ObjectKey, Result};
 
 /// Canned ACLs that mean what s3proxy does anyway: only the owner has access.
 const PRIVATE_ACLS: &[&str] = &["private", "bucket-owner-full-control", "bucket-owner-read"];
@@ -171,7 +171,7 @@ pub(crate) async fn list_object_versions(
         elem(&mut out, "VersionId", "null");
         elem(&mut out, "IsLatest", "true");
         elem(&mut out, "LastModified", &time::iso8601(o.last_modified));
-        elem(&mut out, "ETag", &quote_etag(&o.etag));
+        elem(&mut out, "ETag", &o.etag.quoted());
         elem(&mut out, "Size", &o.size.to_string());
         owner_xml(&mut out);
         elem(&mut out, "StorageClass", "STANDARD");

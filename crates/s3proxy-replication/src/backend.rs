@@ -288,7 +288,7 @@ impl Backend for Replicated {
         bucket: &BucketName,
         key: &ObjectKey,
         opts: GetOptions,
-    ) -> Result<(ObjectInfo, Vec<String>)> {
+    ) -> Result<(ObjectInfo, Vec<ETag>)> {
         let holders = self.locate(bucket, key, "HeadObject").await?;
         let shown = &holders[0].info;
         let etags = holders
@@ -381,7 +381,7 @@ impl Backend for Replicated {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         self.replicated_part(bucket, key, upload_id, part_number, body, opts)
             .await
     }
@@ -395,7 +395,7 @@ impl Backend for Replicated {
         src_bucket: &BucketName,
         src_key: &ObjectKey,
         src: GetOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         self.copy_part(
             bucket,
             key,

@@ -43,7 +43,7 @@ impl Replicated {
             .unwrap_or("")
             .to_string();
         // The ETag the copy shows when the metadata pins one (see `present`).
-        let pinned_etag = metadata.internal.get(ETAG_KEY).cloned();
+        let pinned_etag = metadata.internal.get(ETAG_KEY).map(ETag::new);
         // Each replica copies its own copy of the source: only if it is the version
         // located, or concurrent writes could give replicas different data under one stamp.
         // Each replica is held to its own ETag of that version: replicas of different
@@ -53,7 +53,7 @@ impl Replicated {
         let inner = CopyOptions {
             directive: MetadataDirective::Replace(metadata),
             source_conditions: Conditions {
-                if_match: Some(holders[0].info.etag.clone()),
+                if_match: Some(holders[0].info.etag.as_str().to_owned()),
                 ..Default::default()
             },
         };
@@ -75,7 +75,7 @@ impl Replicated {
                 let (sb, sk, db, dk, mut o) =
                     (sb.clone(), sk.clone(), db.clone(), dk.clone(), o.clone());
                 if let Some(etag) = located.get(b.name()) {
-                    o.source_conditions.if_match = Some(etag.clone());
+                    o.source_conditions.if_match = Some(etag.as_str().to_owned());
                 }
                 async move { b.copy_object(&sb, &sk, &db, &dk, o).await }
             }
@@ -177,7 +177,7 @@ impl Replicated {
 }
 
 /// Each holder's own backend ETag of the located version, by replica name.
-fn located_etags(r: &Replicated, holders: &[crate::read::Seen]) -> HashMap<String, String> {
+fn located_etags(r: &Replicated, holders: &[crate::read::Seen]) -> HashMap<String, ETag> {
     holders
         .iter()
         .map(|h| {

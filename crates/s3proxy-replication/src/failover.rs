@@ -10,7 +10,7 @@ pub(crate) struct Failover {
     pub(crate) this: Replicated,
     pub(crate) bucket: BucketName,
     pub(crate) key: ObjectKey,
-    pub(crate) etag: String,
+    pub(crate) etag: ETag,
     pub(crate) holders: Vec<usize>,
     pub(crate) current: usize,
     pub(crate) body: ByteStream,
@@ -63,7 +63,7 @@ impl Failover {
                     let opts = GetOptions {
                         range: Some(ByteRange::FromTo(s.next_offset, s.end)),
                         conditions: Conditions {
-                            if_match: Some(s.etag.clone()),
+                            if_match: Some(s.etag.as_str().to_owned()),
                             ..Default::default()
                         },
                         ..Default::default()

@@ -103,7 +103,7 @@ impl Replicated {
                             o.last_modified = t;
                         }
                         if let Some(etag) = internal.remove(ETAG_KEY) {
-                            o.etag = etag;
+                            o.etag = ETag::new(etag);
                         }
                     }
                     result.objects.push(o);

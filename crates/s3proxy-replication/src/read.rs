@@ -43,7 +43,7 @@ impl Replicated {
             info.last_modified = t;
         }
         if let Some(etag) = info.metadata.internal.remove(ETAG_KEY) {
-            info.etag = etag;
+            info.etag = ETag::new(etag);
         }
         info
     }
@@ -265,7 +265,7 @@ impl Replicated {
             },
             part_number: part,
             conditions: Conditions {
-                if_match: Some(holder.info.etag.clone()),
+                if_match: Some(holder.info.etag.as_str().to_owned()),
                 ..Default::default()
             },
             ..Default::default()

@@ -277,7 +277,7 @@ impl Replicated {
                 &key,
                 GetOptions {
                     conditions: Conditions {
-                        if_match: Some(info.etag.clone()),
+                        if_match: Some(info.etag.as_str().to_owned()),
                         ..Default::default()
                     },
                     ..Default::default()
@@ -288,7 +288,7 @@ impl Replicated {
         metadata
             .internal
             .entry(ETAG_KEY.to_string())
-            .or_insert(got.info.etag.clone());
+            .or_insert_with(|| got.info.etag.as_str().to_owned());
         let length = got.info.size;
         let put = target_backend
             .put_object(

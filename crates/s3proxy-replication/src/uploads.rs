@@ -47,7 +47,7 @@ impl Replicated {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let upload = self.decode_upload(upload_id)?;
         // Parts are not versions: the stamp only names this write in the journal.
         let stamp = upload.stamp.unwrap_or_else(|| self.shared.clock.next());
@@ -90,7 +90,7 @@ impl Replicated {
         src_bucket: &BucketName,
         src_key: &ObjectKey,
         src: GetOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let ids = self.decode_upload(upload_id)?.ids;
         let holders = self
             .locate(src_bucket, src_key, "UploadPartCopy/locate")
@@ -100,7 +100,7 @@ impl Replicated {
         let inner_src = GetOptions {
             range: src.range,
             conditions: Conditions {
-                if_match: Some(holders[0].info.etag.clone()),
+                if_match: Some(holders[0].info.etag.as_str().to_owned()),
                 ..Default::default()
             },
             ..Default::default()
@@ -406,8 +406,8 @@ impl Replicated {
             .metadata
             .internal
             .get(ETAG_KEY)
-            .unwrap_or(&stored.etag);
-        if etag.trim_matches('"') != want {
+            .map_or_else(|| stored.etag.clone(), ETag::new);
+        if etag != want {
             return None;
         }
         let info = self.present(stored.clone());

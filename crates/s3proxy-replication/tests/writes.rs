@@ -149,7 +149,7 @@ async fn copy_right_after_a_w1_put_waits_for_the_replica_still_writing() {
             CopyOptions {
                 directive: MetadataDirective::Replace(metadata),
                 source_conditions: Conditions {
-                    if_match: Some(put.etag.clone()),
+                    if_match: Some(put.etag.as_str().to_owned()),
                     ..Default::default()
                 },
             },

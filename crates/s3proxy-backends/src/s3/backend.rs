@@ -503,7 +503,7 @@ impl Backend for S3 {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         multipart::upload_part(self, bucket, key, upload_id, part_number, body, opts).await
     }
 
@@ -516,7 +516,7 @@ impl Backend for S3 {
         src_bucket: &BucketName,
         src_key: &ObjectKey,
         src: GetOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         multipart::upload_part_copy(
             self,
             bucket,

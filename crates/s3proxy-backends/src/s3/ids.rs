@@ -2,15 +2,17 @@
 //! own id would not make a valid [`UploadId`], and ETags, which servers quote.
 
 use base64::Engine;
-use s3proxy_core::{Error, Result, UploadId};
+use s3proxy_core::{ETag, Error, Result, UploadId};
 
 /// Marks an upload id that had to be encoded because the backend's own id contains
 /// characters an [`UploadId`] may not (`~` followed by base64url of the backend's id).
 const ENCODED_ID_MARK: char = '~';
 
-/// An ETag as the core keeps it: without the quotes servers send (none when absent).
-pub(super) fn unquote(etag: Option<&str>) -> String {
-    etag.unwrap_or("").trim_matches('"').to_string()
+/// An ETag header or element as the server sent it, quoted or not; an empty tag when
+/// absent. Lenient on purpose (no [`ETag::parse`]): an odd tag from a server is still
+/// the tag it gives, which the layers above compare as they always did.
+pub(super) fn unquote(etag: Option<&str>) -> ETag {
+    ETag::new(etag.unwrap_or(""))
 }
 
 /// The proxy's id for a backend upload id.

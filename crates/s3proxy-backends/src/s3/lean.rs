@@ -37,7 +37,7 @@ use http_body_util::{BodyExt, Empty, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use s3proxy_core::{
-    Body, BucketName, ByteStream, Conditions, ContentHeaders, Error, GetOptions, ObjectInfo,
+    Body, BucketName, ByteStream, Conditions, ContentHeaders, ETag, Error, GetOptions, ObjectInfo,
     ObjectKey, ObjectMetadata, Result,
 };
 use std::time::{Duration, SystemTime};
@@ -390,7 +390,7 @@ impl S3 {
         body: Body,
         content_md5: Option<[u8; 16]>,
         metadata: &ObjectMetadata,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let mut req = Req::object(self, lean, Method::PUT, bucket, key.as_str());
         req.header(http::header::CONTENT_LENGTH, &body.length.to_string())?;
         if let Some(md5) = md5_header(content_md5) {

@@ -15,9 +15,9 @@ use super::quirks::RootFix;
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::CompletedMultipartUpload;
 use s3proxy_core::{
-    Body, BucketName, ByteRange, CompletedPart, Conditions, Error, GetOptions, ListPartsOptions,
-    ListPartsResult, ListUploadsOptions, ListUploadsResult, MultipartOptions, ObjectKey, PartInfo,
-    PartOptions, PutResult, Result, UploadId, UploadInfo,
+    Body, BucketName, ByteRange, CompletedPart, Conditions, ETag, Error, GetOptions,
+    ListPartsOptions, ListPartsResult, ListUploadsOptions, ListUploadsResult, MultipartOptions,
+    ObjectKey, PartInfo, PartOptions, PutResult, Result, UploadId, UploadInfo,
 };
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -59,7 +59,7 @@ pub(super) async fn upload_part(
     part_number: u32,
     body: Body,
     opts: PartOptions,
-) -> Result<String> {
+) -> Result<ETag> {
     let (stream, length, failure) = sdk_body(body, opts.content_md5);
     let call = Call::object("UploadPart", bucket, key.as_str()).upload(upload_id);
     let req = s3
@@ -110,7 +110,7 @@ pub(super) async fn upload_part_copy(
     src_bucket: &BucketName,
     src_key: &ObjectKey,
     src: GetOptions,
-) -> Result<String> {
+) -> Result<ETag> {
     let c = &src.conditions;
     // x-amz-copy-source-range only has the first-last form: resolve the others
     // against the source's size.
@@ -199,7 +199,7 @@ pub(super) async fn complete(
         if let Some(have) = uploaded.get_mut(&want.part_number)
             && have.etag.is_empty()
         {
-            have.etag = want.etag.trim_matches('"').to_string();
+            have.etag = want.etag.clone();
         }
     }
     if let Err(e) = crate::common::select_parts(&parts, &uploaded) {
@@ -214,7 +214,7 @@ pub(super) async fn complete(
         .map(|p| {
             aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(p.part_number as i32)
-                .e_tag(s3proxy_core::quote_etag(&p.etag))
+                .e_tag(p.etag.quoted())
                 .build()
         })
         .collect();

@@ -25,12 +25,6 @@ const HEADS_AT_ONCE: usize = 8;
 /// does not know parts, so that a replicating layer reads another replica.
 const MAX_PART_LOOKUPS: u32 = 1000;
 
-/// The parts count of an S3 multipart ETag (`<md5>-N`), `None` for a single PUT's.
-pub(super) fn parts_in_etag(etag: &str) -> Option<u32> {
-    let (_, n) = etag.trim_matches('"').rsplit_once('-')?;
-    n.parse().ok().filter(|n| *n > 0)
-}
-
 /// The answer to a GET of part `number` that the server answered whole (`whole`, its
 /// info already checked against the request's conditions): `whole` itself as the range
 /// of part 1 of an object not uploaded in parts, otherwise that part's bytes read again
@@ -42,7 +36,7 @@ pub(super) async fn part_of_whole(
     number: u32,
     whole: GetResult,
 ) -> Result<GetResult> {
-    let Some(count) = parts_in_etag(&whole.info.etag) else {
+    let Some(count) = whole.info.etag.parts() else {
         let range = part_range(&[whole.info.size], number)?;
         return Ok(GetResult { range, ..whole });
     };
@@ -72,7 +66,9 @@ pub(super) async fn part_of_whole(
                 GetOptions {
                     range: Some(ByteRange::FromTo(first, last)),
                     conditions: Conditions {
-                        if_match: Some(etag),
+                        // Plain, as this request has always sent it (servers
+                        // compare the tag quoted or not).
+                        if_match: Some(etag.into_string()),
                         ..Default::default()
                     },
                     ..Default::default()
@@ -114,7 +110,7 @@ async fn part_sizes(
     s3: &S3,
     bucket: &BucketName,
     key: &ObjectKey,
-    etag: &str,
+    etag: &ETag,
     number: u32,
     count: u32,
 ) -> Result<Vec<u64>> {
@@ -126,7 +122,7 @@ async fn part_sizes(
             .bucket(s3.backend_bucket(bucket))
             .key(keys::wire(key.as_str()))
             .part_number(n as i32)
-            .if_match(s3proxy_core::quote_etag(etag))
+            .if_match(etag.quoted())
             .send()
             .await
             .map_err(|e| {
@@ -150,7 +146,11 @@ async fn part_sizes(
 
 #[cfg(test)]
 mod tests {
-    use super::parts_in_etag;
+    use s3proxy_core::ETag;
+
+    fn parts_in_etag(etag: &str) -> Option<u32> {
+        ETag::new(etag).parts()
+    }
 
     #[test]
     fn multipart_etags_count_their_parts() {

@@ -12,7 +12,7 @@ use s3proxy_core::*;
 pub(crate) struct Decoded {
     pub(super) data_key: [u8; 32],
     pub(crate) layout: Layout,
-    pub(crate) etag: String,
+    pub(crate) etag: ETag,
     /// The size and ETag are authenticated (an info record, or a manifest): the view
     /// stays what it is as long as the stored bytes do.
     pub(crate) has_info: bool,
@@ -61,7 +61,7 @@ impl Encrypted {
         stored: &ObjectInfo,
     ) -> Result<Local> {
         let internal = &stored.metadata.internal;
-        if !internal.contains_key(INFO_META) && stored.etag.contains('-') {
+        if !internal.contains_key(INFO_META) && stored.etag.as_str().contains('-') {
             // Completed without its info record (the attaching copy failed or never
             // happened): the manifest carries the key and the layout.
             return Ok(Local::Manifest);
@@ -73,9 +73,13 @@ impl Encrypted {
             ))
         })?;
         let sealed = internal.get(INFO_META).map(String::as_str);
-        let cached = self
-            .opened
-            .get(bucket.as_str(), key.as_str(), &stored.etag, wrapped, sealed);
+        let cached = self.opened.get(
+            bucket.as_str(),
+            key.as_str(),
+            stored.etag.as_str(),
+            wrapped,
+            sealed,
+        );
         let opened = match cached {
             Some(opened) => opened,
             None => {
@@ -83,7 +87,7 @@ impl Encrypted {
                 self.opened.put(
                     bucket.as_str(),
                     key.as_str(),
-                    &stored.etag,
+                    stored.etag.as_str(),
                     wrapped,
                     sealed,
                     opened.clone(),

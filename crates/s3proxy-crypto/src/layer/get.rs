@@ -173,6 +173,7 @@ impl Encrypted {
 fn part_span(decoded: &Decoded, info: &mut ObjectInfo, number: u32) -> Result<Option<(u64, u64)>> {
     let count = decoded
         .etag
+        .as_str()
         .rsplit_once('-')
         .and_then(|(_, n)| n.parse::<usize>().ok());
     let Some(count) = count else {

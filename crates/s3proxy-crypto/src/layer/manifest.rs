@@ -20,7 +20,7 @@ const SMALL_PART_BYTES: usize = 64 << 20;
 
 #[derive(Default)]
 pub(super) struct SmallParts {
-    parts: HashMap<(String, u32), (String, Bytes)>,
+    parts: HashMap<(String, u32), (ETag, Bytes)>,
     bytes: usize,
 }
 
@@ -29,7 +29,7 @@ pub(super) struct SmallParts {
 const MAX_MANIFEST_RECORD: u64 = 1 << 20;
 
 impl SmallParts {
-    pub(super) fn put(&mut self, inner_id: &str, part: u32, stored_etag: String, body: Bytes) {
+    pub(super) fn put(&mut self, inner_id: &str, part: u32, stored_etag: ETag, body: Bytes) {
         if body.len() > SMALL_PART_BYTES {
             return;
         }
@@ -46,7 +46,7 @@ impl SmallParts {
         }
     }
 
-    fn get(&self, inner_id: &str, part: u32, stored_etag: &str) -> Option<Bytes> {
+    fn get(&self, inner_id: &str, part: u32, stored_etag: &ETag) -> Option<Bytes> {
         self.parts
             .get(&(inner_id.to_string(), part))
             .filter(|(etag, _)| etag == stored_etag)
@@ -80,13 +80,13 @@ impl Encrypted {
         key: &ObjectKey,
         inner_id: &UploadId,
         layout: &Layout,
-        etag: &str,
+        etag: &ETag,
         inner_parts: &mut [CompletedPart],
     ) -> Option<(u64, Option<CompletedPart>)> {
         let last = inner_parts.last()?.clone();
         let info = Info {
             size: layout.plain_size(),
-            etag: etag.to_string(),
+            etag: etag.clone(),
             parts: Some(layout.encode()),
             meta: String::new(),
             trailer: None,
@@ -177,7 +177,7 @@ impl Encrypted {
         inner_id: &UploadId,
         inner_parts: Vec<CompletedPart>,
         data_key: &[u8; 32],
-        etag: &str,
+        etag: &ETag,
     ) -> Result<PutResult> {
         let count = inner_parts.len();
         let done = self
@@ -197,7 +197,7 @@ impl Encrypted {
             )
             .await?;
         let decoded = self.decode_manifest(bucket, key, &stored, &[]).await?;
-        if decoded.etag != etag
+        if decoded.etag != *etag
             || decoded.layout.parts().len() != count
             || decoded.data_key != *data_key
         {
@@ -229,7 +229,7 @@ impl Encrypted {
         };
         self.learn_listed(bucket, key).await;
         Ok(PutResult {
-            etag: etag.to_string(),
+            etag: etag.clone(),
             last_modified,
         })
     }
@@ -239,7 +239,7 @@ impl Encrypted {
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-        stored_etag: &str,
+        stored_etag: &ETag,
         (first, last): (u64, u64),
         exclude: &[String],
     ) -> Result<Bytes> {
@@ -319,7 +319,7 @@ impl Encrypted {
                 .as_deref()
                 .ok_or_else(|| corrupt("manifest without layout"))?,
         )?;
-        if layout.plain_size() != info.size || !info.etag.contains('-') {
+        if layout.plain_size() != info.size || !info.etag.as_str().contains('-') {
             return Err(corrupt("inconsistent manifest"));
         }
         // The trailer is padding, the record and the footer; the padding is under two

@@ -79,9 +79,9 @@ fn strip_enc(internal: &mut BTreeMap<String, String>) {
     internal.retain(|k, _| !k.starts_with(ENC_PREFIX));
 }
 
-fn if_match(etag: &str) -> Conditions {
+fn if_match(etag: &ETag) -> Conditions {
     Conditions {
-        if_match: Some(quote_etag(etag)),
+        if_match: Some(etag.quoted()),
         ..Default::default()
     }
 }
@@ -137,7 +137,7 @@ impl Encrypted {
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-        stored_etag: &str,
+        stored_etag: &ETag,
         metadata: ObjectMetadata,
     ) -> Result<PutResult> {
         self.inner

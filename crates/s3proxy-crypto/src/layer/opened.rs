@@ -23,6 +23,7 @@
 //! Holding data keys in memory exposes nothing the master keys beside them do not.
 
 use crate::format::Layout;
+use s3proxy_core::ETag;
 use std::sync::Mutex;
 
 /// Default memory budget: about 10,000 single-PUT objects with 50-byte keys. The bytes
@@ -40,7 +41,7 @@ const PART_COST: usize = 32;
 pub(crate) struct OpenedInfo {
     pub layout: Layout,
     /// The plaintext ETag.
-    pub etag: String,
+    pub etag: ETag,
     /// Stored bytes after the last segment.
     pub trailer: u64,
     /// The metadata hash the record authenticates (checked against the stored metadata on
@@ -66,7 +67,7 @@ struct Entry {
 impl Entry {
     fn cost(id: &(String, String), e: &Entry) -> usize {
         let info = e.opened.info.as_ref().map_or(0, |i| {
-            i.etag.len() + i.meta.len() + PART_COST * i.layout.parts().len()
+            i.etag.as_str().len() + i.meta.len() + PART_COST * i.layout.parts().len()
         });
         ENTRY_OVERHEAD
             + id.0.len()

@@ -20,7 +20,7 @@ const UPLOADS_PER_PART: usize = 8;
 #[derive(Clone)]
 pub(super) struct PartRecord {
     plain_md5: String,
-    stored_etag: String,
+    stored_etag: ETag,
 }
 
 impl Encrypted {
@@ -41,13 +41,13 @@ impl Encrypted {
         &self,
         inner_id: &str,
         part: u32,
-        stored_etag: &str,
+        stored_etag: &ETag,
     ) -> Option<String> {
         let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         parts
             .get(&(inner_id.to_string(), part))?
             .iter()
-            .find(|r| r.stored_etag == stored_etag)
+            .find(|r| r.stored_etag == *stored_etag)
             .map(|r| r.plain_md5.clone())
     }
 
@@ -137,7 +137,7 @@ impl Encrypted {
         part_number: u32,
         body: Body,
         opts: PartOptions,
-    ) -> Result<String> {
+    ) -> Result<ETag> {
         let (inner_id, data_key) = self.open_upload(bucket, key, upload_id)?;
         let small = body.length < MIN_PART_SIZE;
         let (mut stored, digest) = seal_body(
@@ -191,7 +191,7 @@ impl Encrypted {
                 stored_etag,
             },
         );
-        Ok(plain_md5)
+        Ok(ETag::new(plain_md5))
     }
 
     /// CompleteMultipartUpload: check the parts the client lists, complete the upload in
@@ -228,7 +228,7 @@ impl Encrypted {
         let mut recovering = false;
         for p in &parts {
             let have = stored_parts.get(&p.part_number).ok_or(Error::InvalidPart)?;
-            let claimed = p.etag.trim_matches('"').to_ascii_lowercase();
+            let claimed = p.etag.as_str().to_ascii_lowercase();
             if claimed.len() != 32 || hex::decode(&claimed).is_err() {
                 return Err(Error::InvalidPart);
             }
@@ -367,10 +367,10 @@ impl Encrypted {
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-        stored_etag: &str,
+        stored_etag: &ETag,
         data_key: &[u8; 32],
         layout: &Layout,
-        etag: &str,
+        etag: &ETag,
         trailer: Option<u64>,
     ) -> Result<PutResult> {
         let (stored, _) = self
@@ -404,7 +404,7 @@ impl Encrypted {
             data_key,
             &Info {
                 size: layout.plain_size(),
-                etag: etag.to_string(),
+                etag: etag.clone(),
                 parts: Some(layout.encode()),
                 meta: metadata_hash(&metadata),
                 trailer,

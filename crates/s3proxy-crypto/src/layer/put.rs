@@ -36,7 +36,7 @@ impl Encrypted {
         metadata
             .internal
             .insert(META_SEAL.into(), seal_meta(&data_key, &meta_hash));
-        let info = |etag: String| Info {
+        let info = |etag: ETag| Info {
             size,
             etag,
             parts: None,
@@ -65,7 +65,7 @@ impl Encrypted {
             PlainDigest::Hash(None) => None,
         };
         if let Some(md5) = etag_known {
-            let sealed = seal_info(&data_key, &info(hex::encode(md5)));
+            let sealed = seal_info(&data_key, &info(ETag::new(hex::encode(md5))));
             metadata.internal.insert(INFO_META.into(), sealed);
         }
         let (stored, digest) = match small {
@@ -84,9 +84,9 @@ impl Encrypted {
                 },
             )
             .await?;
-        let etag = take_digest(&digest)?;
+        let etag = ETag::new(take_digest(&digest)?);
         let mut last_modified = put.last_modified;
-        let remember = |stored_etag: &str| {
+        let remember = |stored_etag: &ETag| {
             let view = (size, etag.clone());
             self.remember_written(bucket, key, stored_etag, stored_size(size), view);
         };

@@ -18,7 +18,7 @@ impl Encrypted {
     ) -> Option<PutResult> {
         let md5s: Vec<String> = parts
             .iter()
-            .map(|p| p.etag.trim_matches('"').to_ascii_lowercase())
+            .map(|p| p.etag.as_str().to_ascii_lowercase())
             .collect();
         let want = multipart_etag(md5s.iter().map(String::as_str)).ok()?;
         // Decoded as a read would (the object may carry only its manifest, when the

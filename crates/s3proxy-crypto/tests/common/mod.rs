@@ -90,12 +90,7 @@ pub async fn setup(bucket: &str) -> (Arc<Memory>, Arc<Encrypted>, BucketName) {
 }
 
 /// Upload `parts` as one multipart object; returns the ETag of the completion.
-pub async fn multipart(
-    enc: &dyn Backend,
-    bucket: &BucketName,
-    key: &str,
-    parts: &[Bytes],
-) -> String {
+pub async fn multipart(enc: &dyn Backend, bucket: &BucketName, key: &str, parts: &[Bytes]) -> ETag {
     let id = enc
         .create_multipart_upload(bucket, &k(key), MultipartOptions::default())
         .await
