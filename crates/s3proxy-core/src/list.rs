@@ -31,7 +31,7 @@ pub fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) ->
 /// ```
 /// use s3proxy_core::{ListOptions, ObjectSummary, list::paginate};
 /// let obj = |k: &str| ObjectSummary {
-///     key: k.into(), size: 0, etag: String::new(), last_modified: std::time::UNIX_EPOCH,
+///     key: k.into(), size: 0, etag: Default::default(), last_modified: std::time::UNIX_EPOCH,
 ///     internal: None,
 /// };
 /// let all = vec![obj("a/1"), obj("a/2"), obj("b"), obj("c/1")];
