@@ -7,7 +7,6 @@ use crate::multipart::{UPLOADS_PREFIX, check_key};
 use async_trait::async_trait;
 use s3proxy_core::*;
 use s3proxy_replication::Missed;
-use s3proxy_replication::stamp_time;
 use std::time::SystemTime;
 
 impl Erasure {
@@ -66,13 +65,13 @@ impl Erasure {
             // deletes the stale shards of one that is not.
             if deleted > 0 {
                 for i in 0..self.backends().len() {
-                    self.journal_missed(bucket, key, i, &stamp, Missed::Write);
+                    self.journal_missed(bucket, key, i, stamp.as_str(), Missed::Write);
                 }
             }
             return Err(e);
         }
         for i in missed {
-            self.journal_missed(bucket, key, i, &stamp, Missed::Delete);
+            self.journal_missed(bucket, key, i, stamp.as_str(), Missed::Delete);
         }
         Ok(())
     }
@@ -242,7 +241,7 @@ impl Backend for Erasure {
             .await?;
         Ok(PutResult {
             etag: written.etag,
-            last_modified: stamp_time(&written.stamp).unwrap_or_else(SystemTime::now),
+            last_modified: written.stamp.time().unwrap_or_else(SystemTime::now),
         })
     }
 

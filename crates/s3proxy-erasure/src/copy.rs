@@ -6,7 +6,6 @@ use crate::erasure::Erasure;
 use crate::format::*;
 use s3proxy_core::*;
 use s3proxy_replication::Missed;
-use s3proxy_replication::stamp_time;
 use std::time::SystemTime;
 
 impl Erasure {
@@ -36,7 +35,7 @@ impl Erasure {
         };
         let base = ShardMeta {
             etag: Some(src.info.etag.clone()),
-            ver: stamp.clone(),
+            ver: stamp.to_string(),
             ..src.meta.clone()
         };
         let holders = &src.holders;
@@ -89,7 +88,7 @@ impl Erasure {
             // a check, so that repair puts the version still readable back over them.
             if stored > 0 {
                 for i in 0..outcomes.len() {
-                    self.journal_missed(dst_bucket, dst_key, i, &stamp, Missed::Write);
+                    self.journal_missed(dst_bucket, dst_key, i, stamp.as_str(), Missed::Write);
                 }
             }
             return Err(outcomes
@@ -102,12 +101,12 @@ impl Erasure {
         }
         for (i, o) in outcomes.iter().enumerate() {
             if o.is_err() {
-                self.journal_missed(dst_bucket, dst_key, i, &stamp, Missed::Write);
+                self.journal_missed(dst_bucket, dst_key, i, stamp.as_str(), Missed::Write);
             }
         }
         Ok(PutResult {
             etag: src.info.etag,
-            last_modified: stamp_time(&stamp).unwrap_or_else(SystemTime::now),
+            last_modified: stamp.time().unwrap_or_else(SystemTime::now),
         })
     }
 }

@@ -12,7 +12,6 @@ use crate::erasure::Erasure;
 use crate::format::strip;
 use futures::StreamExt;
 use s3proxy_core::*;
-use s3proxy_replication::stamp_time;
 use std::time::SystemTime;
 
 /// Keys under this prefix hold the state of multipart uploads; clients may not use them.
@@ -245,7 +244,7 @@ impl Erasure {
         self.drop_upload(bucket, id).await;
         Ok(PutResult {
             etag: written.etag,
-            last_modified: stamp_time(&written.stamp).unwrap_or_else(SystemTime::now),
+            last_modified: written.stamp.time().unwrap_or_else(SystemTime::now),
         })
     }
 

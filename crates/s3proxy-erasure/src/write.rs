@@ -13,7 +13,7 @@ use crate::format::*;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use s3proxy_core::*;
-use s3proxy_replication::Missed;
+use s3proxy_replication::{Missed, Stamp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -212,7 +212,7 @@ impl Stripes<'_> {
 /// What a striped write stored.
 pub(crate) struct Written {
     pub etag: ETag,
-    pub stamp: String,
+    pub stamp: Stamp,
 }
 
 impl Erasure {
@@ -272,7 +272,7 @@ impl Erasure {
             etag: etag
                 .clone()
                 .or(early_md5.map(|md5| ETag::new(hex::encode(md5)))),
-            ver: stamp.clone(),
+            ver: stamp.to_string(),
         };
         let n = self.backends().len();
         let mut senders = Vec::with_capacity(n);
@@ -303,7 +303,7 @@ impl Erasure {
                 first,
                 early_md5,
                 content_md5,
-                stamp: &stamp,
+                stamp: stamp.as_str(),
                 stall,
             }
             .send(&mut chunker, &mut senders)
@@ -355,7 +355,7 @@ impl Erasure {
             // them, where no version is readable) and restores the redundancy.
             if stored > 0 {
                 for i in 0..n {
-                    self.journal_missed(bucket, key, i, &stamp, Missed::Write);
+                    self.journal_missed(bucket, key, i, stamp.as_str(), Missed::Write);
                 }
             }
             log::warn!(
@@ -368,7 +368,7 @@ impl Erasure {
         }
         for (i, o) in outcomes.iter().enumerate() {
             if o.is_err() {
-                self.journal_missed(bucket, key, i, &stamp, Missed::Write);
+                self.journal_missed(bucket, key, i, stamp.as_str(), Missed::Write);
             }
         }
         Ok(Written {

@@ -220,7 +220,7 @@ async fn a_scan_leaves_a_newer_version_written_moments_ago() {
         .unwrap();
     let mut metadata = got.info.metadata.clone();
     let meta = ShardMeta::from_metadata(&metadata).unwrap();
-    let ver = s3proxy_replication::Hlc::new("other").next();
+    let ver = s3proxy_replication::Hlc::new("other").next().to_string();
     ShardMeta { ver, ..meta }.store(&mut metadata);
     let body = collect_body(got.body, 1 << 20).await.unwrap();
     let opts = PutOptions {

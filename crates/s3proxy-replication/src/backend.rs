@@ -7,7 +7,7 @@ use crate::fanout::missed_by;
 use crate::inflight::InflightWrite;
 use crate::journal::{Entry, Missed, Target};
 use crate::read::ReadAttempt;
-use crate::stamp::{VERSION_KEY, stamp_time, version_of};
+use crate::stamp::{VERSION_KEY, version_of};
 use crate::write::WriteOp;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -229,13 +229,13 @@ impl Backend for Replicated {
         let stamp = self.new_stamp(bucket.as_str(), key.as_str());
         opts.metadata
             .internal
-            .insert(VERSION_KEY.into(), stamp.clone());
+            .insert(VERSION_KEY.into(), stamp.to_string());
         let result = self
             .replicated_write(
                 WriteOp::PUT_OBJECT,
                 bucket,
                 key,
-                &stamp,
+                stamp.as_str(),
                 body,
                 |_, backend, body| {
                     let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
@@ -245,7 +245,7 @@ impl Backend for Replicated {
             .await?;
         Ok(PutResult {
             etag: result.etag,
-            last_modified: stamp_time(&stamp).unwrap_or(result.last_modified),
+            last_modified: stamp.time().unwrap_or(result.last_modified),
         })
     }
 
@@ -306,7 +306,7 @@ impl Backend for Replicated {
 
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
         let stamp = self.shared.clock.next();
-        let guard = InflightWrite::start(self, bucket, key, Some(stamp.clone()));
+        let guard = InflightWrite::start(self, bucket, key, Some(stamp.to_string()));
         let outcomes = self
             .fan_out("DeleteObject", &format!("{bucket}/{key}"), |b| {
                 let (bucket, key) = (bucket.clone(), key.clone());
@@ -317,14 +317,14 @@ impl Backend for Replicated {
         // Journal the tombstone before answering, even below the quorum: a delete that
         // reached some backends must not be undone by repair.
         for i in &skipped {
-            self.journal_missed(bucket, key, *i, &stamp, Missed::Delete);
+            self.journal_missed(bucket, key, *i, stamp.as_str(), Missed::Delete);
         }
         if guard.overlapped() {
             // Another write or a repair of this key ran meanwhile and may land an older
             // version after this delete: the tombstone, journaled before the answer, hides
             // it from reads and lists and has repair delete it.
             for i in 0..self.replicas().len() {
-                self.journal_missed(bucket, key, i, &stamp, Missed::Delete);
+                self.journal_missed(bucket, key, i, stamp.as_str(), Missed::Delete);
             }
         }
         drop(guard);
@@ -511,7 +511,7 @@ impl Replicated {
             );
             self.replicas()[index].counters.tampered();
             let stamp = self.shared.clock.next();
-            self.journal_missed(bucket, key, index, &stamp, Missed::Corrupt);
+            self.journal_missed(bucket, key, index, stamp.as_str(), Missed::Corrupt);
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::Replicated;
 use crate::fanout::{Outcome, missed_by};
 use crate::inflight::InflightWrite;
 use crate::journal::Missed;
-use crate::stamp::{ETAG_KEY, VERSION_KEY, stamp_time, version_of};
+use crate::stamp::{ETAG_KEY, VERSION_KEY, version_of};
 use s3proxy_core::*;
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,7 +38,9 @@ impl Replicated {
                 m
             }
         };
-        metadata.internal.insert(VERSION_KEY.into(), stamp.clone());
+        metadata
+            .internal
+            .insert(VERSION_KEY.into(), stamp.to_string());
         let source_version = version_of(&holders[0].info.metadata)
             .unwrap_or("")
             .to_string();
@@ -105,7 +107,7 @@ impl Replicated {
         let missed = missed_by(&outcomes);
         let uncertain = !missed.is_empty();
         for i in missed {
-            self.journal_missed(dst_bucket, dst_key, i, &stamp, Missed::Write);
+            self.journal_missed(dst_bucket, dst_key, i, stamp.as_str(), Missed::Write);
         }
         // The ETag a HEAD of the new object shows: the pinned one, else the new copy's on
         // the replica reads go to first (a copy of a multipart object may get another
@@ -127,7 +129,7 @@ impl Replicated {
             .unwrap_or_else(|| first.etag.clone());
         Ok(PutResult {
             etag,
-            last_modified: stamp_time(&stamp).unwrap_or(first.last_modified),
+            last_modified: stamp.time().unwrap_or(first.last_modified),
         })
     }
 

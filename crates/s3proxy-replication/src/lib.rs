@@ -9,7 +9,7 @@
 //!   restart). Below the quorum the write fails with 503 and every replica keeps
 //!   serving the version it had: the write is withdrawn before any backend can commit
 //!   it (see `quorum`), and nothing is deleted.
-//! - Every version carries a [`Hlc`] stamp in its internal metadata, authenticated with a
+//! - Every version carries a [`Stamp`] from the [`Hlc`] in its internal metadata, authenticated with a
 //!   key derived from the shared secret; replicas are compared by it (a stamp that does
 //!   not verify ranks below every one that does), never by backend timestamps, and clients see the same ETag, size, metadata and
 //!   Last-Modified whichever replica answers.
@@ -78,5 +78,7 @@ pub use journal::{Entry, Journal, Missed, Repair, Target};
 pub use options::{Hedge, ReadPreference, Replica, ReplicationOptions, WriteQuorum};
 pub use repair_scan::RepairSummary;
 pub use replicated::Replicated;
-pub use stamp::{ETAG_KEY, Hlc, MAX_CLOCK_SKEW, Trust, VERSION_KEY, stamp_time};
+pub use stamp::{
+    ETAG_KEY, Hlc, MAX_CLOCK_SKEW, MalformedStamp, Stamp, Trust, VERSION_KEY, stamp_time,
+};
 pub use stats::ReplicaStats;

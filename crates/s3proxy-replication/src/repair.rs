@@ -60,7 +60,7 @@ impl Replicated {
             )));
         };
         let stamp = self.shared.clock.next();
-        self.journal_missed(bucket, key, index, &stamp, Missed::Corrupt);
+        self.journal_missed(bucket, key, index, stamp.as_str(), Missed::Corrupt);
         let Some(entry) = self
             .shared
             .journal

@@ -13,6 +13,8 @@
 use hmac::{Hmac, Mac};
 use s3proxy_core::ObjectMetadata;
 use sha2::Sha256;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,9 +43,117 @@ pub(crate) fn version_of(meta: &ObjectMetadata) -> Option<&str> {
     meta.internal.get(VERSION_KEY).map(String::as_str)
 }
 
-/// A hybrid logical clock. Readings are strings `MMMMMMMMMMMM-CCCCCC-NODE` (physical
-/// milliseconds and a counter in fixed-width hex, then the node id) that order correctly
-/// as plain strings.
+/// A version stamp, parsed once: a clock reading `MMMMMMMMMMMM-CCCCCC-NODE` (physical
+/// milliseconds and a counter in fixed-width hex, then the node id), followed by `.MAC`
+/// once it is sealed for a version ([`StampKey::seal`]). Stamps order as their text, as
+/// they always have (the fixed widths make that the clock's order), and `Display` gives
+/// the text as stored, unchanged.
+///
+/// Parsing refuses what is not a reading (the first two fields must have their exact
+/// widths and a node must follow), never panics, and keeps the text it was given: a
+/// stamp read back from storage is the same stamp.
+///
+/// ```
+/// use s3proxy_replication::{Hlc, Stamp};
+/// let stamp = Hlc::new("node-a").next();
+/// let back: Stamp = stamp.to_string().parse().unwrap();
+/// assert_eq!(back, stamp);
+/// assert!("not-a-stamp".parse::<Stamp>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    text: String,
+    ms: u64,
+    counter: u32,
+}
+
+/// A string that is not a version stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MalformedStamp(String);
+
+impl fmt::Display for MalformedStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a version stamp", self.0)
+    }
+}
+
+impl std::error::Error for MalformedStamp {}
+
+impl Stamp {
+    /// The stamp's text, as stored.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The wall-clock time the stamp was issued at (millisecond precision); `None` beyond
+    /// the year 9999, which an HTTP date cannot say.
+    pub fn time(&self) -> Option<SystemTime> {
+        (self.ms <= LAST_HTTP_MS).then(|| UNIX_EPOCH + Duration::from_millis(self.ms))
+    }
+
+    /// The clock reading: the text without its MAC, if it has one.
+    pub fn reading(&self) -> &str {
+        reading_of(&self.text)
+    }
+}
+
+impl FromStr for Stamp {
+    type Err = MalformedStamp;
+    fn from_str(s: &str) -> Result<Self, MalformedStamp> {
+        Stamp::try_from(s.to_string())
+    }
+}
+
+impl TryFrom<String> for Stamp {
+    type Error = MalformedStamp;
+    fn try_from(text: String) -> Result<Self, MalformedStamp> {
+        match parse(&text) {
+            Some((ms, counter)) => Ok(Stamp { text, ms, counter }),
+            None => Err(MalformedStamp(text)),
+        }
+    }
+}
+
+impl TryFrom<&str> for Stamp {
+    type Error = MalformedStamp;
+    fn try_from(text: &str) -> Result<Self, MalformedStamp> {
+        text.parse()
+    }
+}
+
+/// The text as stored.
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl AsRef<str> for Stamp {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<Stamp> for String {
+    fn from(stamp: Stamp) -> String {
+        stamp.text
+    }
+}
+
+/// By the text, as stamps were always compared.
+impl Ord for Stamp {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl PartialOrd for Stamp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A hybrid logical clock, whose readings are [`Stamp`]s.
 ///
 /// ```
 /// use s3proxy_replication::Hlc;
@@ -75,7 +185,7 @@ impl Hlc {
 
     /// A fresh reading, greater than every reading this clock issued or observed (until
     /// the fields' widths run out, which the skew bound on observing keeps millennia away).
-    pub fn next(&self) -> String {
+    pub fn next(&self) -> Stamp {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let now = now_ms();
         *last = if now > last.0 {
@@ -86,16 +196,19 @@ impl Hlc {
             // The counter is full: borrow the next millisecond.
             ((last.0 + 1).min(MAX_MS), 0)
         };
-        format!("{:012x}-{:06x}-{}", last.0, last.1, self.node)
+        let (ms, counter) = *last;
+        Stamp {
+            text: format!("{ms:012x}-{counter:06x}-{}", self.node),
+            ms,
+            counter,
+        }
     }
 
-    /// Move the clock past a reading seen on a replica (written by another instance).
-    /// Only call this with a verified stamp's reading; one more than [`MAX_CLOCK_SKEW`]
-    /// ahead of this clock's wall time is ignored (returns false).
-    pub fn observe(&self, reading: &str) -> bool {
-        let Some((ms, counter)) = parse(reading) else {
-            return false;
-        };
+    /// Move the clock past a stamp seen on a replica (written by another instance).
+    /// Only call this with a verified stamp; one more than [`MAX_CLOCK_SKEW`] ahead of
+    /// this clock's wall time is ignored (returns false).
+    pub fn observe(&self, stamp: &Stamp) -> bool {
+        let (ms, counter) = (stamp.ms, stamp.counter);
         let limit = now_ms().saturating_add(MAX_CLOCK_SKEW.as_millis() as u64);
         if ms > limit {
             return false;
@@ -130,9 +243,7 @@ const LAST_HTTP_MS: u64 = 253_402_300_799_999;
 /// The wall-clock time a stamp was issued at (millisecond precision); `None` for a
 /// string that is not a stamp or one beyond the year 9999.
 pub fn stamp_time(stamp: &str) -> Option<SystemTime> {
-    parse(stamp)
-        .filter(|(ms, _)| *ms <= LAST_HTTP_MS)
-        .map(|(ms, _)| UNIX_EPOCH + Duration::from_millis(ms))
+    stamp.parse::<Stamp>().ok()?.time()
 }
 
 /// What a stamp found on a replica is worth.
@@ -211,9 +322,16 @@ impl StampKey {
     }
 
     /// A clock reading as the stamp of a version of (bucket, key).
-    pub(crate) fn seal(&self, bucket: &str, key: &str, reading: &str) -> String {
-        let tag = self.mac(bucket, key, reading).finalize().into_bytes();
-        format!("{reading}.{}", hex::encode(&tag[..MAC_HEX / 2]))
+    pub(crate) fn seal(&self, bucket: &str, key: &str, reading: &Stamp) -> Stamp {
+        let tag = self
+            .mac(bucket, key, reading.as_str())
+            .finalize()
+            .into_bytes();
+        Stamp {
+            text: format!("{reading}.{}", hex::encode(&tag[..MAC_HEX / 2])),
+            ms: reading.ms,
+            counter: reading.counter,
+        }
     }
 
     /// How far a stamp found on a replica of (bucket, key) can be trusted, and its rank.
@@ -269,12 +387,14 @@ mod tests {
         let a = Hlc::new("a");
         let b = Hlc::new("b");
         let s1 = a.next();
-        let far = format!("{:012x}-{:06x}-z", now_ms() + 60_000, 5);
+        let far: Stamp = format!("{:012x}-{:06x}-z", now_ms() + 60_000, 5)
+            .parse()
+            .unwrap();
         assert!(b.observe(&far));
         let s2 = b.next();
         assert!(s2 > far && far > s1, "{s1} {far} {s2}");
-        assert!(stamp_time(&s2).unwrap() > SystemTime::now());
-        let many: Vec<String> = (0..1000).map(|_| a.next()).collect();
+        assert!(stamp_time(s2.as_str()).unwrap() > SystemTime::now());
+        let many: Vec<Stamp> = (0..1000).map(|_| a.next()).collect();
         assert!(many.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -282,22 +402,24 @@ mod tests {
     fn a_reading_beyond_the_skew_bound_is_not_observed() {
         let c = Hlc::new("c");
         let beyond = now_ms() + MAX_CLOCK_SKEW.as_millis() as u64 + 60_000;
-        assert!(!c.observe(&format!("{beyond:012x}-000000-x")));
-        assert!(!c.observe("ffffffffffff-ffffff-x"));
+        let stamp = |s: String| s.parse::<Stamp>().unwrap();
+        assert!(!c.observe(&stamp(format!("{beyond:012x}-000000-x"))));
+        assert!(!c.observe(&stamp("ffffffffffff-ffffff-x".into())));
         // Past the year 9999 a stamp has no time (an HTTP date cannot say it).
         assert_eq!(stamp_time("ffffffffffff-ffffff-x"), None);
-        assert!(stamp_time(&c.next()).unwrap() < SystemTime::now() + Duration::from_secs(5));
+        assert!(c.next().time().unwrap() < SystemTime::now() + Duration::from_secs(5));
     }
 
     #[test]
     fn a_full_counter_moves_to_the_next_millisecond_and_keeps_the_width() {
         let c = Hlc::new("n");
         let soon = now_ms() + 30 * 60_000;
-        assert!(c.observe(&format!("{soon:012x}-{MAX_COUNTER:06x}-n")));
+        let full: Stamp = format!("{soon:012x}-{MAX_COUNTER:06x}-n").parse().unwrap();
+        assert!(c.observe(&full));
         let (x, y) = (c.next(), c.next());
         assert!(x < y, "{x} {y}");
-        assert_eq!(parse(&x), Some((soon + 1, 0)));
-        assert_eq!(x.len(), "000000000000-000000-n".len());
+        assert_eq!(parse(x.as_str()), Some((soon + 1, 0)));
+        assert_eq!(x.as_str().len(), "000000000000-000000-n".len());
     }
 
     #[test]
@@ -305,8 +427,11 @@ mod tests {
         let k = StampKey::derive(&[1; 32]);
         let other = StampKey::derive(&[2; 32]);
         let reading = Hlc::new("n").next();
-        let stamp = k.seal("b", "k", &reading);
+        let sealed = k.seal("b", "k", &reading);
+        let stamp = sealed.to_string();
+        let reading = reading.to_string();
         assert_eq!(reading_of(&stamp), reading);
+        assert_eq!(sealed.reading(), reading);
         assert_eq!(k.rank("b", "k", Some(&stamp)).trust, Trust::Authenticated);
         assert_eq!(k.rank("b", "k2", Some(&stamp)).trust, Trust::Invalid);
         assert_eq!(k.rank("b2", "k", Some(&stamp)).trust, Trust::Invalid);
@@ -336,10 +461,12 @@ mod tests {
             let _ = reading_of(&s);
             let c = Hlc::new("p");
             let before = c.next();
-            c.observe(&s);
+            if let Ok(stamp) = s.parse::<Stamp>() {
+                c.observe(&stamp);
+            }
             let after = c.next();
             prop_assert!(after > before);
-            prop_assert!(stamp_time(&after).unwrap() < SystemTime::now() + MAX_CLOCK_SKEW + Duration::from_secs(5));
+            prop_assert!(after.time().unwrap() < SystemTime::now() + MAX_CLOCK_SKEW + Duration::from_secs(5));
         }
 
         #[test]
@@ -349,9 +476,60 @@ mod tests {
             let _ = k.rank("b", "k", Some(&s));
             let _ = stamp_time(&s);
             let c = Hlc::new("p");
-            c.observe(&s);
+            if let Ok(stamp) = s.parse::<Stamp>() {
+                c.observe(&stamp);
+            }
             let next = c.next();
-            prop_assert_eq!(next.len(), "000000000000-000000-p".len());
+            prop_assert_eq!(next.as_str().len(), "000000000000-000000-p".len());
+        }
+
+        #[test]
+        fn parsing_any_string_keeps_it_or_refuses_it(
+            s in prop_oneof![
+                "\\PC*",
+                // Stamps, in either case, sealed or not.
+                "[0-9a-fA-F]{12}-[0-9a-fA-F]{6}-[-.0-9a-zA-Z]{0,40}",
+                // Near misses: a field a digit short or long, a non-digit, no node.
+                "[0-9a-fA-Fg+-]{11,13}-[0-9a-fA-F+-]{5,7}(-[-.0-9a-z]{0,40})?",
+            ],
+        ) {
+            match s.parse::<Stamp>() {
+                Ok(stamp) => {
+                    prop_assert_eq!(stamp.as_str(), s.as_str());
+                    prop_assert_eq!(stamp.to_string(), s.clone());
+                    prop_assert_eq!(stamp.time(), stamp_time(&s));
+                    prop_assert_eq!(stamp.reading(), reading_of(&s));
+                }
+                Err(e) => {
+                    prop_assert!(parse(&s).is_none());
+                    prop_assert!(e.to_string().contains("not a version stamp"));
+                }
+            }
+        }
+
+        #[test]
+        fn every_stamp_issued_parses_back_to_itself(
+            node in "[-.a-z0-9]{0,16}",
+            ahead in 0u64..MAX_CLOCK_SKEW.as_millis() as u64,
+            counter in 0u32..=MAX_COUNTER,
+            bucket in "[a-z]{1,8}",
+            key in "\\PC{0,20}",
+        ) {
+            let c = Hlc::new(node);
+            let seen: Stamp = format!("{:012x}-{counter:06x}-x", now_ms() + ahead).parse().unwrap();
+            prop_assert!(c.observe(&seen));
+            let k = StampKey::derive(&[4; 32]);
+            for stamp in [c.next(), c.next()] {
+                let back: Stamp = stamp.to_string().parse().unwrap();
+                prop_assert_eq!(&back, &stamp);
+                prop_assert!(stamp > seen);
+                let sealed = k.seal(&bucket, &key, &stamp);
+                let back: Stamp = sealed.as_str().parse().unwrap();
+                prop_assert_eq!(&back, &sealed);
+                prop_assert_eq!(back.reading(), stamp.as_str());
+                prop_assert_eq!(back.time(), stamp.time());
+                prop_assert_eq!(k.rank(&bucket, &key, Some(sealed.as_str())).trust, Trust::Authenticated);
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! proxy's own; and the reporting of such stamps when a replica's version is ranked.
 
 use crate::Replicated;
-use crate::stamp::{Rank, Trust};
+use crate::stamp::{Rank, Stamp, Trust};
 use s3proxy_core::ObjectMetadata;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -127,7 +127,7 @@ impl Replicated {
     }
 
     /// A fresh stamp for a version of (bucket, key): the clock's next reading, sealed.
-    pub(crate) fn new_stamp(&self, bucket: &str, key: &str) -> String {
+    pub(crate) fn new_stamp(&self, bucket: &str, key: &str) -> Stamp {
         self.shared
             .stamp_key
             .seal(bucket, key, &self.shared.clock.next())
@@ -139,11 +139,15 @@ impl Replicated {
         if newest.trust != Trust::Authenticated {
             return;
         }
-        let reading = crate::stamp::reading_of(&newest.stamp);
-        if !self.shared.clock.observe(reading) {
+        // Authenticated, so a clock reading: parsing it cannot fail, but is not assumed.
+        let Ok(stamp) = newest.stamp.parse::<Stamp>() else {
+            return;
+        };
+        if !self.shared.clock.observe(&stamp) {
             log::warn!(
-                "{bucket}/{key}: version stamp {reading} is more than {:?} ahead of this \
+                "{bucket}/{key}: version stamp {} is more than {:?} ahead of this \
                  instance's clock; not adopting it (is another instance's clock wrong?)",
+                stamp.reading(),
                 crate::stamp::MAX_CLOCK_SKEW
             );
         }

@@ -25,7 +25,7 @@ impl Replicated {
         let stamp = self.new_stamp(bucket.as_str(), key.as_str());
         opts.metadata
             .internal
-            .insert(VERSION_KEY.into(), stamp.clone());
+            .insert(VERSION_KEY.into(), stamp.to_string());
         let outcomes = self
             .fan_out("CreateMultipartUpload", &format!("{bucket}/{key}"), |b| {
                 let (bucket, key, opts) = (bucket.clone(), key.clone(), opts.clone());
@@ -50,7 +50,9 @@ impl Replicated {
     ) -> Result<ETag> {
         let upload = self.decode_upload(upload_id)?;
         // Parts are not versions: the stamp only names this write in the journal.
-        let stamp = upload.stamp.unwrap_or_else(|| self.shared.clock.next());
+        let stamp = upload
+            .stamp
+            .unwrap_or_else(|| self.shared.clock.next().into());
         let ids = Arc::new(upload.ids);
         let write_ids = ids.clone();
         self.replicated_write(
@@ -211,8 +213,8 @@ impl Replicated {
                 .await
                 .ok()
                 .and_then(|info| version_of(&info.metadata).map(str::to_string))
-                .unwrap_or_else(|| self.shared.clock.next()),
-            (None, None) => self.shared.clock.next(),
+                .unwrap_or_else(|| self.shared.clock.next().into()),
+            (None, None) => self.shared.clock.next().into(),
         };
         // A replica that failed while another completed lacks the object: journal it
         // whatever its error was (a part it never got gives InvalidPart there).
