@@ -22,7 +22,7 @@
 # the checks behind the mount (repair, certificates) in scripts/s3fs/checks.sh.
 #
 # Usage: scripts/test_s3fs_integration.sh [MODE...]
-#   MODE: default | nomultipart | nocopyapi | sigv2 | tls | all (default: $S3FS_MODES or all)
+#   MODE: default | nomultipart | nocopyapi | sigv2 | tls | erasure | all (default: $S3FS_MODES or all)
 # Environment:
 #   S3PROXY_BIN        the proxy binary (default target/debug/s3proxy)
 #   S3FS_MODES         modes when no argument is given (space separated)
@@ -38,7 +38,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${S3PROXY_BIN:-$ROOT/target/debug/s3proxy}
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
-ALL_MODES="default nomultipart nocopyapi sigv2 tls"
+ALL_MODES="default nomultipart nocopyapi sigv2 tls erasure"
 
 # --- arguments ---------------------------------------------------------------------------
 MODES=()
@@ -53,6 +53,8 @@ for m in "${MODES[@]}"; do
 done
 WANT_TLS=0
 case " ${MODES[*]} " in *" tls "*) WANT_TLS=1 ;; esac
+WANT_EC=0
+case " ${MODES[*]} " in *" erasure "*) WANT_EC=1 ;; esac
 if [ "$WANT_TLS" = 1 ] && ! command -v openssl >/dev/null; then echo "missing openssl (apt-get install openssl)" >&2; exit 2; fi
 for tool in s3fs curl python3 rsync timeout moto_server; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install s3fs fuse3 attr rsync curl; pip install 'moto[server]')" >&2; exit 2; }
@@ -87,7 +89,7 @@ cleanup() {
         [ -e "$f" ] || continue
         unmount_one "$(sed -n 2p "$f")" "$f"
     done
-    for f in proxy tlsproxy impostor replica moto; do
+    for f in proxy tlsproxy impostor ecproxy ec0 ec1 ec2 replica moto; do
         [ -f "$PIDS/$f" ] || continue
         local pid; pid=$(cat "$PIDS/$f")
         kill "$pid" 2>/dev/null
@@ -142,11 +144,18 @@ run_mode() {
     MODE=$1
     BUCKET="s3fs-$MODE"
     ENDPOINT=$HTTP_ENDPOINT
+    MODE_LOG=$PROXY_LOG     # the log of the front this mode mounts
+    KILLED=replica          # the backend the resilience case kills
     if [ "$MODE" = tls ]; then
         ENDPOINT=$TLS_ENDPOINT
+        MODE_LOG=$TLS_PROXY_LOG
         export CURL_CA_BUNDLE="$TLS_DIR/ca.pem"   # s3fs's CA bundle, and curl's (s3curl)
+    elif [ "$MODE" = erasure ]; then
+        ENDPOINT=$EC_ENDPOINT
+        MODE_LOG=$EC_PROXY_LOG
+        KILLED=ec1
     fi
-    export ENDPOINT
+    export ENDPOINT MODE_LOG KILLED
     S3URL="$ENDPOINT/$BUCKET"
     M="$WORK/mnt-$MODE"
     L="$WORK/local/$MODE"
@@ -196,6 +205,8 @@ run_mode() {
     add "edge: empty file" 60 t_empty_file
     add "edge: 0-byte file named like a directory" 60 t_zero_byte_dirlike
     add "large: 25 MB write, rename, checksum" 300 t_large_25m
+    # Not in the erasure mode, to keep its CI time under three minutes: the 200 MB and the
+    # 1.1 GB files (its 25 MB and 40 MB ones are multipart, striped, rebuilt and ranged too).
     case "$MODE" in default | nomultipart) add "large: 200 MB write, rename, checksum" 900 t_large_200m ;; esac
     if [ "${S3FS_TEST_HUGE:-0}" = 1 ] && [ "$MODE" = default ]; then
         add "large: 1.1 GB write, rename (multipart copy)" 1800 t_large_huge
@@ -224,6 +235,16 @@ run_mode() {
     # The killed replica returns; repair must bring it level with the others.
     if [ "$MODE" = tls ]; then
         :   # not killed in this mode
+    elif [ "$MODE" = erasure ]; then
+        # ec1 returns; `s3proxy repair` must give it a shard of everything written meanwhile.
+        # Then ec0 is killed, so the remount cases read the rebuilt shards (ec1 + parity).
+        if start_ec_backend 1; then
+            run_case "resilience: repair, a shard on every backend" 300 t_erasure_repaired
+            KILLED=ec0
+            run_case "resilience: another backend killed after the repair" 60 t_erasure_second_kill
+        else
+            FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/ec1 restart"); echo "FAIL  $MODE ec1 restart"
+        fi
     elif start_replica; then
         run_case "resilience: replica repaired, ciphertext only" 300 t_replica_converged
     else
@@ -237,7 +258,7 @@ run_mode() {
         run_case "remount: content checksums" 600 t_content_after_remount
         run_case "remount: empty and dir-like files" 60 t_dirlike_after_remount
         run_case "remount: random ranged reads" 600 t_large_ranges_after_remount
-        if [ "$MODE" = default ]; then
+        if [ "$MODE" = default ] || [ "$MODE" = erasure ]; then
             # A second mount with other options that matter: a low multipart-copy limit,
             # extended attributes, ListObjectsV2 and Content-MD5 on every upload.
             if mount_s3fs "$MODE-copy" "$BUCKET" "$MC" ",singlepart_copy_limit=10,use_xattr,listobjectsv2,enable_content_md5"; then
@@ -256,6 +277,9 @@ run_mode() {
     fi
     umount_s3fs "$MODE"
     if [ "$MODE" = tls ]; then unset CURL_CA_BUNDLE; fi
+    if [ "$MODE" = erasure ] && [ ! -f "$PIDS/ec0" ]; then
+        start_ec_backend 0 || { FAILED=$((FAILED + 1)); FAILED_NAMES+=("$MODE/ec0 restart"); echo "FAIL  $MODE ec0 restart"; }
+    fi
 }
 
 check_proxy_log() { # name pidfile log
@@ -275,13 +299,14 @@ check_proxy_log() { # name pidfile log
 }
 
 # shellcheck disable=SC2046 # one word per function name
-export -f $(declare -F | awk '$3 ~ /^t_/ {print $3}') compare_replicas backend_get
-echo "s3proxy $BIN on $HTTP_ENDPOINT${TLS_ENDPOINT:+ and $TLS_ENDPOINT (tls mode)}; s3fs $(s3fs --version 2>/dev/null | head -1 | grep -oE 'V[0-9.]+'); work dir $WORK"
+export -f $(declare -F | awk '$3 ~ /^t_/ {print $3}') compare_replicas backend_get ec_shards
+echo "s3proxy $BIN on $HTTP_ENDPOINT${TLS_ENDPOINT:+ and $TLS_ENDPOINT (tls mode)}${EC_ENDPOINT:+ and $EC_ENDPOINT (erasure mode)}; s3fs $(s3fs --version 2>/dev/null | head -1 | grep -oE 'V[0-9.]+'); work dir $WORK"
 for mode in "${MODES[@]}"; do run_mode "$mode"; done
 check_proxy_log proxy "$PIDS/proxy" "$PROXY_LOG"
 if [ -n "$TLS_PROXY_LOG" ]; then check_proxy_log proxy-tls "$PIDS/tlsproxy" "$TLS_PROXY_LOG"; fi
+if [ -n "$EC_PROXY_LOG" ]; then check_proxy_log proxy-erasure "$PIDS/ecproxy" "$EC_PROXY_LOG"; fi
 echo "statuses by operation (4xx/5xx):"
-grep -ohE '[0-9A-F]{16} [A-Za-z]+ [A-Z]+ .* -> [45][0-9][0-9]' "$PROXY_LOG" ${TLS_PROXY_LOG:+"$TLS_PROXY_LOG"} |
+grep -ohE '[0-9A-F]{16} [A-Za-z]+ [A-Z]+ .* -> [45][0-9][0-9]' "$PROXY_LOG" ${TLS_PROXY_LOG:+"$TLS_PROXY_LOG"} ${EC_PROXY_LOG:+"$EC_PROXY_LOG"} |
     awk '{print $2, $NF}' | sort | uniq -c | sed 's/^/  /'
 [ ${#FAILED_NAMES[@]} -gt 0 ] && echo "failed: ${FAILED_NAMES[*]}"
 echo "$KNOWN known s3fs limitations, $SKIPPED skipped"

@@ -33,7 +33,9 @@ ranged_reads() { # mounted local count
 }
 MARKER="s3proxy-plaintext-marker-$RANDOM$RANDOM"
 export AK SK ENDPOINT BAK BSK MOTO_ENDPOINT REPLICA_ENDPOINT STATE PIDS WORK MARKER
-export TLS_DIR TLS_ENDPOINT IMPOSTOR_ENDPOINT
+export TLS_DIR TLS_ENDPOINT IMPOSTOR_ENDPOINT BIN EC_STATE
+EC_ENDPOINT_LIST="${EC_ENDPOINTS[*]}"   # arrays are not exported
+export EC_ENDPOINT EC_ENDPOINT_LIST
 export -f fail eq near_now md5 size expect_md5 randfile ranged_reads s3curl kill_replica unmount_one
 
 # Cases that fail because of s3fs itself, not the server, with the reason. They still run
@@ -333,7 +335,7 @@ t_multipart_copy_rename() {
     eq "$sum" "$(md5 "$MC/large/f25m.renamed")" "checksum via the second mount"
     mv "$MC/large/f25m.renamed" "$MC/large/f25m.mpcopy"
     eq "$sum" "$(md5 "$MC/large/f25m.mpcopy")" "checksum after multipart copy"
-    grep -q "UploadPartCopy PUT /$BUCKET/large/f25m.mpcopy" "$W/proxy.log" || fail "no UploadPartCopy seen in the proxy log"
+    grep -q "UploadPartCopy PUT /$BUCKET/large/f25m.mpcopy" "$MODE_LOG" || fail "no UploadPartCopy seen in the proxy log"
     mv "$MC/large/f25m.mpcopy" "$MC/large/f25m.renamed"
 }
 

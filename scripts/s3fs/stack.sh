@@ -83,11 +83,14 @@ start_replica() {
     disown $!   # killed on purpose later: no "Killed" notice from this shell
     wait_port "$REPLICA_PORT" "$PIDS/replica" "the replica s3proxy"
 }
+# The backend the resilience case kills: the replica, or in the erasure mode one shard's
+# backend (run_mode sets KILLED, by the name of its pid file).
+KILLED=replica
 kill_replica() { # SIGKILL: a crash, nothing flushed
-    local pid; pid=$(cat "$PIDS/replica" 2>/dev/null) || return 0
+    local pid; pid=$(cat "$PIDS/$KILLED" 2>/dev/null) || return 0
     kill -9 "$pid" 2>/dev/null
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    rm -f "$PIDS/replica"
+    rm -f "$PIDS/$KILLED"
 }
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 echo $! >"$PIDS/moto"
@@ -141,6 +144,50 @@ if [ "$WANT_TLS" = 1 ]; then
     IMPOSTOR_ENDPOINT="https://127.0.0.1:$IMPOSTOR_PORT"
     TLS_PROXY_LOG="$WORK/tlsproxy.log"
 fi
+# The erasure mode's stack: a third front s3proxy (the same master key and credentials),
+# encrypting and then erasure-coding with [placement] kind = "erasure", 2 data + 1 parity
+# shards, over three plain s3proxy servers of their own (filesystem, no encryption) reached
+# over S3: shard i of every stripe on ec<i>. The resilience case SIGKILLs ec1 (a data
+# shard's backend: the reads while it is down decode from parity). The front's background
+# replay is left for an hour, so what rebuilds the missed shards is `s3proxy repair`, run by
+# t_erasure_repaired. Its admin listener is off (the first proxy has 9001).
+EC_N=3
+EC_PORTS=() EC_ENDPOINTS=() EC_PORT= EC_ENDPOINT= EC_PROXY_LOG=
+EC_STATE="$WORK/ec-state"
+start_ec_backend() { # i
+    RUST_LOG=warn "$BIN" --config "$WORK/ec$1.toml" --listen "127.0.0.1:${EC_PORTS[$1]}" \
+        >>"$WORK/ec$1.out" 2>>"$WORK/ec$1.log" &
+    echo $! >"$PIDS/ec$1"
+    disown $!   # ec1 is killed on purpose: no "Killed" notice from this shell
+    wait_port "${EC_PORTS[$1]}" "$PIDS/ec$1" "the erasure backend ec$1"
+}
+if [ "$WANT_EC" = 1 ]; then
+    for i in $(seq 0 $((EC_N - 1))); do
+        EC_PORTS[i]=$(free_port)
+        EC_ENDPOINTS[i]="http://127.0.0.1:${EC_PORTS[i]}"
+        sed -e "s|^state_dir = .*|state_dir = \"$WORK/ec$i-state\"|" \
+            -e "s|^path = .*|path = \"$WORK/ec$i-data\"|" "$WORK/replica.toml" >"$WORK/ec$i.toml"
+        start_ec_backend "$i" || exit 1
+    done
+    {
+        printf '%s\n' "state_dir = \"$EC_STATE\"" "[[credentials]]" "access_key = \"$AK\"" \
+            "secret_key = \"$SK\"" "[encryption]" "key_file = \"$WORK/master.key\"" \
+            "[replication]" "repair_interval_secs = 3600" "[placement]" "kind = \"erasure\"" \
+            "data_shards = 2" "parity_shards = 1" "[admin]" "enabled = false"
+        for i in $(seq 0 $((EC_N - 1))); do
+            printf '%s\n' "[[backends]]" "name = \"ec$i\"" "kind = \"s3\"" \
+                "endpoint = \"${EC_ENDPOINTS[i]}\"" "access_key = \"$BAK\"" \
+                "secret_key = \"$BSK\"" "timeout_ms = 30000"
+        done
+    } >"$WORK/ecproxy.toml"
+    EC_PORT=$(free_port)
+    EC_ENDPOINT="http://127.0.0.1:$EC_PORT"
+    EC_PROXY_LOG="$WORK/ecproxy.log"
+    RUST_LOG=${RUST_LOG:-info} "$BIN" --config "$WORK/ecproxy.toml" --listen "127.0.0.1:$EC_PORT" \
+        >"$WORK/ecproxy.out" 2>"$EC_PROXY_LOG" &
+    echo $! >"$PIDS/ecproxy"
+    wait_port "$EC_PORT" "$PIDS/ecproxy" "the erasure s3proxy" || { tail -20 "$EC_PROXY_LOG" >&2; exit 1; }
+fi
 
 # Raw S3 requests for set-up and for looking behind the mount. curl's own SigV4 does not
 # add x-amz-content-sha256 (S3 requires it) and does not encode '/' in the query, so
@@ -159,6 +206,7 @@ mode_opts() {
         nocopyapi) echo ",nocopyapi" ;;
         sigv2) echo ",sigv2" ;;
         tls) echo "" ;;  # the url is https://, the certificate checked as by default
+        erasure) echo "" ;;  # the default options, through the erasure-coded stack
     esac
 }
 
