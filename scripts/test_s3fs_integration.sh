@@ -16,6 +16,13 @@
 # renames, a 25 MB multipart file, ls, chmod, the remount checks), not the replica kill, and
 # checks that a mount is refused for a certificate from another CA and for a name the
 # certificate does not hold.
+# The erasure mode mounts, with the default options, a third front s3proxy that encrypts and
+# then erasure-codes ([placement] kind = "erasure", 2 data + 1 parity shards) over three
+# s3proxy filesystem servers of its own, and runs the full case list (not the 200 MB and
+# 1.1 GB files: CI time). It SIGKILLs the shard backend ec1 mid-write, restarts it after the
+# cases, runs `s3proxy repair`, checks that each of the three backends holds its shard of
+# every object (the ones written while ec1 was down included), then SIGKILLs ec0 and runs the
+# remount cases (content checksums, ranged reads) from ec1's rebuilt shards and the parity.
 #
 # This file is the driver (arguments, cleanup, running the cases per mode, the summary); the
 # stacks are in scripts/s3fs/stack.sh, the file-operation cases in scripts/s3fs/cases.sh and
