@@ -9,8 +9,18 @@ t_replica_killed_mid_write() {
     # is SIGKILLed; the write, and every case after this one, must still succeed.
     randfile "$L/killed.bin" 40000000
     cp "$L/killed.bin" killed-mid-write.bin &
-    local cp_pid=$!
-    sleep 0.8
+    local cp_pid=$! i
+    if [ "$MODE" = erasure ]; then
+        # Striped at some 100 MB/s, the whole upload can be over in 0.8 s: the shard backend
+        # is killed once the first part is stored, so that the other parts and the
+        # completion (which re-stripes every part into the object) lose it midway.
+        for i in $(seq 1 300); do
+            grep -qF "UploadPart PUT /$BUCKET/killed-mid-write.bin -> " "$MODE_LOG" && break
+            sleep 0.02
+        done
+    else
+        sleep 0.8
+    fi
     kill_replica
     wait "$cp_pid" || fail "cp failed while a replica was killed"
     eq 40000000 "$(size killed-mid-write.bin)" "size"
@@ -198,12 +208,12 @@ sys.exit(1 if problems or len(keys) < 50 else 0)
 PY
 }
 t_erasure_repaired() {
-    # What ec1 missed while it was down: at least the marker and the 25 MB multipart file,
-    # both written after it was killed (the 40 MB file being written when it was killed may
-    # have been stored whole by then: its upload takes under a second).
+    # What ec1 missed while it was down: at least the 40 MB file being written when it was
+    # killed, the marker and the 25 MB multipart file written after, and many more.
     ec_shards missed 1 >"$W/ec-missed"
+    [ "$(wc -l <"$W/ec-missed")" -ge 100 ] || fail "ec1 missed only $(wc -l <"$W/ec-missed") objects"
     local key
-    for key in resilience-marker.txt large/f25m.renamed; do
+    for key in killed-mid-write.bin resilience-marker.txt large/f25m.renamed; do
         grep -qxF "$key" "$W/ec-missed" || fail "ec1 was not missing $key: $(head -5 "$W/ec-missed")"
     done
     echo "ec1 missed $(wc -l <"$W/ec-missed") objects" >&2
