@@ -241,21 +241,35 @@ impl Erasure {
     }
 
     /// One line per fan-out that did not succeed everywhere: which backends failed, why.
+    /// A warning when a backend failed (5xx, unreachable) or the backends disagree (one
+    /// lacks a shard the others hold); debug when every backend gave the same kind of
+    /// client answer, such as NoSuchKey for a key none holds: that is the object's state,
+    /// not a failure, and s3fs asks for absent names before every file it creates.
     pub(crate) fn log_outcomes<T>(&self, op: &str, target: &str, outcomes: &[Result<T>]) {
         let failed: Vec<String> = outcomes
             .iter()
             .zip(self.backends())
             .filter_map(|(o, b)| o.as_ref().err().map(|e| format!("{}: {e}", b.name())))
             .collect();
-        if !failed.is_empty() {
-            log::warn!(
-                "{} {op} {target}: {} of {} backends failed ({})",
-                self.shared.name,
-                failed.len(),
-                outcomes.len(),
-                failed.join("; ")
-            );
+        if failed.is_empty() {
+            return;
         }
+        let answered_alike = outcomes
+            .iter()
+            .all(|o| o.as_ref().is_err_and(|e| e.status() < 500));
+        let level = if answered_alike {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
+            "{} {op} {target}: {} of {} backends failed ({})",
+            self.shared.name,
+            failed.len(),
+            outcomes.len(),
+            failed.join("; ")
+        );
     }
 
     /// Journal that backend `i` missed version `stamp` of `bucket/key` (`missed` says

@@ -83,22 +83,19 @@ impl Replicated {
             };
             match &result {
                 Err(e) if e.is_transient() => {
-                    let opened = if timed_out {
-                        r.health.unresponsive()
-                    } else if !counts_against_backend(e) {
-                        // The backend answered, with a failure of this request only (a key
-                        // it cannot hold, say), or the proxy failed the call itself: that
-                        // is no reason to stop sending it others.
-                        false
-                    } else {
-                        r.health.failure()
-                    };
-                    if opened {
-                        log::warn!(
-                            "backend {}: circuit opened after repeated failures: {e}",
-                            r.backend.name()
-                        );
+                    if timed_out {
+                        if r.health.unresponsive() {
+                            log::warn!("backend {}: circuit opened: {e}", r.backend.name());
+                        }
+                    } else if counts_against_backend(e) && !probe {
+                        self.count_failure(index, e);
+                    } else if counts_against_backend(e) {
+                        // A probe of an open circuit: it stays open.
+                        r.health.failure();
                     }
+                    // Otherwise the backend answered, with a failure of this request only
+                    // (a key it cannot hold, say), or the proxy failed the call itself:
+                    // that is no reason to stop sending it others.
                     // A backend that did not answer in time is not asked again: the
                     // request moves on to the other replicas instead of waiting twice.
                     if !timed_out
@@ -122,6 +119,39 @@ impl Replicated {
             }
             return result;
         }
+    }
+
+    /// Count a failure that says backend `index` may be down. After several in a row, ask
+    /// it a request that names no object, in the background: only when that fails too is
+    /// the circuit opened, so that one key a backend cannot serve (it drops the connection
+    /// on it, say) does not take the backend out for every other request.
+    pub(crate) fn count_failure(&self, index: usize, e: &Error) {
+        let r = &self.replicas()[index];
+        if r.health.failure() != crate::health::Failure::Suspect {
+            return;
+        }
+        let this = self.clone();
+        let cause = e.to_string();
+        tokio::spawn(async move {
+            let r = &this.replicas()[index];
+            let answer = tokio::time::timeout(r.timeout, r.backend.list_buckets()).await;
+            let reachable = match &answer {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => !counts_against_backend(e),
+                Err(_) => false,
+            };
+            if r.health.confirmed(reachable) {
+                log::warn!(
+                    "backend {}: circuit opened after repeated failures ({cause}) and a failed probe",
+                    r.backend.name()
+                );
+            } else if reachable {
+                log::info!(
+                    "backend {}: answers a probe after repeated failures ({cause}); those were the requests' own, circuit stays closed",
+                    r.backend.name()
+                );
+            }
+        });
     }
 
     /// Run `f` on every backend concurrently; log one line with each outcome.

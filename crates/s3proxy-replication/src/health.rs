@@ -1,4 +1,9 @@
 //! Per-backend health: error counts, latency, and a circuit breaker.
+//!
+//! Repeated failures make a backend *suspect*, not down: the proxy then asks it a request
+//! that names no object (ListBuckets), and opens the circuit only when that fails too. A
+//! backend that drops the connection on one odd key (s3s-fs does on `..`) while it answers
+//! everything else keeps serving every other request; a dead one fails the probe as well.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,6 +19,8 @@ const SAMPLES: usize = 64;
 #[derive(Default)]
 struct State {
     consecutive_failures: u32,
+    /// A probe asked after repeated failures has not answered yet.
+    confirming: bool,
     open_until: Option<Instant>,
     latency_ms: f64,
     successes: u64,
@@ -28,6 +35,16 @@ struct State {
 #[derive(Default)]
 pub struct Health {
     state: Mutex<State>,
+}
+
+/// What one failure did to a backend's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Counted; nothing else to do.
+    Counted,
+    /// Enough failures in a row that the backend may be down: probe it, then report with
+    /// [`Health::confirmed`].
+    Suspect,
 }
 
 /// A snapshot for logs and status.
@@ -75,17 +92,38 @@ impl Health {
         was_open
     }
 
-    /// A call failed with a transient error. Returns true when this opened the circuit.
-    pub fn failure(&self) -> bool {
+    /// A call failed with an error that says the backend may be down (see
+    /// `counts_against_backend`). [`Failure::Suspect`] asks the caller to probe the backend
+    /// and report with [`Self::confirmed`]; no other caller is asked until then.
+    pub fn failure(&self) -> Failure {
         let mut s = self.state();
         s.failures += 1;
         s.consecutive_failures += 1;
-        if s.consecutive_failures >= OPEN_AFTER {
-            let opened = s.open_until.is_none();
+        if s.open_until.is_some() {
+            // Still down: the probe that may close it comes later.
             s.open_until = Some(Instant::now() + OPEN_FOR);
-            return opened;
+            return Failure::Counted;
         }
-        false
+        if s.consecutive_failures >= OPEN_AFTER && !s.confirming {
+            s.confirming = true;
+            return Failure::Suspect;
+        }
+        Failure::Counted
+    }
+
+    /// What the probe asked after [`Failure::Suspect`] found. A backend that answered is
+    /// up, and the failures were those requests' own; one that did not has its circuit
+    /// opened. Returns true when this opened the circuit.
+    pub fn confirmed(&self, reachable: bool) -> bool {
+        let mut s = self.state();
+        s.confirming = false;
+        if reachable {
+            s.consecutive_failures = 0;
+            return false;
+        }
+        let opened = s.open_until.is_none();
+        s.open_until = Some(Instant::now() + OPEN_FOR);
+        opened
     }
 
     /// A call got no answer within its timeout: open the circuit at once, so that no
@@ -142,15 +180,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn opens_after_repeated_failures_and_closes_on_success() {
+    fn opens_after_repeated_failures_and_a_failed_probe_and_closes_on_success() {
         let h = Health::default();
         assert!(h.is_available());
-        assert!(!h.failure());
-        assert!(!h.failure());
-        assert!(h.failure());
+        assert_eq!(h.failure(), Failure::Counted);
+        assert_eq!(h.failure(), Failure::Counted);
+        assert_eq!(h.failure(), Failure::Suspect);
+        // One probe at a time: failures meanwhile are only counted.
+        assert_eq!(h.failure(), Failure::Counted);
+        assert!(
+            h.is_available(),
+            "suspect, not down, until the probe says so"
+        );
+        assert!(h.confirmed(false));
         assert!(!h.is_available() && !h.wants_probe());
         assert!(h.success(Duration::from_millis(3)));
         assert!(h.is_available() && !h.wants_probe());
+    }
+
+    #[test]
+    fn a_backend_answering_the_probe_stays_available() {
+        let h = Health::default();
+        for _ in 0..2 {
+            assert_eq!(h.failure(), Failure::Counted);
+        }
+        assert_eq!(h.failure(), Failure::Suspect);
+        assert!(!h.confirmed(true));
+        assert!(h.is_available());
+        // The count starts over: two more failures are not yet suspect.
+        assert_eq!(h.failure(), Failure::Counted);
+        assert_eq!(h.failure(), Failure::Counted);
+        assert_eq!(h.failure(), Failure::Suspect);
     }
 
     #[test]

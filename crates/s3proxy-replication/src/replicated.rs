@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     /// pass, which would keep tripping that backend's circuit and starve the repair of
     /// every other key.
     pub(crate) repair_backoff: std::sync::Mutex<RepairBackoff>,
+    /// Part writes to each replica take turns per part (see `part_turns`).
+    pub(crate) part_turns: crate::part_turns::PartTurns,
 }
 
 /// Several backends behaving as one; see the [crate documentation](crate).
@@ -91,6 +93,7 @@ impl Replicated {
                 wake_repair: tokio::sync::Notify::new(),
                 inflight: Default::default(),
                 repair_backoff: Default::default(),
+                part_turns: Default::default(),
             }),
         })
     }

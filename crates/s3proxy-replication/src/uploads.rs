@@ -64,9 +64,15 @@ impl Replicated {
             move |index, backend, body| {
                 let (bucket, key, opts, ids) =
                     (bucket.clone(), key.clone(), opts.clone(), write_ids.clone());
+                let this = self.clone();
                 async move {
                     match &ids[index] {
                         Some(id) => {
+                            let _turn = this
+                                .shared
+                                .part_turns
+                                .take(index, id.as_str(), part_number)
+                                .await;
                             backend
                                 .upload_part(&bucket, &key, id, part_number, body, opts)
                                 .await

@@ -143,7 +143,7 @@ impl Replicated {
                     // A write the proxy withdrew, or one this backend refused alone (a key it
                     // cannot hold): not a sign the backend is down.
                     Err(e) if counts_against_backend(e) && !withdrawn.load(Ordering::SeqCst) => {
-                        health.failure();
+                        self.count_failure(index, e);
                     }
                     Err(_) => {}
                 }

@@ -148,3 +148,52 @@ async fn read_racing_a_write_on_every_replica_locates_again() {
     let err = read(&s.replicated, "k").await.unwrap_err();
     assert!(matches!(err, Error::ServiceUnavailable(_)), "{err:?}");
 }
+
+/// A backend that drops the connection on one key (s3s-fs does on `..`) but answers every
+/// other request keeps its circuit closed however often that key is read: a W=all write of
+/// another key then reaches it at once. One that is down for everything fails the probe
+/// the failures lead to, and its circuit opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_on_one_key_do_not_open_the_circuit_of_a_backend_that_answers() {
+    let s = stack(WriteQuorum::All, Arc::new(Journal::in_memory()));
+    s.replicated.create_bucket(&bucket()).await.unwrap();
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("odd"),
+            Bytes::from("x").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    *s.backends[1].unreadable_key.lock().unwrap() = Some("odd".into());
+    for _ in 0..8 {
+        assert_eq!(read(&s.replicated, "odd").await.unwrap(), "x");
+        tokio::time::sleep(Duration::from_millis(20)).await; // the probe answers meanwhile
+    }
+    let open = |s: &Stack| {
+        s.replicated
+            .health()
+            .into_iter()
+            .filter(|(_, h)| h.open)
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>()
+    };
+    assert!(open(&s).is_empty(), "circuits open: {:?}", open(&s));
+    s.replicated
+        .put_object(
+            &bucket(),
+            &key("plain"),
+            Bytes::from("p").into(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    s.backends[1].set(DOWN);
+    for _ in 0..8 {
+        let _ = read(&s.replicated, "odd").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open(&s), ["r2"]);
+}

@@ -43,6 +43,12 @@ pub struct Faulty {
     pub gets: AtomicUsize,
     /// HeadObject calls received.
     pub heads: AtomicUsize,
+    /// The next UploadPart takes its body at once but stores it 300 ms later (a slow
+    /// replica left writing after the quorum acknowledged the part).
+    pub slow_next_part: AtomicBool,
+    /// Reads of this key fail as a dropped connection does (an object the backend cannot
+    /// serve, while it answers every other request).
+    pub unreadable_key: std::sync::Mutex<Option<String>>,
 }
 
 impl Faulty {
@@ -57,6 +63,8 @@ impl Faulty {
             read_delay_ms: AtomicU64::new(0),
             gets: AtomicUsize::new(0),
             heads: AtomicUsize::new(0),
+            slow_next_part: AtomicBool::new(false),
+            unreadable_key: std::sync::Mutex::new(None),
         })
     }
     pub fn set(&self, mode: u8) {
@@ -67,6 +75,14 @@ impl Faulty {
         if ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+    }
+    fn check_key(&self, k: &ObjectKey) -> Result<()> {
+        if self.unreadable_key.lock().unwrap().as_deref() == Some(k.as_str()) {
+            return Err(Error::ServiceUnavailable(
+                "connection closed before message completed".into(),
+            ));
+        }
+        self.check()
     }
     fn check(&self) -> Result<()> {
         if self.mode.load(Ordering::SeqCst) == DOWN {
@@ -111,8 +127,28 @@ impl forward::Forward for Faulty {
         }
         self.inner.put_object(b, k, body, o).await
     }
-    async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
+    async fn upload_part(
+        &self,
+        b: &BucketName,
+        k: &ObjectKey,
+        id: &UploadId,
+        part_number: u32,
+        body: Body,
+        o: PartOptions,
+    ) -> Result<ETag> {
         self.check()?;
+        if self.slow_next_part.swap(false, Ordering::SeqCst) {
+            let data = collect_body(body.stream, 64 << 20).await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return self
+                .inner
+                .upload_part(b, k, id, part_number, data.into(), o)
+                .await;
+        }
+        self.inner.upload_part(b, k, id, part_number, body, o).await
+    }
+    async fn get_object(&self, b: &BucketName, k: &ObjectKey, o: GetOptions) -> Result<GetResult> {
+        self.check_key(k)?;
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.read_delay().await;
         if matches!(self.mode.load(Ordering::SeqCst), HANG_READS | HANG_GETS) {
@@ -138,7 +174,7 @@ impl forward::Forward for Faulty {
         k: &ObjectKey,
         o: GetOptions,
     ) -> Result<ObjectInfo> {
-        self.check()?;
+        self.check_key(k)?;
         self.heads.fetch_add(1, Ordering::SeqCst);
         self.read_delay().await;
         if self.mode.load(Ordering::SeqCst) == HANG_READS {
