@@ -48,7 +48,7 @@
 // (inflight); version stamps and their authentication (stamp); counters for operators
 // (stats); the repair journal and repair (journal, repair,
 // background, repair_scan, failing_repairs); backend health (health); multipart uploads
-// (upload_id, uploads); the Backend impl (backend, with copy and listing).
+// (upload_id, uploads, part_turns); the Backend impl (backend, with copy and listing).
 mod backend;
 mod background;
 mod copy;
