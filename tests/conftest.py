@@ -287,12 +287,9 @@ def proxy(request):
     alive = p.proc.poll() is None
     pending = []
     if servers and alive:
-        # A key one backend cannot hold excuses the entries of every backend for it: when
-        # writes to the key overlapped, each replica's entry is cleared only once repair
-        # knows what every replica holds, and that backend can never say.
         s3s_data = os.path.join(workdir, "s3s-data")
-        unstorable = lambda backend, bucket, key: (os.path.isdir(s3s_data) and s3s_fs_cannot_hold(
-            s3s_data, bucket, key)) or moto_cannot_hold(key)
+        unstorable = lambda backend, bucket, key: (backend == "s3s-fs" and s3s_fs_cannot_hold(
+            s3s_data, bucket, key)) or (backend == "moto" and moto_cannot_hold(key))
         pending = wait_journal_drained(os.path.join(workdir, "state", "journal"), unstorable)
     p.stop()
     for s in servers:
@@ -316,7 +313,7 @@ def wait_journal_drained(journal_dir, excused, timeout=60):
 
     deadline = time.time() + timeout
     while True:
-        entries = []
+        found = []
         for name in os.listdir(journal_dir) if os.path.isdir(journal_dir) else []:
             if name.endswith(".json"):
                 try:
@@ -324,10 +321,15 @@ def wait_journal_drained(journal_dir, excused, timeout=60):
                         e = json.load(f)
                 except (OSError, ValueError):
                     continue
-                if not excused(e["backend"], e["bucket"], e["key"]):
-                    entries.append((e["backend"], f"{e['bucket']}/{e['key']}"))
+                found.append((e["backend"], e["bucket"], e["key"]))
+        # The entry of a backend that cannot hold the key is excused, and so are the other
+        # backends' entries for that key beside it: when writes to the key overlapped, each
+        # replica's entry is cleared only once repair knows what every replica holds, and
+        # that backend can never say.
+        unholdable = {(b, k) for backend, b, k in found if excused(backend, b, k)}
+        entries = sorted((backend, f"{b}/{k}") for backend, b, k in found if (b, k) not in unholdable)
         if not entries or time.time() > deadline:
-            return sorted(entries)
+            return entries
         time.sleep(0.5)
 
 

@@ -14,14 +14,17 @@ t_replica_killed_mid_write() {
         # Striped at some 100 MB/s, the whole upload can be over in 0.8 s: the shard backend
         # is killed once the first part is stored, so that the other parts and the
         # completion (which re-stripes every part into the object) lose it midway.
+        local seen=
         for i in $(seq 1 300); do
-            grep -qF "UploadPart PUT /$BUCKET/killed-mid-write.bin -> " "$MODE_LOG" && break
+            grep -qF "UploadPart PUT /$BUCKET/killed-mid-write.bin -> " "$MODE_LOG" && { seen=1; break; }
             sleep 0.02
         done
+        [ -n "$seen" ] || fail "no UploadPart of killed-mid-write.bin in the front's log within 6 s (RUST_LOG below info?)"
+        kill -0 "$cp_pid" 2>/dev/null || fail "the upload was over before ec1 could be killed mid-write"
     else
         sleep 0.8
     fi
-    kill_replica
+    kill_replica || fail "could not SIGKILL $KILLED"
     wait "$cp_pid" || fail "cp failed while a replica was killed"
     eq 40000000 "$(size killed-mid-write.bin)" "size"
     cmp "$L/killed.bin" killed-mid-write.bin
@@ -223,7 +226,9 @@ t_erasure_repaired() {
     echo "$out" >&2
     echo "$out" | grep -qE '^[0-9]+ objects scanned, .* 0 failed; 0 journal entries pending$' || fail "repair left something: $out"
     ec_shards complete "$W/ec-missed" >&2 || fail "the backends do not each hold a shard of every object (above)"
-    [ -z "$(ec_shards missed 1)" ] || fail "ec1 still misses shards after the repair"
+    local left
+    left=$(ec_shards missed 1) || fail "could not list what ec1 misses"
+    [ -z "$left" ] || fail "ec1 still misses shards after the repair: $(echo "$left" | head -5)"
     if grep -rqF "$MARKER" "$W"/ec?-data; then fail "plaintext marker found in an erasure backend's files"; fi
     eq "resilience marker $MODE $MARKER" "$(cat resilience-marker.txt)" "marker read through the mount"
 }
@@ -231,7 +236,7 @@ t_erasure_second_kill() {
     # ec0 (data shard 0) SIGKILLed too, now that ec1 is repaired: what ec1 missed reads back
     # through the front from ec1's rebuilt shards and ec2's parity. The remount cases that
     # follow run with ec0 down as well.
-    kill_replica
+    kill_replica || fail "could not SIGKILL $KILLED"
     eq "$(md5 "$L/f25m")" "$(s3curl -f "$S3URL/large/f25m.renamed" | md5sum | cut -d' ' -f1)" "large/f25m.renamed over the front"
     eq "resilience marker $MODE $MARKER" "$(s3curl -f "$S3URL/resilience-marker.txt")" "marker over the front"
 }

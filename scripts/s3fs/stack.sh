@@ -86,11 +86,12 @@ start_replica() {
 # The backend the resilience case kills: the replica, or in the erasure mode one shard's
 # backend (run_mode sets KILLED, by the name of its pid file).
 KILLED=replica
-kill_replica() { # SIGKILL: a crash, nothing flushed
-    local pid; pid=$(cat "$PIDS/$KILLED" 2>/dev/null) || return 0
+kill_replica() { # SIGKILL: a crash, nothing flushed. Fails when there was none to kill.
+    local pid; pid=$(cat "$PIDS/$KILLED" 2>/dev/null) || { echo "  no pid file for $KILLED" >&2; return 1; }
     kill -9 "$pid" 2>/dev/null
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     rm -f "$PIDS/$KILLED"
+    if kill -0 "$pid" 2>/dev/null; then echo "  $KILLED (pid $pid) still runs after SIGKILL" >&2; return 1; fi
 }
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 echo $! >"$PIDS/moto"

@@ -9,9 +9,10 @@ use std::fmt;
 /// backend chose. Held without the quotes HTTP puts around it; [`ETag::quoted`] (and
 /// `Display`) give the wire form, [`ETag::parse`] reads it back.
 ///
-/// S3 never sends weak tags, so a `W/` prefix in an ETag header is refused (a backend
-/// answering one is not serving S3 objects). Conditional headers, which may list weak
-/// tags, are compared by [`crate::Conditions`], which ignores the prefix as S3 does.
+/// S3 never sends weak tags, so [`ETag::parse`] refuses a `W/` prefix; the S3 backend reads
+/// its servers' ETag headers leniently instead (quotes dropped, anything else kept), as it
+/// always has. Conditional headers, which may list weak tags, are matched by
+/// [`ETag::listed_in`], which ignores the prefix as S3 does.
 ///
 /// ```
 /// use s3proxy_core::ETag;
@@ -29,11 +30,16 @@ pub struct ETag(String);
 impl ETag {
     /// The tag whose plain (unquoted) form is `plain`, as the model structs hold it.
     /// Quotes around it, as some callers still pass them, are dropped.
+    ///
+    /// Every leading and trailing quote goes, not only one balanced pair: the rule the
+    /// proxy has always applied to tags from clients (CompleteMultipartUpload) and
+    /// backends, so `"abc`, `abc"` and `""abc""` all mean `abc`.
     pub fn new(plain: impl Into<String>) -> Self {
         let plain = plain.into();
-        match plain.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
-            Some(inner) => ETag(inner.to_string()),
-            None => ETag(plain),
+        if plain.starts_with('"') || plain.ends_with('"') {
+            ETag(plain.trim_matches('"').to_string())
+        } else {
+            ETag(plain)
         }
     }
 
@@ -278,5 +284,16 @@ mod tests {
         assert_eq!(quote("\"abc\""), "\"abc\"");
         assert_eq!(ETag::new("\"abc\"").as_str(), "abc");
         assert_eq!(quote(""), "\"\"");
+    }
+
+    #[test]
+    fn every_surrounding_quote_is_dropped_as_the_proxy_always_did() {
+        // Unbalanced or doubled quotes from a client's CompleteMultipartUpload or a backend
+        // mean the same tag (the rule of the `trim_matches('"')` this type replaced).
+        for sent in ["\"abc", "abc\"", "\"\"abc\"\"", "abc"] {
+            assert_eq!(ETag::new(sent).as_str(), "abc", "{sent}");
+            assert_eq!(ETag::new(sent).quoted(), "\"abc\"", "{sent}");
+        }
+        assert!(ETag::new("\"abc").listed_in("\"abc\""));
     }
 }

@@ -242,8 +242,8 @@ impl Erasure {
 
     /// One line per fan-out that did not succeed everywhere: which backends failed, why.
     /// A warning when a backend failed (5xx, unreachable) or the backends disagree (one
-    /// lacks a shard the others hold); debug when every backend gave the same kind of
-    /// client answer, such as NoSuchKey for a key none holds: that is the object's state,
+    /// lacks a shard the others hold); debug when every backend gave the same client answer (one
+    /// code), such as NoSuchKey for a key none holds: that is the object's state,
     /// not a failure, and s3fs asks for absent names before every file it creates.
     pub(crate) fn log_outcomes<T>(&self, op: &str, target: &str, outcomes: &[Result<T>]) {
         let failed: Vec<String> = outcomes
@@ -254,9 +254,16 @@ impl Erasure {
         if failed.is_empty() {
             return;
         }
-        let answered_alike = outcomes
-            .iter()
-            .all(|o| o.as_ref().is_err_and(|e| e.status() < 500));
+        // The same code from every backend: one answering AccessDenied or NoSuchBucket
+        // beside the others' NoSuchKey is misconfigured, and that is worth a warning.
+        let first_code = outcomes
+            .first()
+            .and_then(|o| o.as_ref().err())
+            .map(|e| e.code());
+        let answered_alike = outcomes.iter().all(|o| {
+            o.as_ref()
+                .is_err_and(|e| e.status() < 500 && Some(e.code()) == first_code)
+        });
         let level = if answered_alike {
             log::Level::Debug
         } else {

@@ -8,6 +8,9 @@ use s3proxy_core::*;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+/// The longest the probe of a suspect backend may take (see `health`).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The outcome of one backend in a fan-out.
 pub(crate) type Outcome<T> = Result<T>;
 
@@ -87,11 +90,8 @@ impl Replicated {
                         if r.health.unresponsive() {
                             log::warn!("backend {}: circuit opened: {e}", r.backend.name());
                         }
-                    } else if counts_against_backend(e) && !probe {
-                        self.count_failure(index, e);
                     } else if counts_against_backend(e) {
-                        // A probe of an open circuit: it stays open.
-                        r.health.failure();
+                        self.count_failure(index, e);
                     }
                     // Otherwise the backend answered, with a failure of this request only
                     // (a key it cannot hold, say), or the proxy failed the call itself:
@@ -102,6 +102,7 @@ impl Replicated {
                         && !probe
                         && attempt < self.shared.opts.retries
                         && r.health.is_available()
+                        && !r.health.is_suspect()
                     {
                         attempt += 1;
                         let base = 25u64 << attempt;
@@ -121,7 +122,8 @@ impl Replicated {
         }
     }
 
-    /// Count a failure that says backend `index` may be down. After several in a row, ask
+    /// Count a failure that says backend `index` may be down (also one of a probe, whose
+    /// circuit another call may have closed meanwhile). After several in a row, ask
     /// it a request that names no object, in the background: only when that fails too is
     /// the circuit opened, so that one key a backend cannot serve (it drops the connection
     /// on it, say) does not take the backend out for every other request.
@@ -134,15 +136,23 @@ impl Replicated {
         let cause = e.to_string();
         tokio::spawn(async move {
             let r = &this.replicas()[index];
-            let answer = tokio::time::timeout(r.timeout, r.backend.list_buckets()).await;
+            // Short: a backend that cannot list its buckets in this time is better skipped
+            // (the background probe, with the full timeout, closes the circuit again).
+            let answer =
+                tokio::time::timeout(r.timeout.min(PROBE_TIMEOUT), r.backend.list_buckets()).await;
             let reachable = match &answer {
                 Ok(Ok(_)) => true,
                 Ok(Err(e)) => !counts_against_backend(e),
                 Err(_) => false,
             };
             if r.health.confirmed(reachable) {
+                let probe = if reachable {
+                    "probes answered but nothing else succeeded: backing off"
+                } else {
+                    "and a failed probe"
+                };
                 log::warn!(
-                    "backend {}: circuit opened after repeated failures ({cause}) and a failed probe",
+                    "backend {}: circuit opened after repeated failures ({cause}) {probe}",
                     r.backend.name()
                 );
             } else if reachable {

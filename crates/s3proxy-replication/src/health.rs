@@ -1,15 +1,22 @@
 //! Per-backend health: error counts, latency, and a circuit breaker.
 //!
 //! Repeated failures make a backend *suspect*, not down: the proxy then asks it a request
-//! that names no object (ListBuckets), and opens the circuit only when that fails too. A
-//! backend that drops the connection on one odd key (s3s-fs does on `..`) while it answers
-//! everything else keeps serving every other request; a dead one fails the probe as well.
+//! that names no object (ListBuckets, with a short timeout), and opens the circuit only
+//! when that fails too. A backend that drops the connection on one odd key (s3s-fs does on
+//! `..`) while it answers everything else keeps serving every other request; a dead one
+//! fails the probe as well. While suspect, failed calls are not retried. A backend that
+//! answers the probe yet keeps failing, with no success between (a throttled one, a dead
+//! data tier behind a live front), is backed off as before once it has answered
+//! [`BACKOFF_AFTER_ANSWERED`] probes in a row.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Consecutive transient failures that open the circuit.
+/// Consecutive counted failures that make a backend suspect (see the module documentation).
 const OPEN_AFTER: u32 = 3;
+/// Probes answered in a row, with only failures between, after which the circuit opens
+/// anyway (see the module documentation).
+pub(crate) const BACKOFF_AFTER_ANSWERED: u32 = 3;
 /// How long an open circuit stays open before a probe may close it.
 const OPEN_FOR: Duration = Duration::from_secs(2);
 
@@ -21,6 +28,8 @@ struct State {
     consecutive_failures: u32,
     /// A probe asked after repeated failures has not answered yet.
     confirming: bool,
+    /// Probes answered since the last success.
+    answered_probes: u32,
     open_until: Option<Instant>,
     latency_ms: f64,
     successes: u64,
@@ -39,7 +48,7 @@ pub struct Health {
 
 /// What one failure did to a backend's health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Counted; nothing else to do.
     Counted,
     /// Enough failures in a row that the backend may be down: probe it, then report with
@@ -71,6 +80,12 @@ impl Health {
         self.state().open_until.is_none()
     }
 
+    /// Whether a probe asked after repeated failures is still out: calls that fail
+    /// meanwhile are not retried.
+    pub(crate) fn is_suspect(&self) -> bool {
+        self.state().confirming
+    }
+
     /// Whether the circuit is open and its timer ran out: time for a probe.
     pub fn wants_probe(&self) -> bool {
         self.state().open_until.is_some_and(|t| Instant::now() >= t)
@@ -81,6 +96,7 @@ impl Health {
         let mut s = self.state();
         let was_open = s.open_until.is_some();
         s.consecutive_failures = 0;
+        s.answered_probes = 0;
         s.open_until = None;
         s.successes += 1;
         let ms = elapsed.as_secs_f64() * 1000.0;
@@ -95,7 +111,8 @@ impl Health {
     /// A call failed with an error that says the backend may be down (see
     /// `counts_against_backend`). [`Failure::Suspect`] asks the caller to probe the backend
     /// and report with [`Self::confirmed`]; no other caller is asked until then.
-    pub fn failure(&self) -> Failure {
+    #[must_use = "a Suspect backend must be probed and the answer given to confirmed()"]
+    pub(crate) fn failure(&self) -> Failure {
         let mut s = self.state();
         s.failures += 1;
         s.consecutive_failures += 1;
@@ -114,12 +131,16 @@ impl Health {
     /// What the probe asked after [`Failure::Suspect`] found. A backend that answered is
     /// up, and the failures were those requests' own; one that did not has its circuit
     /// opened. Returns true when this opened the circuit.
-    pub fn confirmed(&self, reachable: bool) -> bool {
+    pub(crate) fn confirmed(&self, reachable: bool) -> bool {
         let mut s = self.state();
         s.confirming = false;
         if reachable {
-            s.consecutive_failures = 0;
-            return false;
+            s.answered_probes += 1;
+            if s.answered_probes < BACKOFF_AFTER_ANSWERED {
+                s.consecutive_failures = 0;
+                return false;
+            }
+            s.answered_probes = 0;
         }
         let opened = s.open_until.is_none();
         s.open_until = Some(Instant::now() + OPEN_FOR);
@@ -211,6 +232,32 @@ mod tests {
         assert_eq!(h.failure(), Failure::Counted);
         assert_eq!(h.failure(), Failure::Counted);
         assert_eq!(h.failure(), Failure::Suspect);
+        assert!(!h.confirmed(true));
+        // A success between makes the answered probes count from zero again.
+        h.success(Duration::from_millis(1));
+        for _ in 0..BACKOFF_AFTER_ANSWERED - 1 {
+            for _ in 0..OPEN_AFTER - 1 {
+                assert_eq!(h.failure(), Failure::Counted);
+            }
+            assert_eq!(h.failure(), Failure::Suspect);
+            assert!(!h.confirmed(true));
+        }
+        assert!(h.is_available());
+    }
+
+    #[test]
+    fn a_backend_failing_everything_but_the_probe_is_backed_off() {
+        let h = Health::default();
+        for round in 1..=BACKOFF_AFTER_ANSWERED {
+            for _ in 0..OPEN_AFTER - 1 {
+                assert_eq!(h.failure(), Failure::Counted);
+            }
+            assert_eq!(h.failure(), Failure::Suspect);
+            assert!(h.is_suspect());
+            let opened = h.confirmed(true);
+            assert_eq!(opened, round == BACKOFF_AFTER_ANSWERED, "round {round}");
+        }
+        assert!(!h.is_available());
     }
 
     #[test]

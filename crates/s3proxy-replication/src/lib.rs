@@ -74,7 +74,7 @@ mod upload_id;
 mod uploads;
 mod write;
 
-pub use health::{Failure, Health, HealthSnapshot};
+pub use health::{Health, HealthSnapshot};
 pub use journal::{Entry, Journal, Missed, Repair, Target};
 pub use options::{Hedge, ReadPreference, Replica, ReplicationOptions, WriteQuorum};
 pub use repair_scan::RepairSummary;

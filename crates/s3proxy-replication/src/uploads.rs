@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why a replica is left out of a part write: an earlier write of the part still holds its
+/// turn there (see `part_turns`).
+const NOT_ITS_TURN: &str = "an earlier write of this part is still in flight on this replica";
+
 impl Replicated {
     /// CreateMultipartUpload: an upload on every backend, under one authenticated id.
     pub(crate) async fn create_upload(
@@ -53,6 +57,9 @@ impl Replicated {
         let stamp = upload
             .stamp
             .unwrap_or_else(|| self.shared.clock.next().into());
+        let turns = Arc::new(std::sync::Mutex::new(
+            self.part_turns(&upload.ids, part_number).await,
+        ));
         let ids = Arc::new(upload.ids);
         let write_ids = ids.clone();
         self.replicated_write(
@@ -64,26 +71,55 @@ impl Replicated {
             move |index, backend, body| {
                 let (bucket, key, opts, ids) =
                     (bucket.clone(), key.clone(), opts.clone(), write_ids.clone());
-                let this = self.clone();
+                let turn = turns.lock().unwrap_or_else(|e| e.into_inner())[index].take();
                 async move {
-                    match &ids[index] {
-                        Some(id) => {
-                            let _turn = this
-                                .shared
-                                .part_turns
-                                .take(index, id.as_str(), part_number)
-                                .await;
+                    match (&ids[index], turn) {
+                        (Some(id), Some(_turn)) => {
                             backend
                                 .upload_part(&bucket, &key, id, part_number, body, opts)
                                 .await
                         }
+                        (Some(_), None) => Err(Error::Internal(NOT_ITS_TURN.into())),
                         // Not a failure of the backend: it was down when the upload began.
-                        None => Err(Error::Internal("not part of this upload".into())),
+                        (None, _) => Err(Error::Internal("not part of this upload".into())),
                     }
                 }
             },
         )
         .await
+    }
+
+    /// The turns of a write of `part_number` on every replica of the upload (see
+    /// `part_turns`), taken in replica order; `None` where the upload has no id or the
+    /// turn did not come within that replica's timeout.
+    async fn part_turns(
+        &self,
+        ids: &[Option<UploadId>],
+        part_number: u32,
+    ) -> Vec<Option<crate::part_turns::PartTurn>> {
+        let mut turns = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let turn = match id {
+                Some(id) => {
+                    let wait = self.replicas()[i].timeout;
+                    let turn = self
+                        .shared
+                        .part_turns
+                        .take(i, id.as_str(), part_number, wait)
+                        .await;
+                    if turn.is_none() {
+                        log::warn!(
+                            "part {part_number} of upload {id} on {}: an earlier write of it is still in flight there; left out",
+                            self.replicas()[i].backend.name()
+                        );
+                    }
+                    turn
+                }
+                None => None,
+            };
+            turns.push(turn);
+        }
+        turns
     }
 
     /// UploadPartCopy: every replica holding the source's newest version copies the part
@@ -113,13 +149,18 @@ impl Replicated {
             },
             ..Default::default()
         };
+        let mut turns = self.part_turns(&ids, part_number).await;
         let outcomes = futures::future::join_all((0..self.replicas().len()).map(|i| {
             let id = ids[i].clone();
             let inner_src = inner_src.clone();
             let holds = holders.iter().any(|h| h.index == i);
+            let turn = turns[i].take();
             async move {
                 let Some(id) = id else {
                     return Err(Error::ServiceUnavailable("not part of this upload".into()));
+                };
+                let Some(_turn) = turn else {
+                    return Err(Error::ServiceUnavailable(NOT_ITS_TURN.into()));
                 };
                 if !holds {
                     return Err(Error::ServiceUnavailable(

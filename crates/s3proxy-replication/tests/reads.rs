@@ -167,9 +167,18 @@ async fn failures_on_one_key_do_not_open_the_circuit_of_a_backend_that_answers()
         .await
         .unwrap();
     *s.backends[1].unreadable_key.lock().unwrap() = Some("odd".into());
-    for _ in 0..8 {
+    for i in 0..8 {
         assert_eq!(read(&s.replicated, "odd").await.unwrap(), "x");
         tokio::time::sleep(Duration::from_millis(20)).await; // the probe answers meanwhile
+        if i % 4 == 3 {
+            // What the backend serves meanwhile (a W=all write reaches every replica).
+            let other = key(&format!("other-{i}"));
+            let body = Bytes::from("o").into();
+            s.replicated
+                .put_object(&bucket(), &other, body, PutOptions::default())
+                .await
+                .unwrap();
+        }
     }
     let open = |s: &Stack| {
         s.replicated

@@ -171,12 +171,9 @@ impl Encrypted {
 /// of the layout, as many as its ETag counts (`-N`); an object not uploaded in parts is
 /// its only part.
 fn part_span(decoded: &Decoded, info: &mut ObjectInfo, number: u32) -> Result<Option<(u64, u64)>> {
-    let count = decoded
-        .etag
-        .as_str()
-        .rsplit_once('-')
-        .and_then(|(_, n)| n.parse::<usize>().ok());
-    let Some(count) = count else {
+    // The sealed record's ETag, which only the proxy writes: `-0` or an opaque tag never
+    // comes from it, and counts as a single PUT's.
+    let Some(count) = decoded.etag.parts().map(|n| n as usize) else {
         return part_range(&[info.size], number);
     };
     let parts = decoded.layout.parts();
