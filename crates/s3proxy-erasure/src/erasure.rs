@@ -73,6 +73,10 @@ pub(crate) struct Shared {
     pub(crate) journal: Arc<Journal>,
     /// Keys being written or repaired: they take turns (see `inflight`).
     pub(crate) inflight: Arc<crate::inflight::Inflight>,
+    /// Per backend: whether its last answer was a server failure or none (see
+    /// `log_outcomes`), so that a backend that is down is warned of once, not on every
+    /// request until it is back.
+    pub(crate) failing: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl Erasure {
@@ -129,9 +133,11 @@ impl Erasure {
             )));
         }
         let clock = Hlc::new(opts.node_id.clone());
+        let failing = backends.iter().map(|_| Default::default()).collect();
         Ok(Erasure {
             shared: Arc::new(Shared {
                 name: name.into(),
+                failing,
                 backends,
                 opts,
                 clock,
@@ -244,8 +250,32 @@ impl Erasure {
     /// A warning when a backend failed (5xx, unreachable) or the backends disagree (one
     /// lacks a shard the others hold); debug when every backend gave the same client answer (one
     /// code), such as NoSuchKey for a key none holds: that is the object's state,
-    /// not a failure, and s3fs asks for absent names before every file it creates.
+    /// not a failure, and s3fs asks for absent names before every file it creates. Debug
+    /// too when the only failures are of backends already failing at their last answer:
+    /// a backend that is down is warned of when it goes, and noted when it answers again.
     pub(crate) fn log_outcomes<T>(&self, op: &str, target: &str, outcomes: &[Result<T>]) {
+        use std::sync::atomic::Ordering;
+        let mut news = false;
+        for (i, o) in outcomes.iter().enumerate() {
+            let Some(flag) = self.shared.failing.get(i) else {
+                continue;
+            };
+            let now_failing = o.as_ref().is_err_and(|e| e.status() >= 500);
+            let was_failing = flag.swap(now_failing, Ordering::Relaxed);
+            if now_failing && !was_failing {
+                news = true;
+            } else if was_failing && !now_failing {
+                log::info!(
+                    "{} backend {}: answers again",
+                    self.shared.name,
+                    self.shared.backends[i].name()
+                );
+            }
+        }
+        let only_known_failures = !news
+            && outcomes
+                .iter()
+                .all(|o| o.as_ref().map_or_else(|e| e.status() >= 500, |_| true));
         let failed: Vec<String> = outcomes
             .iter()
             .zip(self.backends())
@@ -264,7 +294,7 @@ impl Erasure {
             o.as_ref()
                 .is_err_and(|e| e.status() < 500 && Some(e.code()) == first_code)
         });
-        let level = if answered_alike {
+        let level = if answered_alike || only_known_failures {
             log::Level::Debug
         } else {
             log::Level::Warn

@@ -89,6 +89,14 @@ async fn an_absent_key_is_no_warning_and_a_backend_down_is_one() {
             .any(|w| w.contains("1 of 3 backends failed") && w.contains("d1")),
         "{warned:#?}"
     );
+    // Once: a backend that stays down is not warned of again on every request.
+    for _ in 0..3 {
+        ec.head_object(&bucket(), &key("here"), GetOptions::default())
+            .await
+            .unwrap();
+    }
+    let warned = take_warnings();
+    assert!(warned.is_empty(), "warned again: {warned:#?}");
     // So is one that lacks a shard the others hold (it missed the write, or lost it).
     disks[1].set(UP);
     disks[1]
