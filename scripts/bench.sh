@@ -385,7 +385,7 @@ done
 # ---------------------------------------------------------------- AEAD and RSS
 if [ "${BENCH_AEAD:-1}" = 1 ]; then
     log "raw AEAD against the crypto layer (cargo bench -p s3proxy-bench)"
-    $CARGO bench -q -p s3proxy-crypto --bench throughput 2>/dev/null | tee "$OUT/crypto-bench.txt"
+    $CARGO bench -q -p s3proxy-bench --bench crypto_throughput 2>/dev/null | tee "$OUT/crypto-bench.txt"
 fi
 
 if [ "$RSS_SIZE" != 0 ]; then

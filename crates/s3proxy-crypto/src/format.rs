@@ -7,8 +7,7 @@ use crate::keys::{Keyring, MasterKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::{Bytes, BytesMut};
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use crate::aead::Cipher;
 use hkdf::Hkdf;
 use s3proxy_core::{ETag, Error, ObjectMetadata, Result};
 use serde::{Deserialize, Serialize};
@@ -100,8 +99,8 @@ pub fn segment_aad(part: u32, index: u32, last: bool) -> [u8; 27] {
 }
 
 /// The AEAD of one object's data key.
-pub fn data_cipher(data_key: &[u8; 32]) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(data_key.into())
+pub fn data_cipher(data_key: &[u8; 32]) -> Cipher {
+    Cipher::new(data_key)
 }
 
 /// Seal one segment with an explicit nonce: `nonce || ciphertext || tag`.
@@ -115,7 +114,7 @@ pub fn data_cipher(data_key: &[u8; 32]) -> XChaCha20Poly1305 {
 /// assert!(open_segment(&cipher, 0, 0, false, &stored).is_err());
 /// ```
 pub fn seal_segment(
-    cipher: &XChaCha20Poly1305,
+    cipher: &Cipher,
     nonce: &[u8; 24],
     part: u32,
     index: u32,
@@ -125,13 +124,11 @@ pub fn seal_segment(
     let mut out = BytesMut::with_capacity(plain.len() + SEGMENT_OVERHEAD as usize);
     out.extend_from_slice(nonce);
     out.extend_from_slice(plain);
-    let tag = cipher
-        .encrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            &segment_aad(part, index, last),
-            &mut out[NONCE_LEN as usize..],
-        )
-        .expect("a segment is far below the AEAD's length limit");
+    let tag = cipher.seal_in_place(
+        nonce,
+        &segment_aad(part, index, last),
+        &mut out[NONCE_LEN as usize..],
+    );
     out.extend_from_slice(&tag);
     out.freeze()
 }
@@ -148,7 +145,7 @@ pub fn seal_segment(
 /// assert_eq!(buf, seal_segment(&cipher, &[1; 24], 3, 1, false, b"hello"));
 /// ```
 pub fn seal_segment_in_place(
-    cipher: &XChaCha20Poly1305,
+    cipher: &Cipher,
     part: u32,
     index: u32,
     last: bool,
@@ -156,13 +153,8 @@ pub fn seal_segment_in_place(
 ) {
     assert!(buf.len() >= NONCE_LEN as usize, "the nonce comes first");
     let (nonce, plain) = buf.split_at_mut(NONCE_LEN as usize);
-    let tag = cipher
-        .encrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            &segment_aad(part, index, last),
-            plain,
-        )
-        .expect("a segment is far below the AEAD's length limit");
+    let nonce: &[u8; NONCE_LEN as usize] = (&*nonce).try_into().expect("split at its length");
+    let tag = cipher.seal_in_place(nonce, &segment_aad(part, index, last), plain);
     buf.extend_from_slice(&tag);
 }
 
@@ -178,7 +170,7 @@ pub fn seal_segment_in_place(
 /// assert!(open_segment_owned(&cipher, 0, 1, true, stored[..].into()).is_err());
 /// ```
 pub fn open_segment_owned(
-    cipher: &XChaCha20Poly1305,
+    cipher: &Cipher,
     part: u32,
     index: u32,
     last: bool,
@@ -193,12 +185,7 @@ pub fn open_segment_owned(
     let (nonce, rest) = stored.split_at_mut(NONCE_LEN as usize);
     let (ct, tag) = rest.split_at_mut(tag_at - NONCE_LEN as usize);
     cipher
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            &segment_aad(part, index, last),
-            ct,
-            (&*tag).into(),
-        )
+        .open_slices(nonce, &segment_aad(part, index, last), ct, tag)
         .map_err(|_| {
             Error::Corrupt(format!(
                 "segment {index} of part {part} failed authentication"
@@ -209,7 +196,7 @@ pub fn open_segment_owned(
 
 /// Open one stored segment; [`Error::Corrupt`] when it fails authentication.
 pub fn open_segment(
-    cipher: &XChaCha20Poly1305,
+    cipher: &Cipher,
     part: u32,
     index: u32,
     last: bool,
@@ -224,12 +211,7 @@ pub fn open_segment(
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN as usize);
     let mut buf = BytesMut::from(ct);
     cipher
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            &segment_aad(part, index, last),
-            &mut buf,
-            tag.into(),
-        )
+        .open_slices(nonce, &segment_aad(part, index, last), &mut buf, tag)
         .map_err(|_| {
             Error::Corrupt(format!(
                 "segment {index} of part {part} failed authentication"
@@ -238,8 +220,8 @@ pub fn open_segment(
     Ok(buf.freeze())
 }
 
-fn master_cipher(key: &MasterKey) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(key.secret().into())
+fn master_cipher(key: &MasterKey) -> Cipher {
+    Cipher::new(key.secret())
 }
 
 fn wrap_aad(id: &str) -> Vec<u8> {
@@ -254,9 +236,7 @@ pub fn wrap_data_key_with_nonce(
     nonce: &[u8; 24],
 ) -> String {
     let mut buf = data_key.to_vec();
-    let tag = master_cipher(master)
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), &wrap_aad(master.id()), &mut buf)
-        .expect("32 bytes encrypt");
+    let tag = master_cipher(master).seal_in_place(nonce, &wrap_aad(master.id()), &mut buf);
     let blob = [&nonce[..], &buf, &tag].concat();
     format!(
         "{FORMAT_VERSION}.{}.{}.{}",
@@ -318,12 +298,7 @@ pub fn unwrap_data_key(ring: &Keyring, wrapped: &str) -> Result<[u8; 32]> {
     let mut key = [0u8; 32];
     key.copy_from_slice(ct);
     master_cipher(master)
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            &wrap_aad(id),
-            &mut key,
-            tag.into(),
-        )
+        .open_slices(nonce, &wrap_aad(id), &mut key, tag)
         .map_err(|_| Error::Corrupt("wrapped data key failed authentication".into()))?;
     Ok(key)
 }
@@ -353,9 +328,7 @@ pub struct Info {
 /// Seal an info record under the object's data key with an explicit nonce.
 pub fn seal_info_with_nonce(data_key: &[u8; 32], info: &Info, nonce: &[u8; 24]) -> String {
     let mut buf = serde_json::to_vec(info).expect("info serializes");
-    let tag = data_cipher(data_key)
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), INFO_AAD, &mut buf)
-        .expect("small record encrypts");
+    let tag = data_cipher(data_key).seal_in_place(nonce, INFO_AAD, &mut buf);
     B64.encode([&nonce[..], &buf, &tag].concat())
 }
 
@@ -383,7 +356,7 @@ pub fn open_info(data_key: &[u8; 32], sealed: &str) -> Result<Info> {
     let (ct, tag) = rest.split_at(rest.len() - 16);
     let mut buf = ct.to_vec();
     data_cipher(data_key)
-        .decrypt_in_place_detached(XNonce::from_slice(nonce), INFO_AAD, &mut buf, tag.into())
+        .open_slices(nonce, INFO_AAD, &mut buf, tag)
         .map_err(|_| bad())?;
     serde_json::from_slice(&buf).map_err(|_| bad())
 }

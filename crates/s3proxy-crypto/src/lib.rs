@@ -25,6 +25,7 @@
 // outside tests, errors are handled or the invariant is named with `expect`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod aead;
 pub mod format;
 mod generations;
 mod keys;

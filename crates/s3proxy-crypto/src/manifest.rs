@@ -15,8 +15,6 @@ use crate::format::*;
 use crate::keys::{Keyring, MasterKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use chacha20poly1305::XNonce;
-use chacha20poly1305::aead::AeadInPlace;
 use s3proxy_core::{Error, Result};
 
 /// Internal metadata key of the upload metadata tag.
@@ -65,9 +63,7 @@ pub fn seal_manifest_with_nonce(
     let (kid, data_key) = (master.id(), upload_data_key(master, bucket, key, inner_id));
     let aad = manifest_aad(kid, inner_id);
     let mut body = serde_json::to_vec(info).expect("info serializes");
-    let tag = data_cipher(&data_key)
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), &aad, &mut body)
-        .expect("small record encrypts");
+    let tag = data_cipher(&data_key).seal_in_place(nonce, &aad, &mut body);
     let record = [&aad[MANIFEST_AAD.len()..], &nonce[..], &body, &tag].concat();
     let unpadded = before + record.len() as u64 + FOOTER_LEN;
     let mark = if before == 0 { MARK_ALONE } else { MARK_BEHIND };
@@ -163,12 +159,7 @@ pub fn open_manifest(
     let (ct, tag) = rest.split_at(rest.len() - 16);
     let mut buf = ct.to_vec();
     data_cipher(&data_key)
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            &manifest_aad(kid, inner),
-            &mut buf,
-            tag.into(),
-        )
+        .open_slices(nonce, &manifest_aad(kid, inner), &mut buf, tag)
         .map_err(|_| bad())?;
     let info: Info = serde_json::from_slice(&buf).map_err(|_| bad())?;
     Ok((inner.to_string(), data_key, info))
@@ -213,9 +204,7 @@ pub fn check_upload_meta(
 /// AAD "s3proxy-enc-v1/meta"))`.
 pub fn seal_meta_with_nonce(data_key: &[u8; 32], meta_hash: &str, nonce: &[u8; 24]) -> String {
     let mut buf = meta_hash.as_bytes().to_vec();
-    let tag = data_cipher(data_key)
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), META_AAD, &mut buf)
-        .expect("small record encrypts");
+    let tag = data_cipher(data_key).seal_in_place(nonce, META_AAD, &mut buf);
     B64.encode([&nonce[..], &buf, &tag].concat())
 }
 
@@ -243,7 +232,7 @@ pub fn check_meta(data_key: &[u8; 32], sealed: &str, meta_hash: &str) -> Result<
     let (ct, tag) = rest.split_at(rest.len() - 16);
     let mut buf = ct.to_vec();
     data_cipher(data_key)
-        .decrypt_in_place_detached(XNonce::from_slice(nonce), META_AAD, &mut buf, tag.into())
+        .open_slices(nonce, META_AAD, &mut buf, tag)
         .map_err(|_| bad())?;
     if buf != meta_hash.as_bytes() {
         return Err(bad());

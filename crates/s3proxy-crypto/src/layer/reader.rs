@@ -6,7 +6,7 @@ use super::decode::{Decoded, with_key_context};
 use super::{Encrypted, if_match};
 use crate::format::*;
 use bytes::{Bytes, BytesMut};
-use chacha20poly1305::XChaCha20Poly1305;
+use crate::aead::Cipher;
 use futures::StreamExt;
 use s3proxy_core::replicas::{self, ServedBy};
 use s3proxy_core::*;
@@ -73,7 +73,7 @@ struct Reader {
     key: ObjectKey,
     stored_etag: ETag,
     exclude: Vec<String>,
-    cipher: XChaCha20Poly1305,
+    cipher: Cipher,
     layout: Arc<Layout>,
     pos: Option<SegmentPos>,
     last: SegmentPos,

@@ -3,7 +3,7 @@
 
 use crate::format::*;
 use bytes::{Bytes, BytesMut};
-use chacha20poly1305::XChaCha20Poly1305;
+use crate::aead::Cipher;
 use futures::StreamExt;
 use s3proxy_core::*;
 use std::sync::{Arc, Mutex};
@@ -41,7 +41,7 @@ pub(super) enum PlainDigest {
 /// on either side overlap instead of running in series on one task.
 struct SealPump {
     length: u64,
-    cipher: XChaCha20Poly1305,
+    cipher: Cipher,
     part: u32,
     digest: PlainDigest,
     slot: DigestSlot,
