@@ -61,10 +61,7 @@ impl Cipher {
             .expect("ChaCha20-Poly1305 takes a 32-byte key");
         let mut short = [0u8; 12];
         short[4..].copy_from_slice(tail);
-        (
-            LessSafeKey::new(key),
-            Nonce::assume_unique_for_key(short),
-        )
+        (LessSafeKey::new(key), Nonce::assume_unique_for_key(short))
     }
 
     /// Encrypt `buf` in place and return its tag.

@@ -3,11 +3,11 @@
 //! Everything here is pure: sizes, layouts, segment sealing, data-key wrapping and the
 //! sealed info record. The backend layer in `layer/` only moves bytes around these.
 
+use crate::aead::Cipher;
 use crate::keys::{Keyring, MasterKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::{Bytes, BytesMut};
-use crate::aead::Cipher;
 use hkdf::Hkdf;
 use s3proxy_core::{ETag, Error, ObjectMetadata, Result};
 use serde::{Deserialize, Serialize};

@@ -28,6 +28,9 @@ const KEY_FILE_TAG: &str = "s3proxy-master-key-v1";
 pub struct MasterKey {
     id: String,
     secret: [u8; 32],
+    /// [`MasterKey::fingerprint`], computed once: every wrap writes it and every unwrap
+    /// compares it.
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -58,9 +61,18 @@ impl MasterKey {
     /// A fresh random key with a random id (`k` and 8 hex digits).
     pub fn generate() -> MasterKey {
         let id = format!("k{}", hex::encode(rand::random::<[u8; 4]>()));
+        MasterKey::with_fingerprint(id, rand::random())
+    }
+
+    fn with_fingerprint(id: String, secret: [u8; 32]) -> MasterKey {
+        let mut h = Sha256::new();
+        h.update(b"s3proxy-enc-v1/fingerprint");
+        h.update(secret);
+        let fingerprint = hex::encode(&h.finalize()[..8]);
         MasterKey {
             id,
-            secret: rand::random(),
+            secret,
+            fingerprint,
         }
     }
 
@@ -75,7 +87,7 @@ impl MasterKey {
     pub fn new(id: impl Into<String>, secret: [u8; 32]) -> Result<MasterKey> {
         let id = id.into();
         check_id(&id)?;
-        Ok(MasterKey { id, secret })
+        Ok(MasterKey::with_fingerprint(id, secret))
     }
 
     /// A key from its id and the base64 (standard alphabet) of its 32 secret bytes.
@@ -104,11 +116,8 @@ impl MasterKey {
     /// 16 hex digits identifying the secret (a truncated SHA-256, not usable to recover
     /// it). Stored next to the key id so a different key configured under the same id is
     /// reported as such instead of as corruption.
-    pub fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(b"s3proxy-enc-v1/fingerprint");
-        h.update(self.secret);
-        hex::encode(&h.finalize()[..8])
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     pub(crate) fn secret(&self) -> &[u8; 32] {

@@ -38,7 +38,7 @@ fn vectors() -> Vec<(&'static str, String)> {
     let record_len = footer_record_len(&trailer).unwrap() as usize;
     let record = &trailer[trailer.len() - 12 - record_len..];
     vec![
-        ("fingerprint", master.fingerprint()),
+        ("fingerprint", master.fingerprint().to_string()),
         (
             "wrapped",
             wrap_data_key_with_nonce(&master, &data_key, &[0x03; 24]),

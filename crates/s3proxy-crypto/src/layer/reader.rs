@@ -4,9 +4,9 @@
 
 use super::decode::{Decoded, with_key_context};
 use super::{Encrypted, if_match};
+use crate::aead::Cipher;
 use crate::format::*;
 use bytes::{Bytes, BytesMut};
-use crate::aead::Cipher;
 use futures::StreamExt;
 use s3proxy_core::replicas::{self, ServedBy};
 use s3proxy_core::*;

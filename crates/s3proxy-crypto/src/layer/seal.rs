@@ -1,9 +1,9 @@
 //! The sealing pipeline: a plaintext body (a PUT or a part) becomes stored segments,
 //! hashed and sealed on blocking threads while the body streams in and out.
 
+use crate::aead::Cipher;
 use crate::format::*;
 use bytes::{Bytes, BytesMut};
-use crate::aead::Cipher;
 use futures::StreamExt;
 use s3proxy_core::*;
 use std::sync::{Arc, Mutex};
