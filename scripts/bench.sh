@@ -51,6 +51,11 @@
 #                   backends in one run, with the proxy's CPU seconds per GiB (utime + stime
 #                   from /proc/PID/stat around each run); writes results-erasure.jsonl and
 #                   results-erasure.md. BENCH_REPEAT interleaves the two setups.
+#   BENCH_HEDGE     1: only the hedged-read case (issue #18, scripts/bench_hedge.py, half a
+#                   minute): an encrypting proxy over three replicas, the first paused by
+#                   SIGSTOP during 40 GETs over 20 s, and the backend requests per GET with
+#                   hedging on and off; writes results-hedge.jsonl and results-hedge.md.
+#                   The full run (neither SMALL_ONLY nor ERASURE) ends with it too.
 #   CARGO           cargo command (default cargo)
 # Loopback only; every process started here is stopped by its PID on exit.
 set -euo pipefail
@@ -61,6 +66,9 @@ CARGO=${CARGO:-cargo}
 SECONDS_PER_RUN=${BENCH_SECONDS:-4}
 SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
 ERASURE_ONLY=${BENCH_ERASURE:-0}
+if [ "${BENCH_HEDGE:-0}" = 1 ]; then
+    exec python3 "$ROOT/scripts/bench_hedge.py" "${BENCH_OUT:-$ROOT/docs/bench}"
+fi
 if [ "$ERASURE_ONLY" = 1 ]; then
     BACKENDS=s3s-fs
     SETUPS=${BENCH_SETUPS:-"enc3-w1 ec21"}
@@ -437,4 +445,8 @@ PY
     exit 0
 fi
 python3 "$ROOT/scripts/bench_report.py" "$RESULTS" "$OUT/crypto-bench.txt" "$OUT"
+if [ "$SMALL_ONLY" != 1 ]; then
+    log "hedged reads (scripts/bench_hedge.py)"
+    python3 "$ROOT/scripts/bench_hedge.py" "$OUT"
+fi
 log "done"
