@@ -67,9 +67,11 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-4}
 SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
 ERASURE_ONLY=${BENCH_ERASURE:-0}
 if [ "${BENCH_HEDGE:-0}" = 1 ]; then
-    exec python3 "$ROOT/scripts/bench_hedge.py" "${BENCH_OUT:-$ROOT/docs/bench}"
-fi
-if [ "$ERASURE_ONLY" = 1 ]; then
+    BACKENDS=memory
+    SETUPS=plain
+    RSS_SIZE=0
+    BENCH_AEAD=0
+elif [ "$ERASURE_ONLY" = 1 ]; then
     BACKENDS=s3s-fs
     SETUPS=${BENCH_SETUPS:-"enc3-w1 ec21"}
     RSS_SIZE=0
@@ -118,6 +120,10 @@ python3 -c 'import matplotlib' 2>/dev/null || { log "installing matplotlib"; pyt
 
 log "building s3proxy and s3proxy-bench (release)"
 $CARGO build --release -q -p s3proxy-bin -p s3proxy-bench
+python3 -c 'import boto3' 2>/dev/null || { log "installing boto3"; python3 -m pip install -q boto3; }
+if [ "${BENCH_HEDGE:-0}" = 1 ]; then
+    exec python3 "$ROOT/scripts/bench_hedge.py" "${BENCH_OUT:-$ROOT/docs/bench}"
+fi
 S3PROXY=$ROOT/target/release/s3proxy
 BENCH=$ROOT/target/release/s3proxy-bench
 

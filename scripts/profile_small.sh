@@ -63,7 +63,9 @@ if [ "$PERF" = callgrind ]; then
     callgrind_control --dump=measured $PP >/dev/null
     sleep 1
     kill $PP $BP; wait $PP $BP 2>/dev/null
-    IR=$(for f in $W/callgrind.out*; do grep -E "^(summary|totals):" $f; done | awk '{print $2}' | sort -n | tail -1)
+    # The dump named "measured" holds what was counted after --zero.
+    IR=$(grep -l "^desc: Trigger: dump measured" $W/callgrind.out* | head -1 | xargs -r grep -E "^(summary|totals):" | awk '{print $2}' | head -1)
+    [ -n "$IR" ] || { echo "no callgrind dump named 'measured' in $W" >&2; exit 1; }
     echo "proxy instructions per $OP: $((IR / N)) ($IR over $N requests)"
     echo "work dir $W"
     exit 0
