@@ -32,6 +32,8 @@ use zeroize::Zeroize;
 pub const NONCE_LEN: usize = 24;
 /// Length of a Poly1305 tag.
 pub const TAG_LEN: usize = 16;
+/// Bytes a sealed record adds to its plaintext: the nonce before it, the tag after it.
+pub const RECORD_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// A ciphertext, its associated data, nonce or tag that does not authenticate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -106,19 +108,48 @@ impl Cipher {
             .map_err(|_| AuthenticationFailed)
     }
 
-    /// [`Cipher::open_in_place`] with the nonce and tag as slices, as they are cut from a
-    /// stored record: a nonce or tag of the wrong length fails like a wrong one.
-    pub fn open_slices(
+    /// Seal `plain` into a record, `nonce || ciphertext || tag`: the layout of everything
+    /// the format seals (segments, wrapped keys, info records, metadata seals, manifests).
+    pub fn seal_record(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let mut record = Vec::with_capacity(plain.len() + RECORD_OVERHEAD);
+        record.extend_from_slice(nonce);
+        record.extend_from_slice(plain);
+        let tag = self.seal_in_place(nonce, aad, &mut record[NONCE_LEN..]);
+        record.extend_from_slice(&tag);
+        record
+    }
+
+    /// Open a record in place and return where its plaintext is in it; a record shorter
+    /// than a nonce and a tag fails like one that does not authenticate.
+    pub fn open_record_in_place(
         &self,
-        nonce: &[u8],
+        record: &mut [u8],
         aad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8],
-    ) -> Result<(), AuthenticationFailed> {
-        let (Ok(nonce), Ok(tag)) = (nonce.try_into(), tag.try_into()) else {
+    ) -> Result<std::ops::Range<usize>, AuthenticationFailed> {
+        let tag_at = record
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&at| at >= NONCE_LEN)
+            .ok_or(AuthenticationFailed)?;
+        let (head, tag) = record.split_at_mut(tag_at);
+        let (nonce, ciphertext) = head.split_at_mut(NONCE_LEN);
+        let (Ok(nonce), Ok(tag)) = (
+            <&[u8; NONCE_LEN]>::try_from(&*nonce),
+            <&[u8; TAG_LEN]>::try_from(&*tag),
+        ) else {
             return Err(AuthenticationFailed);
         };
-        self.open_in_place(nonce, aad, buf, tag)
+        self.open_in_place(nonce, aad, ciphertext, tag)?;
+        Ok(NONCE_LEN..tag_at)
+    }
+
+    /// [`Cipher::open_record_in_place`] into a copy of the plaintext, `record` untouched.
+    pub fn open_record(&self, record: &[u8], aad: &[u8]) -> Result<Vec<u8>, AuthenticationFailed> {
+        let mut copy = record.to_vec();
+        let plain = self.open_record_in_place(&mut copy, aad)?;
+        copy.truncate(plain.end);
+        copy.drain(..plain.start);
+        Ok(copy)
     }
 }
 
@@ -174,6 +205,37 @@ mod tests {
             }
             prop_assert_eq!(cipher.open_in_place(&nonce, &aad, &mut buf, &tag), Err(AuthenticationFailed));
         }
+    }
+
+    /// Records: what is sealed opens, and a record too short to hold a nonce and a tag,
+    /// or cut by a byte, or with a byte of its nonce changed, is refused.
+    #[test]
+    fn records_open_and_short_or_changed_ones_are_refused() {
+        let cipher = Cipher::new(&[8; 32]);
+        let record = cipher.seal_record(&[4; 24], b"aad", b"record");
+        assert_eq!(record.len(), 6 + RECORD_OVERHEAD);
+        assert_eq!(cipher.open_record(&record, b"aad").unwrap(), b"record");
+        let empty = cipher.seal_record(&[4; 24], b"aad", b"");
+        assert_eq!(cipher.open_record(&empty, b"aad").unwrap(), b"");
+        for short in [0, 1, NONCE_LEN, RECORD_OVERHEAD - 1] {
+            assert_eq!(
+                cipher.open_record(&empty[..short], b"aad"),
+                Err(AuthenticationFailed)
+            );
+        }
+        assert_eq!(
+            cipher.open_record(&record[..record.len() - 1], b"aad"),
+            Err(AuthenticationFailed)
+        );
+        let mut changed = record.clone();
+        changed[0] ^= 1;
+        assert_eq!(
+            cipher.open_record(&changed, b"aad"),
+            Err(AuthenticationFailed)
+        );
+        let mut in_place = record.clone();
+        let at = cipher.open_record_in_place(&mut in_place, b"aad").unwrap();
+        assert_eq!(&in_place[at], b"record");
     }
 
     /// Full segments and a segment and a bit, as the stored format seals them, equal the

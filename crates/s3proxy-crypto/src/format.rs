@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 /// exactly this many.
 pub const SEGMENT_SIZE: u64 = 64 * 1024;
 /// Bytes of the random XChaCha20 nonce stored in front of every segment.
-pub const NONCE_LEN: u64 = 24;
+pub const NONCE_LEN: u64 = crate::aead::NONCE_LEN as u64;
 /// Bytes of the Poly1305 tag stored after every segment.
-pub const TAG_LEN: u64 = 16;
+pub const TAG_LEN: u64 = crate::aead::TAG_LEN as u64;
 /// Stored bytes per segment beyond its plaintext: nonce plus tag.
 pub const SEGMENT_OVERHEAD: u64 = NONCE_LEN + TAG_LEN;
 /// Stored bytes of a full segment.
@@ -121,16 +121,7 @@ pub fn seal_segment(
     last: bool,
     plain: &[u8],
 ) -> Bytes {
-    let mut out = BytesMut::with_capacity(plain.len() + SEGMENT_OVERHEAD as usize);
-    out.extend_from_slice(nonce);
-    out.extend_from_slice(plain);
-    let tag = cipher.seal_in_place(
-        nonce,
-        &segment_aad(part, index, last),
-        &mut out[NONCE_LEN as usize..],
-    );
-    out.extend_from_slice(&tag);
-    out.freeze()
+    Bytes::from(cipher.seal_record(nonce, &segment_aad(part, index, last), plain))
 }
 
 /// [`seal_segment`] without copying: `buf` holds the nonce followed by the plaintext, and
@@ -181,17 +172,14 @@ pub fn open_segment_owned(
             "segment shorter than its nonce and tag".into(),
         ));
     }
-    let tag_at = stored.len() - TAG_LEN as usize;
-    let (nonce, rest) = stored.split_at_mut(NONCE_LEN as usize);
-    let (ct, tag) = rest.split_at_mut(tag_at - NONCE_LEN as usize);
-    cipher
-        .open_slices(nonce, &segment_aad(part, index, last), ct, tag)
+    let plain = cipher
+        .open_record_in_place(&mut stored, &segment_aad(part, index, last))
         .map_err(|_| {
             Error::Corrupt(format!(
                 "segment {index} of part {part} failed authentication"
             ))
         })?;
-    Ok(stored.freeze().slice(NONCE_LEN as usize..tag_at))
+    Ok(stored.freeze().slice(plain))
 }
 
 /// Open one stored segment; [`Error::Corrupt`] when it fails authentication.
@@ -207,17 +195,14 @@ pub fn open_segment(
             "segment shorter than its nonce and tag".into(),
         ));
     }
-    let (nonce, rest) = stored.split_at(NONCE_LEN as usize);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN as usize);
-    let mut buf = BytesMut::from(ct);
-    cipher
-        .open_slices(nonce, &segment_aad(part, index, last), &mut buf, tag)
+    let plain = cipher
+        .open_record(stored, &segment_aad(part, index, last))
         .map_err(|_| {
             Error::Corrupt(format!(
                 "segment {index} of part {part} failed authentication"
             ))
         })?;
-    Ok(buf.freeze())
+    Ok(Bytes::from(plain))
 }
 
 fn master_cipher(key: &MasterKey) -> Cipher {
@@ -235,9 +220,7 @@ pub fn wrap_data_key_with_nonce(
     data_key: &[u8; 32],
     nonce: &[u8; 24],
 ) -> String {
-    let mut buf = data_key.to_vec();
-    let tag = master_cipher(master).seal_in_place(nonce, &wrap_aad(master.id()), &mut buf);
-    let blob = [&nonce[..], &buf, &tag].concat();
+    let blob = master_cipher(master).seal_record(nonce, &wrap_aad(master.id()), data_key);
     format!(
         "{FORMAT_VERSION}.{}.{}.{}",
         master.id(),
@@ -287,19 +270,17 @@ pub fn unwrap_data_key(ring: &Keyring, wrapped: &str) -> Result<[u8; 32]> {
             master.fingerprint()
         )));
     }
-    let blob = B64
+    let mut blob = B64
         .decode(blob)
         .map_err(|_| Error::Corrupt("malformed wrapped data key".into()))?;
-    if blob.len() != 24 + 32 + 16 {
+    if blob.len() != 32 + crate::aead::RECORD_OVERHEAD {
         return Err(Error::Corrupt("malformed wrapped data key".into()));
     }
-    let (nonce, rest) = blob.split_at(24);
-    let (ct, tag) = rest.split_at(32);
-    let mut key = [0u8; 32];
-    key.copy_from_slice(ct);
-    master_cipher(master)
-        .open_slices(nonce, &wrap_aad(id), &mut key, tag)
+    let plain = master_cipher(master)
+        .open_record_in_place(&mut blob, &wrap_aad(id))
         .map_err(|_| Error::Corrupt("wrapped data key failed authentication".into()))?;
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&blob[plain]);
     Ok(key)
 }
 
@@ -327,9 +308,8 @@ pub struct Info {
 
 /// Seal an info record under the object's data key with an explicit nonce.
 pub fn seal_info_with_nonce(data_key: &[u8; 32], info: &Info, nonce: &[u8; 24]) -> String {
-    let mut buf = serde_json::to_vec(info).expect("info serializes");
-    let tag = data_cipher(data_key).seal_in_place(nonce, INFO_AAD, &mut buf);
-    B64.encode([&nonce[..], &buf, &tag].concat())
+    let json = serde_json::to_vec(info).expect("info serializes");
+    B64.encode(data_cipher(data_key).seal_record(nonce, INFO_AAD, &json))
 }
 
 /// Seal an info record under the object's data key with a fresh random nonce.
@@ -349,16 +329,10 @@ pub fn seal_info(data_key: &[u8; 32], info: &Info) -> String {
 pub fn open_info(data_key: &[u8; 32], sealed: &str) -> Result<Info> {
     let bad = || Error::Corrupt("the encryption info record failed authentication".into());
     let blob = B64.decode(sealed).map_err(|_| bad())?;
-    if blob.len() < 40 {
-        return Err(bad());
-    }
-    let (nonce, rest) = blob.split_at(24);
-    let (ct, tag) = rest.split_at(rest.len() - 16);
-    let mut buf = ct.to_vec();
-    data_cipher(data_key)
-        .open_slices(nonce, INFO_AAD, &mut buf, tag)
+    let json = data_cipher(data_key)
+        .open_record(&blob, INFO_AAD)
         .map_err(|_| bad())?;
-    serde_json::from_slice(&buf).map_err(|_| bad())
+    serde_json::from_slice(&json).map_err(|_| bad())
 }
 
 /// Hash binding an object's content headers and user metadata into its info record:

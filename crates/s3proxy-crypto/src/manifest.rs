@@ -62,9 +62,9 @@ pub fn seal_manifest_with_nonce(
 ) -> Vec<u8> {
     let (kid, data_key) = (master.id(), upload_data_key(master, bucket, key, inner_id));
     let aad = manifest_aad(kid, inner_id);
-    let mut body = serde_json::to_vec(info).expect("info serializes");
-    let tag = data_cipher(&data_key).seal_in_place(nonce, &aad, &mut body);
-    let record = [&aad[MANIFEST_AAD.len()..], &nonce[..], &body, &tag].concat();
+    let json = serde_json::to_vec(info).expect("info serializes");
+    let sealed = data_cipher(&data_key).seal_record(nonce, &aad, &json);
+    let record = [&aad[MANIFEST_AAD.len()..], &sealed].concat();
     let unpadded = before + record.len() as u64 + FOOTER_LEN;
     let mark = if before == 0 { MARK_ALONE } else { MARK_BEHIND };
     let pad = (mark + STORED_SEGMENT - unpadded % STORED_SEGMENT) % STORED_SEGMENT;
@@ -141,7 +141,7 @@ pub fn open_manifest(
     ) as usize;
     let inner = record.get(at + 2..at + 2 + inner_len).ok_or_else(bad)?;
     let rest = &record[at + 2 + inner_len..];
-    if rest.len() < 40 {
+    if rest.len() < crate::aead::RECORD_OVERHEAD {
         return Err(bad());
     }
     let (kid, inner) = (
@@ -155,13 +155,10 @@ pub fn open_manifest(
         ))
     })?;
     let data_key = upload_data_key(master, bucket, key, inner);
-    let (nonce, rest) = rest.split_at(24);
-    let (ct, tag) = rest.split_at(rest.len() - 16);
-    let mut buf = ct.to_vec();
-    data_cipher(&data_key)
-        .open_slices(nonce, &manifest_aad(kid, inner), &mut buf, tag)
+    let json = data_cipher(&data_key)
+        .open_record(rest, &manifest_aad(kid, inner))
         .map_err(|_| bad())?;
-    let info: Info = serde_json::from_slice(&buf).map_err(|_| bad())?;
+    let info: Info = serde_json::from_slice(&json).map_err(|_| bad())?;
     Ok((inner.to_string(), data_key, info))
 }
 
@@ -203,9 +200,7 @@ pub fn check_upload_meta(
 /// The metadata seal of a single PUT: `base64url(nonce24 || AEAD(data key, metadata hash,
 /// AAD "s3proxy-enc-v1/meta"))`.
 pub fn seal_meta_with_nonce(data_key: &[u8; 32], meta_hash: &str, nonce: &[u8; 24]) -> String {
-    let mut buf = meta_hash.as_bytes().to_vec();
-    let tag = data_cipher(data_key).seal_in_place(nonce, META_AAD, &mut buf);
-    B64.encode([&nonce[..], &buf, &tag].concat())
+    B64.encode(data_cipher(data_key).seal_record(nonce, META_AAD, meta_hash.as_bytes()))
 }
 
 /// [`seal_meta_with_nonce`] with a fresh random nonce.
@@ -225,16 +220,10 @@ pub fn seal_meta(data_key: &[u8; 32], meta_hash: &str) -> String {
 pub fn check_meta(data_key: &[u8; 32], sealed: &str, meta_hash: &str) -> Result<()> {
     let bad = || Error::Corrupt("content headers or user metadata were changed in storage".into());
     let blob = B64.decode(sealed).map_err(|_| bad())?;
-    if blob.len() < 40 {
-        return Err(bad());
-    }
-    let (nonce, rest) = blob.split_at(24);
-    let (ct, tag) = rest.split_at(rest.len() - 16);
-    let mut buf = ct.to_vec();
-    data_cipher(data_key)
-        .open_slices(nonce, META_AAD, &mut buf, tag)
+    let hash = data_cipher(data_key)
+        .open_record(&blob, META_AAD)
         .map_err(|_| bad())?;
-    if buf != meta_hash.as_bytes() {
+    if hash != meta_hash.as_bytes() {
         return Err(bad());
     }
     Ok(())
